@@ -1,0 +1,66 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+// Target layout (see README "Architecture"):
+//   SluiceRouting  pure routing core: request facts in, decision out (Foundation only)
+//   SluiceConfig   YAML -> model -> validation (file:line:col) -> compiled table
+//   SluiceMetrics  per-loop stat shards, histograms, Prometheus text (no NIO)
+//   SluiceProxy    NIO listeners, forwarding, upstream pools, admin, test backend
+//   sluice         the command line
+let package = Package(
+    name: "Sluice",
+    platforms: [.macOS(.v13)],
+    products: [
+        .executable(name: "sluice", targets: ["sluice"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-nio", from: "2.101.3"),
+        .package(url: "https://github.com/apple/swift-atomics", from: "1.3.0"),
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
+    ],
+    targets: [
+        .target(name: "SluiceRouting"),
+        .target(
+            name: "SluiceConfig",
+            dependencies: ["SluiceRouting", .product(name: "Yams", package: "Yams")]
+        ),
+        .target(name: "SluiceMetrics"),
+        .target(
+            name: "SluiceProxy",
+            dependencies: [
+                "SluiceRouting", "SluiceConfig", "SluiceMetrics",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "Atomics", package: "swift-atomics"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        .executableTarget(
+            name: "sluice",
+            dependencies: [
+                "SluiceProxy", "SluiceConfig", "SluiceRouting",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
+        ),
+        .testTarget(name: "SluiceRoutingTests", dependencies: ["SluiceRouting"]),
+        .testTarget(
+            name: "SluiceConfigTests",
+            dependencies: ["SluiceConfig"],
+            resources: [.copy("Fixtures")]
+        ),
+        .testTarget(
+            name: "SluiceProxyTests",
+            dependencies: [
+                "SluiceProxy", "SluiceConfig", "SluiceRouting",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOEmbedded", package: "swift-nio"),
+            ]
+        ),
+    ],
+    swiftLanguageModes: [.v6]
+)
