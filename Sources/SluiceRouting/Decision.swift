@@ -8,12 +8,17 @@ public struct Decision: Sendable, Equatable {
     public var mirror: BackendID?
     /// A sticky cookie to set on the response (`sticky.assign` and the request had none).
     public var assignCookie: CookieAssignment?
+    /// The index (in the route's `rules`) of the A/B rule that chose the backend; nil when the
+    /// route's own target did. For logs and debugging.
+    public var rule: Int?
 
-    public init(route: RouteID, backend: BackendID, mirror: BackendID? = nil, assignCookie: CookieAssignment? = nil) {
+    public init(route: RouteID, backend: BackendID, mirror: BackendID? = nil, assignCookie: CookieAssignment? = nil,
+                rule: Int? = nil) {
         self.route = route
         self.backend = backend
         self.mirror = mirror
         self.assignCookie = assignCookie
+        self.rule = rule
     }
 }
 

@@ -41,6 +41,10 @@ public struct StaticRequestFacts: RequestFacts, Sendable {
     }
 
     public func headerValues(_ lowercasedName: String) -> [String] {
-        headers.filter { $0.name.lowercased() == lowercasedName }.map(\.value)
+        var values: [String] = []
+        for header in headers where ASCII.equalIgnoringCase(header.name, lowercasedName) {
+            values.append(header.value)
+        }
+        return values
     }
 }

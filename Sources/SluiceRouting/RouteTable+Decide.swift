@@ -3,61 +3,52 @@ extension RouteTable {
     ///
     /// Pure: the only inputs are the request facts and `random`, so tests pass a fixed
     /// generator and assert exact outcomes.
+    ///
+    /// The steps, in order:
+    /// 1. The first route whose `match` fits is taken (`RouteMatch+Matching.swift`).
+    /// 2. Its `rules` are tried in order; the first whose conditions all hold supplies the target,
+    ///    otherwise the route's own `target` does (`Rule+Conditions.swift`).
+    /// 3. The target resolves to one backend (`Route+Target.swift`).
+    /// 4. The mirror is chosen (`MirrorPolicy+Choice.swift`), independently of step 3.
+    ///
+    /// Random draws, in this order and no others (so a fixed generator gives exact results):
+    /// - step 3, only when a split is reached:
+    ///   - sticky key present: no draw (the key's bucket decides);
+    ///   - no key, `sticky.assign` with a cookie key: one `random.next()` (a `UInt64`), whose 16
+    ///     lowercase hex digits are the new cookie value that then decides as a key would;
+    ///   - otherwise: one `Int.random(in: 0..<split.total, using: &random)`;
+    /// - step 4, only when the route mirrors, the method is listed and 0 < percent < 100: one
+    ///   `Double.random(in: 0..<100, using: &random)`; the request is mirrored when it is
+    ///   `< percent` (percent 100 mirrors and 0 skips without drawing).
     public func decide<F: RequestFacts, R: RandomNumberGenerator>(_ facts: F, random: inout R) -> Decision? {
-        for (index, route) in routes.enumerated() where route.match.matches(facts) {
-            let backend: BackendID
-            switch route.target {
-            case .backend(let id):
-                backend = id
-            case .split(let split):
-                backend = split.pick(draw: Int.random(in: 0..<split.weights.reduce(0, +), using: &random))
-            case .blueGreen(let bg):
-                backend = facts.headerValues(bg.previewHeader).isEmpty ? bg.active : bg.preview
-            }
-            return Decision(route: RouteID(index), backend: backend)
+        for index in routes.indices where routes[index].match.matches(facts) {
+            return routes[index].decide(facts, id: RouteID(index), random: &random)
         }
         return nil
     }
 }
 
-extension Split {
-    /// The backend whose cumulative weight range holds `draw` (0 <= draw < total weight).
-    func pick(draw: Int) -> BackendID {
-        var upper = 0
-        for (i, w) in weights.enumerated() {
-            upper += w
-            if draw < upper { return backends[i] }
+extension Route {
+    /// Steps 2–4 of `RouteTable.decide` for a request that this route's `match` fits.
+    func decide<F: RequestFacts, R: RandomNumberGenerator>(_ facts: F, id: RouteID, random: inout R) -> Decision {
+        var cookies = CookieLines()
+        var decision = Decision(route: id, backend: BackendID(0))
+        var ruleIndex: Int? = nil
+        for index in rules.indices where rules[index].holds(for: facts, cookies: &cookies) {
+            ruleIndex = index
+            break
         }
-        return backends[backends.count - 1]
-    }
-}
-
-extension RouteMatch {
-    func matches<F: RequestFacts>(_ facts: F) -> Bool {
-        if let methods, !methods.contains(facts.method) { return false }
-        if let path, facts.path != path[...] { return false }
-        if let pathPrefix, !facts.path.hasPrefix(pathPrefix) { return false }
-        if let host {
-            guard let authority = facts.authority else { return false }
-            if !host.matches(authority: authority) { return false }
+        decision.rule = ruleIndex
+        if let ruleIndex {
+            decision.backend = resolve(rules[ruleIndex].target, for: facts, cookies: &cookies,
+                                       random: &random, assignCookie: &decision.assignCookie)
+        } else {
+            decision.backend = resolve(target, for: facts, cookies: &cookies,
+                                       random: &random, assignCookie: &decision.assignCookie)
         }
-        return true
-    }
-}
-
-extension HostPattern {
-    /// `authority` is the Host header as sent: the port (and IPv6 brackets' port) is ignored.
-    func matches(authority: String) -> Bool {
-        var name = Substring(authority)
-        if name.hasPrefix("[") {
-            if let close = name.firstIndex(of: "]") { name = name[...close] }
-        } else if let colon = name.lastIndex(of: ":") {
-            name = name[..<colon]
+        if let mirror, mirror.shouldMirror(method: facts.method, random: &random) {
+            decision.mirror = mirror.backend
         }
-        let lower = name.lowercased()
-        switch self {
-        case .exact(let h): return lower == h
-        case .wildcard(let suffix): return lower.count > suffix.count && lower.hasSuffix(suffix)
-        }
+        return decision
     }
 }

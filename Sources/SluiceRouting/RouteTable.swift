@@ -46,17 +46,23 @@ public struct RouteTable: Sendable {
 
 /// One entry of `routes:`.
 public struct Route: Sendable {
-    public var name: String
+    public var name: String {
+        didSet { stickySeed = StickyHash.seed(route: name) }
+    }
     public var match: RouteMatch
     /// A/B rules, tried in order before `target`.
     public var rules: [Rule]
     public var target: Target
     public var sticky: Sticky?
     public var mirror: MirrorPolicy?
+    /// The FNV-1a state after hashing `name + "\u{0}"`, so that a sticky bucket only hashes the
+    /// key on the hot path (see `StickyHash`). Kept in step with `name`.
+    private(set) var stickySeed: UInt64
 
     public init(name: String, match: RouteMatch = RouteMatch(), rules: [Rule] = [], target: Target,
                 sticky: Sticky? = nil, mirror: MirrorPolicy? = nil) {
         self.name = name
+        self.stickySeed = StickyHash.seed(route: name)
         self.match = match
         self.rules = rules
         self.target = target
@@ -98,14 +104,27 @@ public enum Target: Sendable {
 }
 
 /// A weighted split over backends, in the order the config lists them.
+///
+/// The order matters: both the random draw and the sticky bucket layout (see
+/// `backend(forBucket:)`) walk the backends in this order, so a live weight change keeps it and
+/// only moves range boundaries.
 public struct Split: Sendable, Equatable {
-    public var backends: [BackendID]
+    /// At least one backend (the config and `settingWeights` guarantee it).
+    public var backends: [BackendID] {
+        didSet { layout = Layout(backends: backends, weights: weights) }
+    }
     /// Relative integer weights, >= 0, same order as `backends`; their sum is > 0.
-    public var weights: [Int]
+    public var weights: [Int] {
+        didSet { layout = Layout(backends: backends, weights: weights) }
+    }
+    /// Draw ranges and bucket ranges, precomputed from `weights` so a request only scans them
+    /// (`Split+Pick.swift`).
+    private(set) var layout: Layout
 
     public init(backends: [BackendID], weights: [Int]) {
         self.backends = backends
         self.weights = weights
+        self.layout = Layout(backends: backends, weights: weights)
     }
 }
 
@@ -118,7 +137,7 @@ public struct BlueGreen: Sendable, Equatable {
     public init(active: BackendID, preview: BackendID, previewHeader: String) {
         self.active = active
         self.preview = preview
-        self.previewHeader = previewHeader
+        self.previewHeader = previewHeader.lowercased()
     }
 }
 
@@ -136,7 +155,11 @@ public struct Sticky: Sendable, Equatable {
     public var maxAge: Int
 
     public init(key: Key, assign: Bool = false, maxAge: Int = 2_592_000) {
-        self.key = key
+        if case .header(let name) = key {
+            self.key = .header(name.lowercased())
+        } else {
+            self.key = key
+        }
         self.assign = assign
         self.maxAge = maxAge
     }
@@ -188,7 +211,11 @@ public struct Condition: Sendable {
     public var value: ValueMatcher
 
     public init(subject: Subject, value: ValueMatcher) {
-        self.subject = subject
+        if case .header(let name) = subject {
+            self.subject = .header(name.lowercased())
+        } else {
+            self.subject = subject
+        }
         self.value = value
     }
 }

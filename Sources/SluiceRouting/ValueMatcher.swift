@@ -2,6 +2,8 @@ import Foundation
 
 /// The three forms a header, cookie or query condition takes: an exact string, `{regex: RE}`,
 /// or `{present: true}`.
+///
+/// Exact values compare byte for byte (no Unicode normalisation: header bytes are not text).
 public enum ValueMatcher: Sendable {
     case exact(String)
     case regex(CompiledRegex)
@@ -9,7 +11,7 @@ public enum ValueMatcher: Sendable {
 
     public func matches(_ value: String) -> Bool {
         switch self {
-        case .exact(let expected): return value == expected
+        case .exact(let expected): return ASCII.equal(value, expected)
         case .regex(let re): return re.matches(value)
         case .present: return true
         }

@@ -1,0 +1,66 @@
+import Testing
+@testable import SluiceRouting
+
+@Suite("Cookie header scanning")
+struct CookieTests {
+    func value(_ name: String, _ lines: String...) -> String? {
+        CookieHeader.value(named: name, in: lines).map(String.init)
+    }
+
+    @Test func wellFormedPairs() {
+        #expect(value("a", "a=b; c=d") == "b")
+        #expect(value("c", "a=b; c=d") == "d")
+        #expect(value("e", "a=b; c=d") == nil)
+        #expect(value("a") == nil)
+        #expect(value("a", "") == nil)
+    }
+
+    @Test func whitespaceIsTolerated() {
+        #expect(value("c", "a=b;c=d") == "d")
+        #expect(value("c", "a=b ;   c = d  ") == "d")
+        #expect(value("a", "  a\t=\tb ; c=d") == "b")
+        #expect(value("c", "a=b;;  ;c=d;") == "d")
+        #expect(value("v", "v=two words") == "two words")
+    }
+
+    @Test func quotedValuesLoseOnePairOfQuotes() {
+        #expect(value("a", "a=\"b\"") == "b")
+        #expect(value("a", "a=\"\"") == "")
+        #expect(value("a", "a=\"") == "\"")
+        #expect(value("a", "a=\"b") == "\"b")
+        #expect(value("a", "a=\"\"b\"\"") == "\"b\"")
+    }
+
+    @Test func valuesMayContainEquals() {
+        #expect(value("token", "token=abc==; x=1") == "abc==")
+    }
+
+    @Test func nameWithoutValueIsEmpty() {
+        #expect(value("flag", "a=1; flag; b=2") == "")
+        #expect(value("flag", "flag") == "")
+        #expect(value("flag", "flag=") == "")
+        #expect(value("", "=x; a=1") == nil, "an empty name is skipped")
+    }
+
+    @Test func namesAreWholeAndCaseSensitive() {
+        #expect(value("beta", "beta2=1; beta=2") == "2")
+        #expect(value("beta", "xbeta=1") == nil)
+        #expect(value("beta", "beta2=1") == nil)
+        #expect(value("beta2", "beta=1") == nil)
+        #expect(value("Beta", "beta=1") == nil)
+        #expect(value("beta", "Beta=1; beta=2") == "2")
+    }
+
+    @Test func everyLineIsSearchedAndTheFirstOccurrenceWins() {
+        #expect(value("b", "a=1", "b=2") == "2")
+        #expect(value("a", "a=1; a=2") == "1")
+        #expect(value("a", "x=0", "a=1", "a=2") == "1")
+        #expect(value("a", "a=first", "a=second") == "first")
+    }
+
+    @Test func nonASCIIValuesSliceExactly() {
+        #expect(value("n", "n=caf\u{E9}; m=\u{1F600}") == "caf\u{E9}")
+        #expect(value("m", "n=caf\u{E9}; m=\"\u{1F600}\"") == "\u{1F600}")
+        #expect(value("q", "q=\"\u{301}\"") == "\u{301}")
+    }
+}
