@@ -1,0 +1,94 @@
+import NIOCore
+import NIOHTTP1
+
+/// Upstream → client: the response half of the exchange.
+extension DownstreamHandler: UpstreamDelegate {
+    var downstreamIsWritable: Bool { context?.channel.isWritable ?? false }
+
+    func upstreamResponseHead(_ head: HTTPResponseHead) {
+        guard var req = request, let context else { return }
+        req.timeout?.cancel()
+        req.timeout = nil
+        var headers = head.headers
+        let framed = headers.contains(name: "content-length") || HeaderRewrite.isChunked(headers)
+        let noBody = req.isHEAD || head.status.code == 204 || head.status.code == 304
+        req.upstreamReusable = head.isKeepAlive && (framed || noBody)
+        HeaderRewrite.removeHopByHop(&headers)
+        if let cookie = req.decision.assignCookie {
+            headers.add(name: "set-cookie", value: cookie.headerValue)
+        }
+        // A close-delimited body can only be passed on to an HTTP/1.0 client by closing too.
+        if !framed && !noBody && req.upstreamHead.version.minor == 0 { req.keepAlive = false }
+        if !req.keepAlive || closeWhenIdle { headers.add(name: "connection", value: "close") }
+        req.responseHeadSent = true
+        req.responseStatus = Int(head.status.code)
+        request = req
+        context.write(wrapOutboundOut(.head(HTTPResponseHead(version: .http1_1, status: head.status, headers: headers))),
+                      promise: nil)
+    }
+
+    func upstreamResponseBody(_ body: ByteBuffer) {
+        guard let context, request != nil else { return }
+        context.write(wrapOutboundOut(.body(.byteBuffer(body))), promise: nil)
+    }
+
+    func upstreamReadComplete() {
+        context?.flush()
+    }
+
+    func upstreamResponseEnd(_ trailers: HTTPHeaders?) {
+        guard let req = request, let context else { return }
+        let close = !req.keepAlive || closeWhenIdle || !req.requestEnded
+        // Finish first: writing the end lets the pipeline handler deliver the next pipelined
+        // request into this handler right away, and that request must find a clean slate.
+        finish(code: req.responseStatus, failure: nil)
+        if close {
+            context.writeAndFlush(wrapOutboundOut(.end(trailers))).assumeIsolated().whenComplete { _ in context.close(promise: nil) }
+        } else {
+            context.writeAndFlush(wrapOutboundOut(.end(trailers)), promise: nil)
+        }
+    }
+
+    func upstreamFailed(_ reason: UpstreamFailure) {
+        guard var req = request, let context else { return }
+        let conn = req.upstream
+        req.upstream = nil
+        conn?.channel.close(promise: nil)
+        if req.responseHeadSent {
+            // Part of the response is out: the only honest signal left is to close.
+            request = req
+            finish(code: req.responseStatus, failure: reason)
+            context.close(promise: nil)
+            return
+        }
+        // A pooled connection the backend closed while idle: a request without a body that
+        // the backend never answered is safe to send again, once, on a fresh connection.
+        if let conn, conn.requestsServed > 1, !req.retried, req.requestEnded, req.requestBodyBytes == 0 {
+            req.retried = true
+            req.timeout?.cancel()
+            req.timeout = nil
+            req.buffered = [.end(nil)]
+            request = req
+            connectUpstream()
+            return
+        }
+        request = req
+        let name = req.snapshot.backends[req.decision.backend.index].spec.name
+        switch reason {
+        case .timeout:
+            failBeforeResponse(.gatewayTimeout, "upstream timeout: backend '\(name)'", failure: .timeout)
+        case .protocolError:
+            failBeforeResponse(.badGateway, "upstream sent an invalid response: backend '\(name)'", failure: .protocolError)
+        case .connect:
+            failBeforeResponse(.badGateway, "upstream connect failed: backend '\(name)'", failure: .connect)
+        case .reset:
+            failBeforeResponse(.badGateway, "upstream connection reset: backend '\(name)'", failure: .reset)
+        }
+    }
+
+    func upstreamWritabilityChanged(isWritable: Bool) {
+        guard isWritable, readPending, let context else { return }
+        readPending = false
+        context.read()
+    }
+}

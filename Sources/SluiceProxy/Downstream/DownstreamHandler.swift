@@ -1,0 +1,441 @@
+import NIOCore
+import NIOHTTP1
+import SluiceConfig
+import SluiceMetrics
+import SluiceRouting
+
+/// The proxy's per-client-connection handler: it routes each request, leases an upstream
+/// connection from its loop's pool, and glues the two byte streams together.
+///
+/// Pipeline (written in one place, `SluiceServer.configureDownstream`):
+/// `IdleStateHandler` → `HTTPRequestDecoder`/`HTTPResponseEncoder` → `HTTPServerPipelineHandler`
+/// → `DownstreamHandler`. The pipeline handler serialises pipelined requests, so this handler
+/// sees at most one request at a time and is itself the "exchange" of that request.
+///
+/// Backpressure (NIO's GlueHandler pattern): the client is read only while the upstream
+/// channel is writable, and the upstream only while the client is writable, so a 1 GiB body
+/// in either direction stays a few buffers in memory.
+///
+/// Outcomes are recorded in one place, `finish(code:failure:)`.
+final class DownstreamHandler: ChannelDuplexHandler {
+    typealias InboundIn = HTTPServerRequestPart
+    typealias OutboundIn = HTTPServerResponsePart
+    typealias OutboundOut = HTTPServerResponsePart
+
+    private let loop: LoopContext
+    private let store: SnapshotStore
+    private let scheme: String
+    var context: ChannelHandlerContext?
+    var clientAddress: String?
+
+    /// The request in progress, nil between requests.
+    var request: RequestState?
+    /// Set when a `read` was held back because the upstream could not take more.
+    var readPending = false
+    var needsFlush = false
+    /// Quiescing (shutdown): close as soon as no request is in progress.
+    var closeWhenIdle = false
+
+    init(loop: LoopContext, store: SnapshotStore, scheme: String = "http") {
+        self.loop = loop
+        self.store = store
+        self.scheme = scheme
+    }
+
+    // MARK: Per-request state
+
+    struct RequestState {
+        let snapshot: Snapshot
+        let decision: Decision
+        let series: Int
+        let start: NIODeadline
+        let isHEAD: Bool
+        /// The head to send upstream (already rewritten); kept for a retry.
+        let upstreamHead: HTTPRequestHead
+        /// Client wants keep-alive and nothing forces a close.
+        var keepAlive: Bool
+        var upstream: UpstreamConnection?
+        var connecting = false
+        /// Parts that arrived while the upstream connection was being opened.
+        var buffered: [HTTPClientRequestPart] = []
+        var requestEnded = false
+        var requestBodyBytes = 0
+        var responseHeadSent = false
+        var responseStatus = 0
+        var upstreamReusable = false
+        var retried = false
+        var timeout: Scheduled<Void>?
+    }
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        self.context = context
+        loop.openChannels[ObjectIdentifier(context.channel)] = context.channel
+    }
+
+    func handlerRemoved(context: ChannelHandlerContext) {
+        loop.openChannels[ObjectIdentifier(context.channel)] = nil
+        self.context = nil
+    }
+
+    // MARK: Client → proxy
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        switch unwrapInboundIn(data) {
+        case .head(let head):
+            startRequest(head, context: context)
+        case .body(let body):
+            guard var req = request, !req.requestEnded else { return }
+            req.requestBodyBytes += body.readableBytes
+            forward(.body(.byteBuffer(body)), in: &req)
+            request = req
+        case .end(let trailers):
+            guard var req = request, !req.requestEnded else { return }
+            req.requestEnded = true
+            forward(.end(trailers), in: &req)
+            request = req
+            if req.upstream != nil { flushUpstream() }
+        }
+    }
+
+    func channelReadComplete(context: ChannelHandlerContext) {
+        flushUpstream()
+        context.fireChannelReadComplete()
+    }
+
+    func read(context: ChannelHandlerContext) {
+        if let req = request, !req.requestEnded,
+           req.connecting || (req.upstream.map { !$0.channel.isWritable } ?? false) {
+            readPending = true
+            return
+        }
+        context.read()
+    }
+
+    func channelWritabilityChanged(context: ChannelHandlerContext) {
+        if context.channel.isWritable { request?.upstream?.handler.resumeReading() }
+        context.fireChannelWritabilityChanged()
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        if var req = request {
+            // The client left mid-exchange: the upstream connection is in an unknown state.
+            req.timeout?.cancel()
+            if let up = req.upstream {
+                up.handler.delegate = nil
+                up.channel.close(promise: nil)
+            }
+            req.upstream = nil
+            request = req
+            finish(code: 499, failure: nil)
+        }
+        context.fireChannelInactive()
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: Error) {
+        if let parserError = error as? HTTPParserError, request == nil {
+            let (status, message) = Self.describe(parserError)
+            respondLocally(status: status, message: message, close: true, context: context)
+            return
+        }
+        // A broken request body, or an I/O error: nothing sensible can follow on this connection.
+        if var req = request {
+            req.timeout?.cancel()
+            if let up = req.upstream {
+                up.handler.delegate = nil
+                up.channel.close(promise: nil)
+            }
+            req.upstream = nil
+            request = req
+            finish(code: error is HTTPParserError ? 400 : 499, failure: nil)
+        }
+        context.close(promise: nil)
+    }
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if let idle = event as? IdleStateHandler.IdleStateEvent, idle == .read {
+            if request == nil { context.close(promise: nil) }
+            return
+        }
+        if event is ChannelShouldQuiesceEvent {
+            closeWhenIdle = true
+            if request == nil {
+                context.close(promise: nil)
+                return
+            }
+        }
+        context.fireUserInboundEventTriggered(event)
+    }
+
+    private static func describe(_ error: HTTPParserError) -> (HTTPResponseStatus, String) {
+        switch error {
+        case .headerOverflow:
+            return (.requestHeaderFieldsTooLarge, "request header fields too large")
+        case .invalidChunkSize:
+            return (.badRequest, "malformed request: invalid chunk size")
+        case .unexpectedContentLength, .invalidContentLength:
+            return (.badRequest, "malformed request: invalid Content-Length")
+        case .invalidVersion:
+            return (.badRequest, "malformed request: invalid HTTP version")
+        case .invalidMethod:
+            return (.badRequest, "malformed request: invalid method")
+        case .invalidURL:
+            return (.badRequest, "malformed request: invalid request target")
+        default:
+            return (.badRequest, "malformed request: \(error)")
+        }
+    }
+
+    // MARK: Routing a new request
+
+    private func startRequest(_ head: HTTPRequestHead, context: ChannelHandlerContext) {
+        let start = NIODeadline.now()
+        if let problem = Self.validate(head) {
+            respondLocally(status: problem.0, message: problem.1, close: true, context: context)
+            return
+        }
+        let snapshot = store.load()
+        guard let decision = snapshot.table.decide(RequestHeadFacts(head: head), random: &loop.random) else {
+            loop.stats.recordUnrouted()
+            let target = head.uri.split(separator: "?", maxSplits: 1).first.map(String.init) ?? "/"
+            respondLocally(status: .notFound, message: "no route for \(head.method.rawValue) \(target)",
+                           close: !head.isKeepAlive || !Self.bodyless(head), context: context)
+            return
+        }
+        let series = snapshot.series[decision.route.index][decision.backend.index]
+        let upstreamHead = makeUpstreamHead(head, context: context)
+        if head.version.minor >= 1, head.headers["expect"].contains(where: { $0.lowercased() == "100-continue" }) {
+            context.writeAndFlush(wrapOutboundOut(.head(HTTPResponseHead(version: head.version, status: .continue))),
+                                  promise: nil)
+        }
+        request = RequestState(
+            snapshot: snapshot, decision: decision, series: series, start: start,
+            isHEAD: head.method == .HEAD, upstreamHead: upstreamHead,
+            keepAlive: head.isKeepAlive && !closeWhenIdle)
+        loop.stats.adjustInflight(series: series, by: 1)
+        connectUpstream()
+    }
+
+    /// Checks RFC 9112 rules the decoder leaves to us. Returns the error status and message.
+    private static func validate(_ head: HTTPRequestHead) -> (HTTPResponseStatus, String)? {
+        let headers = head.headers
+        if headers.contains(name: "transfer-encoding") {
+            if headers.contains(name: "content-length") {
+                return (.badRequest, "malformed request: both Content-Length and Transfer-Encoding")
+            }
+            if !HeaderRewrite.isChunked(headers) {
+                return (.badRequest, "malformed request: Transfer-Encoding must end in chunked")
+            }
+        }
+        let lengths = headers["content-length"]
+        if lengths.count > 1, Set(lengths).count > 1 {
+            return (.badRequest, "malformed request: conflicting Content-Length values")
+        }
+        if head.version.major == 1, head.version.minor >= 1 {
+            let hosts = headers["host"]
+            if hosts.isEmpty { return (.badRequest, "malformed request: missing Host header") }
+            if hosts.count > 1 { return (.badRequest, "malformed request: more than one Host header") }
+        }
+        return nil
+    }
+
+    /// A request whose framing says it has no body.
+    private static func bodyless(_ head: HTTPRequestHead) -> Bool {
+        !head.headers.contains(name: "transfer-encoding")
+            && (head.headers.first(name: "content-length").map { $0 == "0" } ?? true)
+    }
+
+    /// The request head as the backend sees it: hop-by-hop fields out, `x-forwarded-*` in,
+    /// framing stated explicitly (the upstream encoder does not guess).
+    private func makeUpstreamHead(_ head: HTTPRequestHead, context: ChannelHandlerContext) -> HTTPRequestHead {
+        var headers = head.headers
+        let chunked = HeaderRewrite.isChunked(headers)
+        HeaderRewrite.removeHopByHop(&headers)
+        if headers.contains(name: "expect") { headers.remove(name: "expect") }
+        if chunked { headers.add(name: "transfer-encoding", value: "chunked") }
+        if clientAddress == nil { clientAddress = context.channel.remoteAddress?.ipAddress ?? "unknown" }
+        if let prior = headers.first(name: "x-forwarded-for") {
+            headers.replaceOrAdd(name: "x-forwarded-for", value: "\(prior), \(clientAddress!)")
+        } else {
+            headers.add(name: "x-forwarded-for", value: clientAddress!)
+        }
+        headers.replaceOrAdd(name: "x-forwarded-proto", value: scheme)
+        if let host = head.headers.first(name: "host") {
+            headers.replaceOrAdd(name: "x-forwarded-host", value: host)
+        }
+        return HTTPRequestHead(version: .http1_1, method: head.method, uri: head.uri, headers: headers)
+    }
+
+    // MARK: Upstream connection
+
+    func connectUpstream() {
+        guard var req = request else { return }
+        let backend = req.snapshot.backends[req.decision.backend.index]
+        guard !backend.endpoints.isEmpty else {
+            request = req
+            failBeforeResponse(.serviceUnavailable, "no endpoint available for backend '\(backend.spec.name)'",
+                               failure: nil)
+            return
+        }
+        let index = loop.nextEndpoint(backend: req.decision.backend.index, of: backend.endpoints.count,
+                                      generation: req.snapshot.generation)
+        let address = backend.endpoints[index]
+        if let conn = loop.pool.takeIdle(address) {
+            request = req
+            attach(conn)
+            return
+        }
+        req.connecting = true
+        request = req
+        let timeout = TimeAmount(backend.spec.connectTimeout)
+        loop.pool.connect(address, timeout: timeout).whenComplete { [self] result in
+            guard var req = self.request, req.connecting else {
+                // The client went away while we were connecting.
+                if case .success(let conn) = result { self.loop.pool.release(conn) }
+                return
+            }
+            req.connecting = false
+            self.request = req
+            switch result {
+            case .success(let conn):
+                self.attach(conn)
+            case .failure(let error):
+                let isTimeout = (error as? ChannelError).map { if case .connectTimeout = $0 { true } else { false } } ?? false
+                if isTimeout {
+                    self.failBeforeResponse(.gatewayTimeout, "upstream connect timeout: backend '\(backend.spec.name)' at \(address)",
+                                            failure: .timeout)
+                } else {
+                    self.failBeforeResponse(.badGateway, "upstream connect failed: backend '\(backend.spec.name)' at \(address)",
+                                            failure: .connect)
+                }
+            }
+        }
+    }
+
+    private func attach(_ conn: UpstreamConnection) {
+        guard var req = request, let context else {
+            loop.pool.release(conn)
+            return
+        }
+        conn.handler.delegate = self
+        conn.requestsServed += 1
+        req.upstream = conn
+        let channel = conn.channel
+        channel.write(HTTPClientRequestPart.head(req.upstreamHead), promise: nil)
+        for part in req.buffered { channel.write(part, promise: nil) }
+        req.buffered.removeAll()
+        channel.flush()
+        let timeout = TimeAmount(req.snapshot.backends[req.decision.backend.index].spec.timeout)
+        req.timeout = context.eventLoop.assumeIsolated().scheduleTask(in: timeout) { [self] in
+            self.responseTimedOut()
+        }
+        request = req
+        if readPending, channel.isWritable {
+            readPending = false
+            context.read()
+        }
+    }
+
+    private func forward(_ part: HTTPClientRequestPart, in req: inout RequestState) {
+        if let up = req.upstream {
+            up.channel.write(part, promise: nil)
+            needsFlush = true
+        } else if req.connecting || req.retried {
+            req.buffered.append(part)
+        }
+        // Otherwise a local response was already chosen; the rest of the body is dropped.
+    }
+
+    private func flushUpstream() {
+        guard needsFlush else { return }
+        needsFlush = false
+        request?.upstream?.channel.flush()
+    }
+
+    private func responseTimedOut() {
+        guard var req = request, !req.responseHeadSent, let up = req.upstream else { return }
+        req.timeout = nil
+        up.handler.delegate = nil
+        up.channel.close(promise: nil)
+        req.upstream = nil
+        request = req
+        let name = req.snapshot.backends[req.decision.backend.index].spec.name
+        failBeforeResponse(.gatewayTimeout, "upstream response timeout: backend '\(name)'", failure: .timeout)
+    }
+
+    // MARK: Responses
+
+    /// Answers with a proxy-made error before any response byte went out, and records it.
+    func failBeforeResponse(_ status: HTTPResponseStatus, _ message: String, failure: UpstreamFailure?) {
+        guard let context, var req = request else { return }
+        req.timeout?.cancel()
+        req.timeout = nil
+        req.upstream = nil
+        req.responseStatus = Int(status.code)
+        request = req
+        let close = !req.keepAlive || !req.requestEnded
+        finish(code: Int(status.code), failure: failure)
+        respondLocally(status: status, message: message, close: close, context: context)
+    }
+
+    /// A short `text/plain` response made by the proxy itself.
+    private func respondLocally(status: HTTPResponseStatus, message: String, close: Bool, context: ChannelHandlerContext) {
+        var headers = HTTPHeaders()
+        headers.add(name: "content-type", value: "text/plain; charset=utf-8")
+        headers.add(name: "content-length", value: String(message.utf8.count + 1))
+        if close { headers.add(name: "connection", value: "close") }
+        context.write(wrapOutboundOut(.head(HTTPResponseHead(version: .http1_1, status: status, headers: headers))), promise: nil)
+        var body = context.channel.allocator.buffer(capacity: message.utf8.count + 1)
+        body.writeString(message)
+        body.writeString("\n")
+        context.write(wrapOutboundOut(.body(.byteBuffer(body))), promise: nil)
+        if close {
+            context.writeAndFlush(wrapOutboundOut(.end(nil))).assumeIsolated().whenComplete { _ in context.close(promise: nil) }
+        } else {
+            context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
+        }
+    }
+
+    /// The one place where a request's outcome is recorded and its state released.
+    func finish(code: Int, failure: UpstreamFailure?) {
+        guard let req = request else { return }
+        request = nil
+        req.timeout?.cancel()
+        let seconds = Double((NIODeadline.now() - req.start).nanoseconds) / 1e9
+        loop.stats.recordRequest(series: req.series, code: code, seconds: seconds)
+        loop.stats.adjustInflight(series: req.series, by: -1)
+        if let failure { loop.stats.recordUpstreamError(series: req.series, reason: failure.metricReason) }
+        if let up = req.upstream {
+            if req.upstreamReusable && req.requestEnded {
+                loop.pool.release(up)
+            } else {
+                up.handler.delegate = nil
+                up.channel.close(promise: nil)
+            }
+        }
+        if readPending, let context {
+            readPending = false
+            context.read()
+        }
+    }
+}
+
+@available(*, unavailable)
+extension DownstreamHandler: Sendable {}
+
+extension UpstreamFailure {
+    var metricReason: UpstreamErrorReason {
+        switch self {
+        case .connect: .connect
+        case .timeout: .timeout
+        case .reset: .reset
+        case .protocolError: .protocol
+        }
+    }
+}
+
+extension TimeAmount {
+    init(_ duration: Duration) {
+        let (seconds, attoseconds) = duration.components
+        self = .nanoseconds(seconds * 1_000_000_000 + attoseconds / 1_000_000_000)
+    }
+}

@@ -1,0 +1,29 @@
+import NIOHTTP1
+import SluiceRouting
+
+/// `RequestFacts` as a view over a decoded HTTP/1 request head: nothing is copied up front;
+/// the routing core asks only for what its matchers need.
+struct RequestHeadFacts: RequestFacts {
+    let head: HTTPRequestHead
+
+    var method: String { head.method.rawValue }
+
+    var authority: String? { head.headers.first(name: "host") }
+
+    var path: Substring {
+        let uri = head.uri[...]
+        let end = uri.firstIndex(where: { $0 == "?" || $0 == "#" }) ?? uri.endIndex
+        return uri[..<end]
+    }
+
+    var query: Substring? {
+        let uri = head.uri
+        guard let q = uri.firstIndex(of: "?") else { return nil }
+        let rest = uri[uri.index(after: q)...]
+        return rest.firstIndex(of: "#").map { rest[..<$0] } ?? rest
+    }
+
+    func headerValues(_ lowercasedName: String) -> [String] {
+        head.headers[lowercasedName]
+    }
+}

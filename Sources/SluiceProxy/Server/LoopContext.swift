@@ -1,0 +1,64 @@
+import NIOCore
+import SluiceMetrics
+
+/// Everything one event loop owns: its upstream pool, its statistics shard, its random source,
+/// its round-robin positions. A request touches only its own loop's context, so the hot path
+/// takes no lock; other threads reach a context only by submitting work to its loop.
+final class LoopContext {
+    let eventLoop: EventLoop
+    let pool: UpstreamPool
+    let stats = StatShard()
+    var random: LoopRandom
+    /// Next endpoint index per backend, keyed by backend index; reset when the generation changes.
+    private var roundRobin: [Int] = []
+    private var roundRobinGeneration = -1
+    /// Open downstream channels, so a shutdown can ask each to finish and close.
+    var openChannels: [ObjectIdentifier: Channel] = [:]
+
+    init(eventLoop: EventLoop) {
+        self.eventLoop = eventLoop
+        self.pool = UpstreamPool(eventLoop: eventLoop)
+        self.random = LoopRandom()
+    }
+
+    /// The endpoint index for the next request to `backend` (round-robin per loop).
+    func nextEndpoint(backend: Int, of count: Int, generation: Int) -> Int {
+        if roundRobinGeneration != generation {
+            roundRobin = []
+            roundRobinGeneration = generation
+        }
+        if backend >= roundRobin.count {
+            roundRobin.append(contentsOf: repeatElement(0, count: backend + 1 - roundRobin.count))
+        }
+        let i = roundRobin[backend] % count
+        roundRobin[backend] = i + 1
+        return i
+    }
+}
+
+@available(*, unavailable)
+extension LoopContext: Sendable {}
+
+/// xoshiro256** seeded from the system generator: the per-loop source of split and mirror
+/// draws. (`SystemRandomNumberGenerator` costs a syscall per draw on Linux.)
+struct LoopRandom: RandomNumberGenerator {
+    private var s0, s1, s2, s3: UInt64
+
+    init() {
+        var sys = SystemRandomNumberGenerator()
+        s0 = sys.next(); s1 = sys.next(); s2 = sys.next(); s3 = sys.next()
+        if s0 | s1 | s2 | s3 == 0 { s0 = 1 }
+    }
+
+    mutating func next() -> UInt64 {
+        let result = ((s1 &* 5) << 7 | (s1 &* 5) >> 57) &* 9
+        let t = s1 << 17
+        s2 ^= s0
+        s3 ^= s1
+        s1 ^= s2
+        s0 ^= s3
+        s2 ^= t
+        s3 = s3 << 45 | s3 >> 19
+        return result
+    }
+}

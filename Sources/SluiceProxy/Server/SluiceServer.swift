@@ -1,0 +1,158 @@
+import Atomics
+import Logging
+import NIOConcurrencyHelpers
+import NIOCore
+import NIOHTTP1
+import NIOPosix
+import SluiceConfig
+import SluiceMetrics
+import SluiceRouting
+
+/// A running proxy: its event loops, listeners and snapshot store.
+///
+/// Lifecycle: `start()` binds every listener; `shutdown()` stops accepting, asks every open
+/// connection to finish its current request and close, waits up to the drain timeout, then
+/// closes what is left.
+public final class SluiceServer: Sendable {
+    public let store: SnapshotStore
+    public let registry: SeriesRegistry
+    let group: MultiThreadedEventLoopGroup
+    let contexts: [ObjectIdentifier: NIOLoopBound<LoopContext>]
+    private let listeners: NIOLockedValueBox<[Channel]>
+    private let stopped = ManagedAtomic(false)
+    private let logger: Logger
+
+    /// Builds the proxy for `configuration` on `threads` event loops (default: one per core).
+    public init(configuration: Configuration, threads: Int = System.coreCount, logger: Logger = Logger(label: "sluice")) throws {
+        let registry = SeriesRegistry()
+        self.registry = registry
+        self.store = SnapshotStore(try Snapshot(generation: 1, configuration: configuration,
+                                                table: configuration.table, registry: registry))
+        self.group = MultiThreadedEventLoopGroup(numberOfThreads: max(1, threads))
+        var contexts: [ObjectIdentifier: NIOLoopBound<LoopContext>] = [:]
+        for loop in group.makeIterator() {
+            contexts[ObjectIdentifier(loop)] = try loop.submit {
+                NIOLoopBound(LoopContext(eventLoop: loop), eventLoop: loop)
+            }.wait()
+        }
+        self.contexts = contexts
+        self.listeners = NIOLockedValueBox([])
+        self.logger = logger
+    }
+
+    /// The addresses the listeners are bound to (ports resolved when the config says 0).
+    public var boundAddresses: [SocketAddress] {
+        listeners.withLockedValue { $0.compactMap(\.localAddress) }
+    }
+
+    /// Binds every listener of the current configuration. Throws `ServerError.bind` naming the
+    /// address that could not be bound.
+    public func start() async throws {
+        let config = store.load().configuration
+        for listener in config.listeners {
+            let channel: Channel
+            do {
+                channel = try await bootstrap(settings: config.server)
+                    .bind(host: listener.address.host, port: listener.address.port).get()
+            } catch {
+                throw ServerError.bind(address: listener.address.description, underlying: "\(error)")
+            }
+            listeners.withLockedValue { $0.append(channel) }
+        }
+    }
+
+    private func bootstrap(settings: ServerSettings) -> ServerBootstrap {
+        let store = self.store
+        let contexts = self.contexts
+        var decoderLimits = NIOHTTPDecoderLimitConfiguration()
+        decoderLimits.maxHeaderListSize = settings.maxHeaderBytes
+        decoderLimits.maxHeaderFieldSize = settings.maxHeaderBytes
+        let limits = decoderLimits
+        let idle = TimeAmount(settings.idleTimeout)
+        return ServerBootstrap(group: group)
+            .serverChannelOption(.backlog, value: 1024)
+            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+            .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
+            .childChannelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try Self.configureDownstream(channel, loop: contexts[ObjectIdentifier(channel.eventLoop)]!.value,
+                                                 store: store, limits: limits, idle: idle)
+                }
+            }
+    }
+
+    /// The downstream pipeline, in order (see `DownstreamHandler`).
+    static func configureDownstream(_ channel: Channel, loop: LoopContext, store: SnapshotStore,
+                                    limits: NIOHTTPDecoderLimitConfiguration, idle: TimeAmount) throws {
+        let sync = channel.pipeline.syncOperations
+        try sync.addHandler(IdleStateHandler(readTimeout: idle))
+        try sync.configureHTTPServerPipeline(
+            withPipeliningAssistance: true,
+            withErrorHandling: false,
+            withOutboundHeaderValidation: false,
+            withEncoderConfiguration: HTTPResponseEncoder.Configuration(),
+            withDecoderLimitConfiguration: limits)
+        try sync.addHandler(DownstreamHandler(loop: loop, store: store))
+    }
+
+    /// Runs `body` on every event loop with that loop's context and collects the results.
+    func onEveryLoop<T: Sendable>(_ body: @escaping @Sendable (LoopContext) -> T) async throws -> [T] {
+        var results: [T] = []
+        for bound in contexts.values {
+            let loop = bound.eventLoop
+            results.append(try await loop.submit { body(bound.value) }.get())
+        }
+        return results
+    }
+
+    /// Graceful stop: no new connections; in-flight requests get `drainTimeout` to finish.
+    public func shutdown(drainTimeout: Duration? = nil) async {
+        // Only the first call stops anything; the loops are gone after it.
+        guard stopped.compareExchange(expected: false, desired: true, ordering: .relaxed).exchanged else { return }
+        let timeout = drainTimeout ?? store.load().configuration.server.drainTimeout
+        let channels = listeners.withLockedValue { list in
+            defer { list.removeAll() }
+            return list
+        }
+        for channel in channels { try? await channel.close() }
+        _ = try? await onEveryLoop { ctx in
+            for channel in ctx.openChannels.values {
+                channel.pipeline.fireUserInboundEventTriggered(ChannelShouldQuiesceEvent())
+            }
+        }
+        let deadline = ContinuousClock.now + timeout
+        while ContinuousClock.now < deadline {
+            let open = (try? await onEveryLoop { $0.openChannels.count })?.reduce(0, +) ?? 0
+            if open == 0 { break }
+            try? await Task.sleep(for: .milliseconds(20))
+        }
+        _ = try? await onEveryLoop { ctx in
+            for channel in ctx.openChannels.values { channel.close(promise: nil) }
+            ctx.pool.closeAll()
+        }
+        try? await group.shutdownGracefully()
+    }
+
+    /// Every loop's statistics, merged.
+    public func statistics() async -> ShardCopy {
+        (try? await statisticsFuture().get()) ?? ShardCopy()
+    }
+
+    /// Every loop's statistics, merged, as a future (for callers outside Swift concurrency).
+    public func statisticsFuture() -> EventLoopFuture<ShardCopy> {
+        let futures = contexts.values.map { bound in
+            bound.eventLoop.submit { bound.value.stats.copy() }
+        }
+        return EventLoopFuture.whenAllSucceed(futures, on: group.any()).map(ShardCopy.merged)
+    }
+}
+
+public enum ServerError: Error, CustomStringConvertible {
+    case bind(address: String, underlying: String)
+
+    public var description: String {
+        switch self {
+        case .bind(let address, let underlying): "cannot bind \(address): \(underlying)"
+        }
+    }
+}

@@ -1,0 +1,126 @@
+import Foundation
+import Testing
+import SluiceConfig
+import SluiceProxy
+import SluiceRouting
+
+extension EndToEnd {
+/// Every proxy-made error: its status, its one-line plain-text body, and the connection state after it.
+@Suite struct ErrorResponses {
+    @Test func refusedUpstreamIs502() async throws {
+        let dead = try unusedPort()
+        try await Harness.with(
+            backends: [.init(version: "v1")],
+            specs: { _ in [Harness.spec("gone", "v1", ["127.0.0.1:\(dead)"])] }
+        ) { h in
+            let c = try h.client()
+            let r = try c.request("GET", "/")
+            #expect(r.status == 502)
+            #expect(r.header("content-type")?.hasPrefix("text/plain") == true)
+            #expect(r.bodyString.contains("connect"))
+            #expect(r.bodyString.contains("gone"))
+            // The client connection stays usable.
+            let again = try c.request("GET", "/")
+            #expect(again.status == 502)
+            let stats = try h.statistics()
+            #expect(stats.series.first?.codes[502] == 2)
+            #expect(stats.series.first?.upstreamErrors[0] == 2)
+        }
+    }
+
+    @Test func noEndpointIs503() async throws {
+        try await Harness.with(
+            backends: [.init(version: "v1")],
+            specs: { _ in [Harness.spec("empty", "v1", [])] }
+        ) { h in
+            let r = try h.client().request("GET", "/")
+            #expect(r.status == 503)
+            #expect(r.bodyString.contains("no endpoint"))
+        }
+    }
+
+    @Test func slowUpstreamIs504() async throws {
+        try await Harness.with(
+            backends: [.init(version: "v1")],
+            specs: { b in [Harness.spec("slow", "v1", [b[0].address], timeout: .milliseconds(200))] }
+        ) { h in
+            let c = try h.client()
+            let r = try c.request("GET", "/?delay_ms=2000")
+            #expect(r.status == 504)
+            #expect(r.bodyString.contains("timeout"))
+            // The next request on the same client connection is served normally.
+            let ok = try c.request("GET", "/fast")
+            #expect(ok.status == 200)
+        }
+    }
+
+    @Test func noRouteIs404() async throws {
+        try await Harness.with(
+            backends: [.init(version: "v1")],
+            routes: [Route(name: "api", match: RouteMatch(pathPrefix: "/api"), target: .backend(BackendID(0)))]
+        ) { h in
+            let c = try h.client()
+            let r = try c.request("GET", "/nothing-here")
+            #expect(r.status == 404)
+            #expect(r.bodyString == "no route for GET /nothing-here\n")
+            let ok = try c.request("GET", "/api/x")
+            #expect(ok.status == 200)
+            let stats = try h.statistics()
+            #expect(stats.unrouted == 1)
+        }
+    }
+
+    @Test func contentLengthWithTransferEncodingIs400AndCloses() async throws {
+        try await Harness.with(backends: [.init(version: "v1")]) { h in
+            let c = try h.client()
+            try c.send("POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n")
+            let r = try c.readResponse()
+            #expect(r.status == 400)
+            #expect(r.bodyString.contains("Content-Length") || r.bodyString.contains("malformed"))
+            #expect(c.waitForClose())
+            #expect(h.backends[0].received.isEmpty)
+        }
+    }
+
+    @Test func malformedRequestLineIs400AndCloses() async throws {
+        try await Harness.with(backends: [.init(version: "v1")]) { h in
+            let c = try h.client()
+            try c.send("GARBAGE\r\n\r\n")
+            let r = try c.readResponse()
+            #expect(r.status == 400)
+            #expect(r.bodyString.hasPrefix("malformed request"))
+            #expect(c.waitForClose())
+        }
+    }
+
+    @Test func missingHostIs400() async throws {
+        try await Harness.with(backends: [.init(version: "v1")]) { h in
+            let c = try h.client()
+            try c.send("GET / HTTP/1.1\r\n\r\n")
+            let r = try c.readResponse()
+            #expect(r.status == 400)
+            #expect(r.bodyString.contains("Host"))
+        }
+    }
+
+    @Test func oversizedHeadersAre431() async throws {
+        try await Harness.with(backends: [.init(version: "v1")]) { h in
+            let c = try h.client()
+            let big = String(repeating: "a", count: 70_000)
+            try c.send("GET / HTTP/1.1\r\nHost: t\r\nX-Big: \(big)\r\n\r\n")
+            let r = try c.readResponse()
+            #expect(r.status == 431)
+            #expect(r.bodyString.contains("too large"))
+            #expect(c.waitForClose())
+        }
+    }
+
+    @Test func headersJustUnderTheLimitPass() async throws {
+        try await Harness.with(backends: [.init(version: "v1")]) { h in
+            let c = try h.client()
+            let r = try c.request("GET", "/", headers: [("X-Big", String(repeating: "a", count: 60_000))])
+            #expect(r.status == 200)
+        }
+    }
+}
+}

@@ -1,0 +1,171 @@
+import Foundation
+import Testing
+import SluiceConfig
+import SluiceProxy
+import SluiceRouting
+
+extension EndToEnd {
+@Suite struct Forwarding {
+    @Test func getIsForwardedWithForwardedHeadersAndTraceContext() async throws {
+        try await Harness.with(backends: [.init(version: "v1")]) { h in
+            let c = try h.client()
+            let tp = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+            let r = try c.request("GET", "/hello?x=1", host: "shop.example.com:8080",
+                                  headers: [("traceparent", tp), ("tracestate", "vendor=1"), ("X-Forwarded-For", "10.1.1.1")])
+            #expect(r.status == 200)
+            #expect(r.json["version"] as? String == "v1")
+            #expect(r.json["path"] as? String == "/hello")
+            #expect(r.json["query"] as? String == "x=1")
+            let h = r.echoedHeaders
+            #expect(h["x-forwarded-for"] == "10.1.1.1, 127.0.0.1")
+            #expect(h["x-forwarded-proto"] == "http")
+            #expect(h["x-forwarded-host"] == "shop.example.com:8080")
+            #expect(h["host"] == "shop.example.com:8080")
+            #expect(h["traceparent"] == tp)
+            #expect(h["tracestate"] == "vendor=1")
+        }
+    }
+
+    @Test func hopByHopHeadersAreRemovedBothWays() async throws {
+        try await Harness.with(backends: [.init(version: "v1")]) { h in
+            let c = try h.client()
+            let r = try c.request("GET", "/", headers: [
+                ("Connection", "keep-alive, X-Hop"), ("X-Hop", "secret"), ("Keep-Alive", "timeout=5"),
+                ("TE", "trailers"), ("Proxy-Authorization", "Basic eA=="), ("Proxy-Connection", "keep-alive"),
+                ("X-End-To-End", "kept"),
+            ])
+            #expect(r.status == 200)
+            let seen = r.echoedHeaders
+            for name in ["connection", "x-hop", "keep-alive", "te", "proxy-authorization", "proxy-connection"] {
+                #expect(seen[name] == nil, "\(name) reached the backend")
+            }
+            #expect(seen["x-end-to-end"] == "kept")
+            #expect(r.header("keep-alive") == nil)
+        }
+    }
+
+    @Test func largeBodyIsEchoedByteForByte() async throws {
+        try await Harness.with(backends: [.init(version: "v1")]) { h in
+            let c = try h.client()
+            var body = [UInt8](repeating: 0, count: 4 << 20)
+            var rng = SystemRandomNumberGenerator()
+            for i in stride(from: 0, to: body.count, by: 8) {
+                withUnsafeBytes(of: rng.next() as UInt64) { body.replaceSubrange(i..<i + 8, with: $0) }
+            }
+            let r = try c.request("POST", "/echo", body: body)
+            #expect(r.status == 200)
+            #expect(r.body.count == body.count)
+            #expect(r.body == body)
+        }
+    }
+
+    @Test func chunkedUploadIsForwarded() async throws {
+        try await Harness.with(backends: [.init(version: "v1")]) { h in
+            let c = try h.client()
+            let chunks = ["hello ", "chunked ", String(repeating: "x", count: 70_000)]
+            var text = "POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n"
+            for chunk in chunks { text += String(chunk.utf8.count, radix: 16) + "\r\n" + chunk + "\r\n" }
+            text += "0\r\n\r\n"
+            try c.send(text)
+            let r = try c.readResponse()
+            #expect(r.status == 200)
+            #expect(r.bodyString == chunks.joined())
+            // The connection is still usable afterwards.
+            let again = try c.request("GET", "/after")
+            #expect(again.status == 200)
+            #expect(again.json["path"] as? String == "/after")
+        }
+    }
+
+    @Test func largeDownloadIsStreamed() async throws {
+        try await Harness.with(backends: [.init(version: "v1")]) { h in
+            let c = try h.client()
+            let n = 8 << 20
+            let r = try c.request("GET", "/bytes/\(n)")
+            #expect(r.status == 200)
+            #expect(r.body.count == n)
+            var ok = true
+            for i in stride(from: 0, to: n, by: 4099) where r.body[i] != UInt8(i % 251) { ok = false }
+            #expect(ok)
+        }
+    }
+
+    @Test func headHasNoBodyAndKeepsTheConnectionUsable() async throws {
+        try await Harness.with(backends: [.init(version: "v1")]) { h in
+            let c = try h.client()
+            let head = try c.request("HEAD", "/thing")
+            #expect(head.status == 200)
+            #expect(head.body.isEmpty)
+            #expect(head.header("content-length") != nil)
+            let get = try c.request("GET", "/thing")
+            #expect(get.status == 200)
+            #expect(get.header("content-length") == String(get.body.count))
+        }
+    }
+
+    @Test func sequentialRequestsReuseOneUpstreamConnection() async throws {
+        try await Harness.with(backends: [.init(version: "v1")]) { h in
+            let c = try h.client()
+            var peers = Set<Int>()
+            for i in 0..<10 {
+                let r = try c.request("GET", "/n/\(i)")
+                #expect(r.status == 200)
+                peers.insert(r.json["peerPort"] as? Int ?? -1)
+            }
+            #expect(peers.count == 1)
+            // A second client connection, after the first is done, reuses the pooled one too.
+            let c2 = try h.client()
+            let r = try c2.request("GET", "/again")
+            #expect(peers.contains(r.json["peerPort"] as? Int ?? -2))
+        }
+    }
+
+    @Test func roundRobinOverEndpoints() async throws {
+        try await Harness.with(
+            backends: [.init(version: "v1"), .init(version: "v1")],
+            specs: { b in [Harness.spec("app", "v1", [b[0].address, b[1].address])] }
+        ) { h in
+            let c = try h.client()
+            for i in 0..<10 { _ = try c.request("GET", "/rr/\(i)") }
+            #expect(h.backends[0].received.count == 5)
+            #expect(h.backends[1].received.count == 5)
+        }
+    }
+
+    @Test func expectContinueIsAnswered() async throws {
+        try await Harness.with(backends: [.init(version: "v1")]) { h in
+            let c = try h.client()
+            try c.send("POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n")
+            // The interim response arrives before we send the body.
+            let interim = try c.readInterim()
+            #expect(interim.hasPrefix("HTTP/1.1 100"))
+            try c.send("hello")
+            let r = try c.readResponse()
+            #expect(r.status == 200)
+            #expect(r.bodyString == "hello")
+        }
+    }
+
+    @Test func pipelinedRequestsAreAnsweredInOrder() async throws {
+        try await Harness.with(backends: [.init(version: "v1")]) { h in
+            let c = try h.client()
+            try c.send("GET /one?delay_ms=50 HTTP/1.1\r\nHost: t\r\n\r\nGET /two HTTP/1.1\r\nHost: t\r\n\r\n")
+            let a = try c.readResponse()
+            let b = try c.readResponse()
+            #expect(a.json["path"] as? String == "/one")
+            #expect(b.json["path"] as? String == "/two")
+        }
+    }
+
+    @Test func connectionCloseIsHonoured() async throws {
+        try await Harness.with(backends: [.init(version: "v1")]) { h in
+            let c = try h.client()
+            let r = try c.request("GET", "/", headers: [("Connection", "close")])
+            #expect(r.status == 200)
+            #expect(r.header("connection")?.lowercased() == "close")
+            #expect(c.waitForClose())
+        }
+    }
+}
+}
+

@@ -1,0 +1,103 @@
+import Foundation
+import NIOCore
+import SluiceConfig
+import SluiceMetrics
+import SluiceProxy
+import SluiceRouting
+
+/// Starts real test backends and a real proxy on loopback (ephemeral ports), runs a test body,
+/// and stops everything, whatever the body does.
+struct Harness: Sendable {
+    let proxy: SluiceServer
+    let backends: [TestBackend]
+    let port: Int
+
+    func client() throws -> RawHTTPClient { try RawHTTPClient(port: port) }
+
+    /// A backend spec for `backends[i]`-style use.
+    static func spec(_ name: String, _ version: String, _ endpoints: [String],
+                     connectTimeout: Duration = .seconds(1), timeout: Duration = .seconds(30)) -> BackendSpec {
+        BackendSpec(name: name, version: version,
+                    endpoints: endpoints.map { e in
+                        let parts = e.split(separator: ":")
+                        return SocketAddressSpec(host: String(parts[0]), port: Int(parts[1])!)
+                    },
+                    connectTimeout: connectTimeout, timeout: timeout)
+    }
+
+    /// Runs `body` with a proxy in front of freshly started backends.
+    ///
+    /// - `versions`: one test backend per entry (version label, options).
+    /// - `specs`: backend specs given the started backends' addresses (default: one spec per backend,
+    ///   named `b0`, `b1`, ... with the backend's version).
+    /// - `routes`: the route table (default: one catch-all route to backend 0).
+    static func with(
+        backends versions: [TestBackend.Options],
+        specs: (([TestBackend]) -> [BackendSpec])? = nil,
+        routes: [Route]? = nil,
+        server: ServerSettings = ServerSettings(),
+        threads: Int = 1,
+        _ body: @escaping @Sendable (Harness) throws -> Void
+    ) async throws {
+        var started: [TestBackend] = []
+        for options in versions { started.append(try await TestBackend.start(options: options)) }
+        let backendSpecs = specs?(started)
+            ?? started.enumerated().map { spec("b\($0.offset)", $0.element.options.version, [$0.element.address]) }
+        let table = RouteTable(
+            routes: routes ?? [Route(name: "all", target: .backend(BackendID(0)))],
+            backendNames: backendSpecs.map(\.name))
+        let config = Configuration(
+            path: "/tmp/sluice-test.yaml",
+            listeners: [ListenerSpec(address: SocketAddressSpec(host: "127.0.0.1", port: 0))],
+            statePath: "/tmp/sluice-test-state.json",
+            backends: backendSpecs, table: table, server: server)
+        let proxy = try SluiceServer(configuration: config, threads: threads)
+        do {
+            try await proxy.start()
+            let harness = Harness(proxy: proxy, backends: started, port: proxy.boundAddresses.first!.port!)
+            try await onThread { try body(harness) }
+        } catch {
+            await proxy.shutdown(drainTimeout: .milliseconds(100))
+            for b in started { await b.stop() }
+            throw error
+        }
+        await proxy.shutdown(drainTimeout: .milliseconds(100))
+        for b in started { await b.stop() }
+    }
+}
+
+extension Harness {
+    /// The proxy's merged statistics (blocking; test bodies run on their own thread).
+    func statistics() throws -> ShardCopy { try proxy.statisticsFuture().wait() }
+}
+
+/// Runs blocking test code on a thread of its own, never on the cooperative pool: the
+/// blocking socket client would otherwise starve the tasks the proxy's control paths need.
+func onThread(_ body: @escaping @Sendable () throws -> Void) async throws {
+    try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, Error>) in
+        let thread = Thread {
+            do {
+                try body()
+                continuation.resume()
+            } catch {
+                continuation.resume(throwing: error)
+            }
+        }
+        thread.stackSize = 4 << 20
+        thread.start()
+    }
+}
+
+/// A loopback port that nothing listens on (bound, then closed).
+func unusedPort() throws -> Int {
+    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    defer { close(fd) }
+    var addr = sockaddr_in()
+    addr.sin_family = sa_family_t(AF_INET)
+    addr.sin_port = 0
+    addr.sin_addr.s_addr = inet_addr("127.0.0.1")
+    var len = socklen_t(MemoryLayout<sockaddr_in>.size)
+    _ = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, len) } }
+    _ = withUnsafeMutablePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &len) } }
+    return Int(UInt16(bigEndian: addr.sin_port))
+}
