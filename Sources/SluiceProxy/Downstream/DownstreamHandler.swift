@@ -65,6 +65,8 @@ final class DownstreamHandler: ChannelDuplexHandler {
         var upstreamReusable = false
         var retried = false
         var timeout: Scheduled<Void>?
+        /// The shadow copy being collected, when the route mirrors this request.
+        var mirror: PendingMirror?
     }
 
     func handlerAdded(context: ChannelHandlerContext) {
@@ -86,11 +88,19 @@ final class DownstreamHandler: ChannelDuplexHandler {
         case .body(let body):
             guard var req = request, !req.requestEnded else { return }
             req.requestBodyBytes += body.readableBytes
+            if req.mirror != nil, !req.mirror!.append(body) {
+                loop.stats.recordMirror(series: req.mirror!.series, result: .dropped)
+                req.mirror = nil
+            }
             forward(.body(.byteBuffer(body)), in: &req)
             request = req
         case .end(let trailers):
             guard var req = request, !req.requestEnded else { return }
             req.requestEnded = true
+            if let mirror = req.mirror {
+                req.mirror = nil
+                loop.mirrors.send(mirror, snapshot: req.snapshot)
+            }
             forward(.end(trailers), in: &req)
             request = req
             if req.upstream != nil { flushUpstream() }
@@ -212,6 +222,7 @@ final class DownstreamHandler: ChannelDuplexHandler {
             isHEAD: head.method == .HEAD, upstreamHead: upstreamHead,
             keepAlive: head.isKeepAlive && !closeWhenIdle)
         loop.stats.adjustInflight(series: series, by: 1)
+        if let shadow = decision.mirror { request!.mirror = makeMirror(head: upstreamHead, to: shadow, snapshot: snapshot, decision: decision) }
         connectUpstream()
     }
 
@@ -263,6 +274,23 @@ final class DownstreamHandler: ChannelDuplexHandler {
             headers.replaceOrAdd(name: "x-forwarded-host", value: host)
         }
         return HTTPRequestHead(version: .http1_1, method: head.method, uri: head.uri, headers: headers)
+    }
+
+    /// Starts collecting a shadow copy, or counts it dropped when the loop's shadow budget is
+    /// spent or the declared body is over the route's limit.
+    private func makeMirror(head: HTTPRequestHead, to backend: BackendID, snapshot: Snapshot, decision: Decision) -> PendingMirror? {
+        let series = snapshot.series[decision.route.index][backend.index]
+        guard let policy = snapshot.table[decision.route].mirror else { return nil }
+        let declared = head.headers.first(name: "content-length").flatMap(Int.init) ?? 0
+        guard loop.mirrors.hasRoom, declared <= policy.maxBodyBytes else {
+            loop.stats.recordMirror(series: series, result: .dropped)
+            return nil
+        }
+        var headers = head.headers
+        for name in policy.stripHeaders where headers.contains(name: name) { headers.remove(name: name) }
+        headers.replaceOrAdd(name: "x-sluice-shadow", value: "1")
+        return PendingMirror(head: HTTPRequestHead(version: head.version, method: head.method, uri: head.uri, headers: headers),
+                             backend: backend, series: series, limit: policy.maxBodyBytes, body: nil)
     }
 
     // MARK: Upstream connection

@@ -8,6 +8,8 @@ final class LoopContext {
     let eventLoop: EventLoop
     let pool: UpstreamPool
     let stats = StatShard()
+    /// Shadow traffic of this loop (set right after init: it refers back to the context).
+    private(set) var mirrors: MirrorSender!
     var random: LoopRandom
     /// Next endpoint index per backend, keyed by backend index; reset when the generation changes.
     private var roundRobin: [Int] = []
@@ -19,6 +21,7 @@ final class LoopContext {
         self.eventLoop = eventLoop
         self.pool = UpstreamPool(eventLoop: eventLoop)
         self.random = LoopRandom()
+        self.mirrors = MirrorSender(loop: self)
     }
 
     /// The endpoint index for the next request to `backend` (round-robin per loop).

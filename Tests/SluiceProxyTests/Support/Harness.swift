@@ -67,6 +67,42 @@ struct Harness: Sendable {
 }
 
 extension Harness {
+    /// Runs `body` with a proxy built from YAML `config`, in front of freshly started backends.
+    /// In the text, `${B0}`, `${B1}`, ... stand for the started backends' `127.0.0.1:PORT`;
+    /// the listeners are replaced by one on an ephemeral loopback port.
+    static func withYAML(
+        backends versions: [TestBackend.Options], config: String, threads: Int = 1,
+        _ body: @escaping @Sendable (Harness) throws -> Void
+    ) async throws {
+        var started: [TestBackend] = []
+        for options in versions { started.append(try await TestBackend.start(options: options)) }
+        var text = config
+        for (i, b) in started.enumerated() { text = text.replacingOccurrences(of: "${B\(i)}", with: b.address) }
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("sluice-test-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        var configuration: Configuration
+        do {
+            configuration = try ConfigLoader.parse(text: text, path: dir.appendingPathComponent("sluice.yaml").path)
+        } catch {
+            for b in started { await b.stop() }
+            throw error
+        }
+        configuration.listeners = [ListenerSpec(address: SocketAddressSpec(host: "127.0.0.1", port: 0))]
+        let proxy = try SluiceServer(configuration: configuration, threads: threads)
+        do {
+            try await proxy.start()
+            let harness = Harness(proxy: proxy, backends: started, port: proxy.boundAddresses.first!.port!)
+            try await onThread { try body(harness) }
+        } catch {
+            await proxy.shutdown(drainTimeout: .milliseconds(100))
+            for b in started { await b.stop() }
+            throw error
+        }
+        await proxy.shutdown(drainTimeout: .milliseconds(100))
+        for b in started { await b.stop() }
+    }
+
     /// The proxy's merged statistics (blocking; test bodies run on their own thread).
     func statistics() throws -> ShardCopy { try proxy.statisticsFuture().wait() }
 }

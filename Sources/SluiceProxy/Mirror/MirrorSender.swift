@@ -1,0 +1,156 @@
+import NIOCore
+import NIOHTTP1
+import SluiceMetrics
+import SluiceRouting
+
+/// A shadow copy being collected while the primary request streams.
+///
+/// The body is teed into `body` as it passes to the primary, up to the route's `maxBodyBytes`;
+/// a larger body abandons the copy (counted as dropped) and never holds the primary back.
+struct PendingMirror {
+    let head: HTTPRequestHead
+    let backend: BackendID
+    /// The series of (route, shadow backend, version): shadow figures go to their own metrics.
+    let series: Int
+    let limit: Int
+    var body: ByteBuffer?
+
+    /// Tees one body part; false when the copy grew past its limit and must be abandoned.
+    mutating func append(_ part: ByteBuffer) -> Bool {
+        let size = (body?.readableBytes ?? 0) + part.readableBytes
+        guard size <= limit else { return false }
+        if body == nil {
+            body = part
+        } else {
+            var copy = part
+            body!.writeBuffer(&copy)
+        }
+        return true
+    }
+}
+
+/// Fire-and-forget shadow traffic for one event loop (Envoy's shadow writer, bounded).
+///
+/// A copy is sent only once the primary request has been read completely, over the loop's own
+/// upstream pool; its response is read and discarded, its status counted on the shadow's own
+/// series. Nothing here ever touches the client's response or waits on it. At most
+/// `maxInFlight` copies per loop are outstanding; beyond that a copy is dropped and counted.
+final class MirrorSender {
+    let maxInFlight: Int
+    private(set) var inFlight = 0
+    private unowned let loop: LoopContext
+
+    init(loop: LoopContext, maxInFlight: Int = 64) {
+        self.loop = loop
+        self.maxInFlight = maxInFlight
+    }
+
+    /// Whether a new copy may start now (otherwise it is dropped before collecting any body).
+    var hasRoom: Bool { inFlight < maxInFlight }
+
+    /// Sends a completed copy to one endpoint of its backend.
+    func send(_ mirror: PendingMirror, snapshot: Snapshot) {
+        let backend = snapshot.backends[mirror.backend.index]
+        guard hasRoom, !backend.endpoints.isEmpty else {
+            loop.stats.recordMirror(series: mirror.series, result: .dropped)
+            return
+        }
+        inFlight += 1
+        loop.stats.recordMirror(series: mirror.series, result: .sent)
+        let index = loop.nextEndpoint(backend: mirror.backend.index, of: backend.endpoints.count,
+                                      generation: snapshot.generation)
+        let exchange = MirrorExchange(sender: self, mirror: mirror, timeout: TimeAmount(backend.spec.timeout))
+        let address = backend.endpoints[index]
+        if let conn = loop.pool.takeIdle(address) {
+            exchange.start(on: conn)
+        } else {
+            loop.pool.connect(address, timeout: TimeAmount(backend.spec.connectTimeout)).whenComplete { result in
+                switch result {
+                case .success(let conn): exchange.start(on: conn)
+                case .failure: exchange.finish(ok: false, conn: nil)
+                }
+            }
+        }
+    }
+
+    fileprivate func finished(_ mirror: PendingMirror, ok: Bool, code: Int?) {
+        inFlight -= 1
+        _ = code  // MIRROR-CODES: recorded once SluiceMetrics has recordMirrorResponse
+        loop.stats.recordMirror(series: mirror.series, result: ok ? .completed : .failed)
+    }
+
+    fileprivate func release(_ conn: UpstreamConnection, reusable: Bool) {
+        if reusable {
+            loop.pool.release(conn)
+        } else {
+            conn.handler.delegate = nil
+            conn.channel.close(promise: nil)
+        }
+    }
+}
+
+@available(*, unavailable)
+extension MirrorSender: Sendable {}
+
+/// One shadow request on one upstream connection: writes the copy, discards the answer.
+final class MirrorExchange: UpstreamDelegate {
+    private let sender: MirrorSender
+    private let mirror: PendingMirror
+    private let timeoutAmount: TimeAmount
+    private var conn: UpstreamConnection?
+    private var code: Int?
+    private var reusable = false
+    private var timeout: Scheduled<Void>?
+    private var done = false
+
+    init(sender: MirrorSender, mirror: PendingMirror, timeout: TimeAmount) {
+        self.sender = sender
+        self.mirror = mirror
+        self.timeoutAmount = timeout
+    }
+
+    func start(on conn: UpstreamConnection) {
+        self.conn = conn
+        conn.handler.delegate = self
+        conn.requestsServed += 1
+        // The exchange must outlive this call: the handler holds its delegate weakly, so the
+        // scheduled timeout (which captures self) keeps it alive until it ends.
+        timeout = conn.channel.eventLoop.assumeIsolated().scheduleTask(in: timeoutAmount) { [self] in
+            self.upstreamFailed(.timeout)
+        }
+        conn.channel.write(HTTPClientRequestPart.head(mirror.head), promise: nil)
+        if let body = mirror.body { conn.channel.write(HTTPClientRequestPart.body(.byteBuffer(body)), promise: nil) }
+        conn.channel.writeAndFlush(HTTPClientRequestPart.end(nil), promise: nil)
+    }
+
+    func finish(ok: Bool, conn: UpstreamConnection?) {
+        guard !done else { return }
+        done = true
+        timeout?.cancel()
+        timeout = nil
+        sender.finished(mirror, ok: ok, code: code)
+        if let conn { sender.release(conn, reusable: ok && reusable) }
+    }
+
+    var downstreamIsWritable: Bool { true }
+
+    func upstreamResponseHead(_ head: HTTPResponseHead) {
+        code = Int(head.status.code)
+        reusable = head.isKeepAlive && (head.headers.contains(name: "content-length") || HeaderRewrite.isChunked(head.headers)
+                                        || mirror.head.method == .HEAD || head.status.code == 204 || head.status.code == 304)
+    }
+
+    func upstreamResponseBody(_ body: ByteBuffer) {}
+    func upstreamReadComplete() {}
+    func upstreamResponseEnd(_ trailers: HTTPHeaders?) { finish(ok: true, conn: conn) }
+    func upstreamWritabilityChanged(isWritable: Bool) {}
+
+    func upstreamFailed(_ reason: UpstreamFailure) {
+        conn?.handler.delegate = nil
+        conn?.channel.close(promise: nil)
+        finish(ok: false, conn: nil)
+    }
+}
+
+@available(*, unavailable)
+extension MirrorExchange: Sendable {}

@@ -1,0 +1,43 @@
+import Foundation
+import Testing
+import SluiceProxy
+
+extension EndToEnd {
+@Suite struct ShadowSmoke {
+    @Test func getIsCopiedToTheShadowWithMarkerAndStrippedHeaders() async throws {
+        try await Harness.withYAML(backends: [.init(version: "v1"), .init(version: "v2")], config: """
+            listen: ["127.0.0.1:1"]
+            backends:
+              primary: { version: v1, endpoints: ["${B0}"] }
+              shadow: { version: v2, endpoints: ["${B1}"] }
+            routes:
+              - name: web
+                backend: primary
+                mirror: { backend: shadow, percent: 100, stripHeaders: [authorization] }
+            """) { h in
+            let c = try h.client()
+            let r = try c.request("GET", "/s?q=1", headers: [("Authorization", "Bearer x"), ("X-Keep", "1")])
+            #expect(r.status == 200)
+            #expect(r.json["version"] as? String == "v1")
+            #expect(r.header("x-sluice-shadow") == nil)
+            // Bounded wait for the fire-and-forget copy.
+            var copies: [TestBackend.Received] = []
+            for _ in 0..<400 {
+                copies = h.backends[1].received
+                if !copies.isEmpty { break }
+                usleep(5_000)
+            }
+            #expect(copies.count == 1)
+            let headers = Dictionary(copies.first?.headers.map { ($0.0.lowercased(), $0.1) } ?? [], uniquingKeysWith: { a, _ in a })
+            #expect(headers["x-sluice-shadow"] == "1")
+            #expect(headers["authorization"] == nil)
+            #expect(headers["x-keep"] == "1")
+            #expect(copies.first?.uri == "/s?q=1")
+            // The primary never saw the marker.
+            let primary = Dictionary(h.backends[0].received.first?.headers.map { ($0.0.lowercased(), $0.1) } ?? [], uniquingKeysWith: { a, _ in a })
+            #expect(primary["x-sluice-shadow"] == nil)
+            #expect(primary["authorization"] == "Bearer x")
+        }
+    }
+}
+}
