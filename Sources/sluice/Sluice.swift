@@ -10,7 +10,7 @@ struct Sluice: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "sluice",
         abstract: "A progressive-delivery L7 reverse proxy: canary splits, A/B rules, blue-green and shadow traffic.",
-        subcommands: [Run.self, Check.self, Demo.self, Backend.self])
+        subcommands: [Run.self, Check.self, Demo.self, Backend.self, Ctl.self])
 }
 
 /// Prints one line to stderr.
@@ -48,19 +48,31 @@ struct Run: AsyncParsableCommand {
 
     func run() async throws {
         let configuration = try loadConfigOrExit(config)
-        let server: SluiceServer
+        let app: RunningProxy
         do {
-            server = try SluiceServer(configuration: configuration, threads: threads ?? ProcessInfo.processInfo.activeProcessorCount)
-            try await server.start()
+            app = try await RunningProxy.start(configuration, threads: threads ?? ProcessInfo.processInfo.activeProcessorCount,
+                                               log: { printError($0) })
         } catch {
             printError("sluice: \(error)")
             throw ExitCode(2)
         }
-        for address in server.boundAddresses { printError("sluice: listening on \(address)") }
+        for address in app.server.boundAddresses { printError("sluice: listening on \(address)") }
+        if let socket = configuration.admin?.socket { printError("sluice: admin socket \(socket)") }
+        let control = app.control
+        onSignal(SIGHUP) { control.reload() }
         await waitForTermination()
         printError("sluice: draining")
-        await server.shutdown()
+        await app.stop()
     }
+}
+
+/// Runs `body` on every delivery of `sig` (SIGHUP: reload).
+func onSignal(_ sig: Int32, _ body: @escaping @Sendable () -> Void) {
+    signal(sig, SIG_IGN)
+    let source = DispatchSource.makeSignalSource(signal: sig, queue: .global())
+    source.setEventHandler(handler: body)
+    source.resume()
+    SignalSources.keep([source])
 }
 
 struct Backend: AsyncParsableCommand {

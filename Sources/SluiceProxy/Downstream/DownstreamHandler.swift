@@ -428,8 +428,9 @@ final class DownstreamHandler: ChannelDuplexHandler {
         guard let req = request else { return }
         request = nil
         req.timeout?.cancel()
-        let seconds = Double((NIODeadline.now() - req.start).nanoseconds) / 1e9
-        loop.stats.recordRequest(series: req.series, code: code, seconds: seconds)
+        let end = NIODeadline.now()
+        let seconds = Double((end - req.start).nanoseconds) / 1e9
+        loop.stats.recordRequest(series: req.series, code: code, seconds: seconds, now: end.uptimeNanoseconds)
         loop.stats.adjustInflight(series: req.series, by: -1)
         if let failure { loop.stats.recordUpstreamError(series: req.series, reason: failure.metricReason) }
         if let up = req.upstream {

@@ -75,7 +75,7 @@ final class MirrorSender {
 
     fileprivate func finished(_ mirror: PendingMirror, ok: Bool, code: Int?) {
         inFlight -= 1
-        _ = code  // MIRROR-CODES: recorded once SluiceMetrics has recordMirrorResponse
+        if let code { loop.stats.recordMirrorResponse(series: mirror.series, code: code) }
         loop.stats.recordMirror(series: mirror.series, result: ok ? .completed : .failed)
     }
 

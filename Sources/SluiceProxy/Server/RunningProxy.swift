@@ -1,0 +1,32 @@
+import SluiceConfig
+
+/// A whole running Sluice: the proxy, its control plane and its admin server, started in the
+/// order that never serves a request without its persisted live changes.
+public struct RunningProxy: Sendable {
+    public let server: SluiceServer
+    public let control: ControlPlane
+    public let admin: AdminServer
+
+    /// 1. build the proxy, 2. apply the state file, 3. open the admin API, 4. bind the listeners.
+    public static func start(_ configuration: Configuration, threads: Int, watchFile: Bool = true,
+                             log: @escaping @Sendable (String) -> Void = { _ in }) async throws -> RunningProxy {
+        let server = try SluiceServer(configuration: configuration, threads: threads)
+        let control = ControlPlane(server: server, configuration: configuration, log: log)
+        let admin = AdminServer(control: control)
+        do {
+            try await admin.start(configuration.admin, watchFile: watchFile)
+            try await server.start()
+        } catch {
+            await admin.stop()
+            await server.shutdown(drainTimeout: .zero)
+            throw error
+        }
+        return RunningProxy(server: server, control: control, admin: admin)
+    }
+
+    /// Graceful stop: drain the proxy, then close the admin API.
+    public func stop(drainTimeout: Duration? = nil) async {
+        await server.shutdown(drainTimeout: drainTimeout)
+        await admin.stop()
+    }
+}

@@ -1,0 +1,451 @@
+import Foundation
+import NIOCore
+import NIOHTTP1
+import NIOPosix
+import Testing
+import SluiceMetrics
+import SluiceProxy
+
+/// End-to-end tests of shadow mirroring (SPEC "Mirror (shadow)"): which requests are copied,
+/// what a copy looks like, that the primary never waits for the shadow, and drop counting.
+///
+/// Fire-and-forget effects are awaited by bounded polling (never by a sleep used as an
+/// assertion). Statistical bounds: N draws with share p have sd = sqrt(N p (1-p)); a two-sided
+/// 5.0 sd bound has tail probability ≈ 5.7e-7.
+
+/// Polls `condition` every 5 ms, at most `limit` times (default 10 s); true once it holds.
+@discardableResult
+fileprivate func poll(_ limit: Int = 2000, _ condition: () throws -> Bool) rethrows -> Bool {
+    for _ in 0..<limit {
+        if try condition() { return true }
+        usleep(5_000)
+    }
+    return try condition()
+}
+
+fileprivate func lowercased(_ headers: [(String, String)]) -> [String: String] {
+    Dictionary(headers.map { ($0.0.lowercased(), $0.1) }, uniquingKeysWith: { a, b in "\(a), \(b)" })
+}
+
+extension Harness {
+    /// The mirror counters of the series (route, backend), zero when it recorded nothing yet.
+    func mirrorCounts(route: String, backend: String) throws -> [MirrorResult: UInt64] {
+        guard let id = proxy.registry.allKeys.firstIndex(where: { $0.route == route && $0.backend == backend }) else {
+            Issue.record("no series for route \(route), backend \(backend): \(proxy.registry.allKeys)")
+            return [:]
+        }
+        let stats = try statistics()
+        var out: [MirrorResult: UInt64] = [:]
+        for result in MirrorResult.allCases {
+            out[result] = id < stats.series.count ? stats.series[id].mirror[result.rawValue] : 0
+        }
+        return out
+    }
+
+    /// Waits (bounded) until every copy sent on the series has completed or failed.
+    func waitForMirrorsSettled(route: String, backend: String, limit: Int = 2000) throws -> [MirrorResult: UInt64] {
+        var counts: [MirrorResult: UInt64] = [:]
+        try poll(limit) {
+            counts = try mirrorCounts(route: route, backend: backend)
+            return counts[.completed, default: 0] + counts[.failed, default: 0] == counts[.sent, default: 0]
+        }
+        return counts
+    }
+}
+
+/// A backend that records every request with its complete body, so a test can compare the
+/// shadow copy's bytes with what the client sent (the test backend only counts body bytes).
+final class CaptureBackend: @unchecked Sendable {
+    struct Request: Sendable {
+        var method: String
+        var uri: String
+        var headers: [(String, String)]
+        var body: [UInt8]
+    }
+
+    private let lock = NSLock()
+    private var log: [Request] = []
+    private var channel: Channel?
+    private let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+
+    var requests: [Request] { lock.lock(); defer { lock.unlock() }; return log }
+    var address: String { "127.0.0.1:\(channel?.localAddress?.port ?? 0)" }
+
+    fileprivate func record(_ r: Request) { lock.lock(); log.append(r); lock.unlock() }
+
+    static func start() async throws -> CaptureBackend {
+        let backend = CaptureBackend()
+        backend.channel = try await ServerBootstrap(group: backend.group)
+            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+            .childChannelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.configureHTTPServerPipeline()
+                    try channel.pipeline.syncOperations.addHandler(CaptureHandler(backend: backend))
+                }
+            }
+            .bind(host: "127.0.0.1", port: 0).get()
+        return backend
+    }
+
+    func stop() async {
+        try? await channel?.close()
+        try? await group.shutdownGracefully()
+    }
+}
+
+fileprivate final class CaptureHandler: ChannelInboundHandler {
+    typealias InboundIn = HTTPServerRequestPart
+    typealias OutboundOut = HTTPServerResponsePart
+    let backend: CaptureBackend
+    var head: HTTPRequestHead?
+    var body: [UInt8] = []
+
+    init(backend: CaptureBackend) { self.backend = backend }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        switch unwrapInboundIn(data) {
+        case .head(let h):
+            head = h
+            body = []
+        case .body(var b):
+            body += b.readBytes(length: b.readableBytes) ?? []
+        case .end:
+            guard let head else { return }
+            backend.record(.init(method: head.method.rawValue, uri: head.uri,
+                                 headers: head.headers.map { ($0.name, $0.value) }, body: body))
+            var headers = HTTPHeaders()
+            headers.add(name: "content-length", value: "2")
+            context.write(wrapOutboundOut(.head(HTTPResponseHead(version: head.version, status: .ok, headers: headers))), promise: nil)
+            context.write(wrapOutboundOut(.body(.byteBuffer(context.channel.allocator.buffer(string: "ok")))), promise: nil)
+            context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
+            self.head = nil
+        }
+    }
+}
+
+fileprivate func randomBytes(_ n: Int) -> [UInt8] {
+    var rng = SystemRandomNumberGenerator()
+    return (0..<n).map { _ in UInt8.random(in: 0...255, using: &rng) }
+}
+
+extension EndToEnd {
+@Suite struct Shadow {
+    static let twoBackends = """
+        listen: ["127.0.0.1:1"]
+        backends:
+          primary: { version: v1, endpoints: ["${B0}"] }
+          shadow: { version: v2, endpoints: ["${B1}"] }
+        """
+
+    @Test func everyGetIsCopiedExactlyOnceWithMarkerStrippedAndHopByHopRemoved() async throws {
+        try await Harness.withYAML(backends: [.init(version: "v1"), .init(version: "v2")], config: Self.twoBackends + """
+
+            routes:
+              - name: web
+                backend: primary
+                mirror:
+                  backend: shadow
+                  percent: 100
+                  stripHeaders: [authorization, cookie, idempotency-key]
+            """) { h in
+            let n = 50
+            let c = try h.client()
+            for i in 0..<n {
+                let r = try c.request("GET", "/g/\(i)?q=\(i)", headers: [
+                    ("Authorization", "Bearer secret"), ("Cookie", "session=abc"), ("Idempotency-Key", "k\(i)"),
+                    ("X-Trace", "t\(i)"), ("Connection", "keep-alive, X-Hop"), ("X-Hop", "hop"),
+                    ("Keep-Alive", "timeout=5"), ("TE", "trailers"), ("Proxy-Authorization", "Basic eA=="),
+                ])
+                #expect(r.status == 200)
+                #expect(r.header("x-backend-version") == "v1", "the client is answered by the primary")
+                #expect(r.header("x-sluice-shadow") == nil)
+            }
+            let counts = try h.waitForMirrorsSettled(route: "web", backend: "shadow")
+            #expect(counts[.sent] == UInt64(n))
+            #expect(counts[.completed] == UInt64(n))
+            #expect(counts[.dropped] == 0)
+            let copies = h.backends[1].received
+            #expect(copies.count == n, "the shadow received \(copies.count) copies of \(n) GETs")
+            #expect(Set(copies.map(\.uri)) == Set((0..<n).map { "/g/\($0)?q=\($0)" }))
+            for copy in copies {
+                let headers = lowercased(copy.headers)
+                #expect(copy.method == "GET")
+                #expect(headers["x-sluice-shadow"] == "1")
+                for stripped in ["authorization", "cookie", "idempotency-key"] {
+                    #expect(headers[stripped] == nil, "\(stripped) reached the shadow")
+                }
+                for hop in ["x-hop", "keep-alive", "te", "proxy-authorization"] {
+                    #expect(headers[hop] == nil, "hop-by-hop \(hop) reached the shadow")
+                }
+                #expect(headers["connection"].map { !$0.lowercased().contains("x-hop") } ?? true)
+                #expect(headers["x-trace"]?.hasPrefix("t") == true)
+            }
+            // The primary got its headers intact (stripping is for the copy only) and no marker.
+            let primary = h.backends[0].received
+            #expect(primary.count == n)
+            for (i, r) in primary.enumerated() {
+                let headers = lowercased(r.headers)
+                #expect(headers["x-sluice-shadow"] == nil)
+                #expect(headers["authorization"] == "Bearer secret")
+                #expect(headers["idempotency-key"] == "k\(i)")
+            }
+        }
+    }
+
+    @Test func writesAreNotMirroredByDefault() async throws {
+        try await Harness.withYAML(backends: [.init(version: "v1"), .init(version: "v2")], config: Self.twoBackends + """
+
+            routes:
+              - name: web
+                backend: primary
+                mirror: { backend: shadow, percent: 100 }
+            """) { h in
+            let c = try h.client()
+            for method in ["POST", "PUT", "PATCH", "DELETE"] {
+                for _ in 0..<5 {
+                    let r = try c.request(method, "/w", body: Array("payload".utf8))
+                    #expect(r.status == 200)
+                    #expect(r.json["bodyBytes"] as? Int == 7)
+                }
+            }
+            // Safe methods are copied: HEAD and OPTIONS as well as GET.
+            #expect(try c.request("HEAD", "/h").status == 200)
+            #expect(try c.request("OPTIONS", "/o").status == 200)
+            #expect(try c.request("GET", "/g").status == 200)
+            // Every copy is counted `sent` when its request ends, before the primary answers it;
+            // so once the clients have their answers the counters are final.
+            let counts = try h.waitForMirrorsSettled(route: "web", backend: "shadow")
+            #expect(counts[.sent] == 3)
+            #expect(counts[.dropped] == 0)
+            let methods = h.backends[1].received.map(\.method).sorted()
+            #expect(methods == ["GET", "HEAD", "OPTIONS"])
+        }
+    }
+
+    @Test func listedWritesAreMirroredWithTheBodyByteForByte() async throws {
+        let capture = try await CaptureBackend.start()
+        do {
+            try await Harness.withYAML(backends: [.init(version: "v1")], config: """
+                listen: ["127.0.0.1:1"]
+                backends:
+                  primary: { version: v1, endpoints: ["${B0}"] }
+                  shadow: { version: v2, endpoints: ["\(capture.address)"] }
+                routes:
+                  - name: web
+                    backend: primary
+                    mirror: { backend: shadow, percent: 100, methods: [POST] }
+                """) { h in
+                let c = try h.client()
+                var sent: [[UInt8]] = []
+                for size in [1, 1000, 65_537, 300_000] {
+                    let body = randomBytes(size)
+                    sent.append(body)
+                    let r = try c.request("POST", "/orders?size=\(size)", headers: [("Content-Type", "application/octet-stream")], body: body)
+                    #expect(r.status == 200)
+                    #expect(r.json["bodyBytes"] as? Int == size)
+                }
+                // A chunked body is mirrored too (the copy keeps valid framing).
+                let chunked = randomBytes(5000)
+                sent.append(chunked)
+                var raw = Array("POST /orders?size=chunked HTTP/1.1\r\nHost: test.local\r\nTransfer-Encoding: chunked\r\n\r\n".utf8)
+                for start in stride(from: 0, to: chunked.count, by: 1500) {
+                    let piece = chunked[start..<min(start + 1500, chunked.count)]
+                    raw += Array("\(String(piece.count, radix: 16))\r\n".utf8) + piece + Array("\r\n".utf8)
+                }
+                raw += Array("0\r\n\r\n".utf8)
+                try c.send(raw)
+                let r = try c.readResponse()
+                #expect(r.status == 200)
+                #expect(r.json["bodyBytes"] as? Int == chunked.count)
+                // GET is no longer listed: not mirrored.
+                #expect(try c.request("GET", "/g").status == 200)
+
+                let counts = try h.waitForMirrorsSettled(route: "web", backend: "shadow")
+                #expect(counts[.sent] == 5)
+                #expect(counts[.completed] == 5)
+                let copies = capture.requests
+                #expect(copies.count == 5)
+                for (i, body) in sent.enumerated() {
+                    let uri = i < 4 ? "/orders?size=\(body.count)" : "/orders?size=chunked"
+                    guard let copy = copies.first(where: { $0.uri == uri }) else {
+                        Issue.record("no copy of \(uri)")
+                        continue
+                    }
+                    #expect(copy.method == "POST")
+                    #expect(copy.body.count == body.count, "\(uri): copy has \(copy.body.count) bytes")
+                    #expect(copy.body == body, "\(uri): the copy's body differs from the client's")
+                    #expect(lowercased(copy.headers)["x-sluice-shadow"] == "1")
+                    #expect(lowercased(copy.headers)["content-type"] == "application/octet-stream" || i == 4)
+                }
+            }
+        } catch {
+            await capture.stop()
+            throw error
+        }
+        await capture.stop()
+    }
+
+    @Test func bodiesOverMaxBodyBytesAreNotMirroredButCounted() async throws {
+        try await Harness.withYAML(backends: [.init(version: "v1"), .init(version: "v2")], config: Self.twoBackends + """
+
+            routes:
+              - name: web
+                backend: primary
+                mirror: { backend: shadow, percent: 100, methods: [POST], maxBodyBytes: 1024 }
+            """) { h in
+            let c = try h.client()
+            // At the limit: mirrored. Over it (declared length): not mirrored.
+            let atLimit = try c.request("POST", "/at", body: randomBytes(1024))
+            #expect(atLimit.status == 200)
+            let over = try c.request("POST", "/over", body: randomBytes(1025))
+            #expect(over.status == 200)
+            #expect(over.json["bodyBytes"] as? Int == 1025, "the primary still gets the whole body")
+            // Over the limit without a declared length (chunked): abandoned as it grows.
+            var raw = Array("POST /over-chunked HTTP/1.1\r\nHost: test.local\r\nTransfer-Encoding: chunked\r\n\r\n".utf8)
+            for _ in 0..<3 { raw += Array("320\r\n".utf8) + randomBytes(800) + Array("\r\n".utf8) }
+            raw += Array("0\r\n\r\n".utf8)
+            try c.send(raw)
+            let chunked = try c.readResponse()
+            #expect(chunked.status == 200)
+            #expect(chunked.json["bodyBytes"] as? Int == 2400)
+
+            let counts = try h.waitForMirrorsSettled(route: "web", backend: "shadow")
+            #expect(counts[.sent] == 1)
+            #expect(counts[.dropped] == 2)
+            let copies = h.backends[1].received
+            #expect(copies.map(\.uri) == ["/at"])
+            #expect(copies.first?.bodyBytes == 1024)
+        }
+    }
+
+    @Test func percentMirrorsTheConfiguredShare() async throws {
+        try await Harness.withYAML(backends: [.init(version: "v1"), .init(version: "v2")], config: Self.twoBackends + """
+
+            routes:
+              - name: web
+                backend: primary
+                mirror: { backend: shadow, percent: 50 }
+            """) { h in
+            // N = 4000, p = 0.5: sd = sqrt(4000 * 0.25) = 31.6 copies; 5 sd = 158.1 copies
+            // (3.95 pp), tail probability ≈ 5.7e-7.
+            let n = 4000
+            let p = 0.5
+            let bound = 5.0 * (Double(n) * p * (1 - p)).squareRoot()
+            for _ in 0..<2 {
+                let c = try h.client()
+                for i in 0..<(n / 2) {
+                    let r = try c.request("GET", "/p?i=\(i)")
+                    #expect(r.status == 200)
+                }
+                c.close()
+            }
+            let counts = try h.waitForMirrorsSettled(route: "web", backend: "shadow")
+            let copies = h.backends[1].received.count
+            #expect(UInt64(copies) == counts[.sent], "copies received vs counted sent: \(counts)")
+            #expect(counts[.dropped] == 0)
+            #expect(abs(Double(copies) - Double(n) * p) <= bound,
+                    "\(copies) copies of \(n) requests; expected \(Int(Double(n) * p)) ± \(bound) (5 sd)")
+            #expect(h.backends[0].received.count == n)
+        }
+    }
+
+    @Test func aSlowShadowDoesNotSlowThePrimary() async throws {
+        try await Harness.withYAML(backends: [.init(version: "v1"), .init(version: "v2", latency: .seconds(2))],
+                                   config: Self.twoBackends + """
+
+            routes:
+              - name: web
+                backend: primary
+                mirror: { backend: shadow, percent: 100 }
+            """) { h in
+            let c = try h.client()
+            let start = ContinuousClock.now
+            for i in 0..<20 {
+                let r = try c.request("GET", "/fast?i=\(i)")
+                #expect(r.status == 200)
+                #expect(r.header("x-backend-version") == "v1")
+            }
+            let elapsed = ContinuousClock.now - start
+            // Had any primary waited for its 2 s shadow, the 20 would take at least 2 s (40 s
+            // if each waited). This is functional, not a benchmark: the bound is the shadow's
+            // latency itself.
+            #expect(elapsed < .seconds(2), "20 primaries took \(elapsed) behind a 2 s shadow")
+            // And the copies did go out.
+            let counts = try h.mirrorCounts(route: "web", backend: "shadow")
+            #expect(counts[.sent] == 20)
+        }
+    }
+
+    @Test func aDeadOrFailingShadowDoesNotChangeThePrimary() async throws {
+        let dead = try unusedPort()
+        try await Harness.withYAML(backends: [.init(version: "v1"), .init(version: "v3", errorRate: 1.0)], config: """
+            listen: ["127.0.0.1:1"]
+            backends:
+              primary: { version: v1, endpoints: ["${B0}"] }
+              dead: { version: v2, endpoints: ["127.0.0.1:\(dead)"] }
+              failing: { version: v3, endpoints: ["${B1}"] }
+            routes:
+              - name: toDead
+                match: { pathPrefix: /dead }
+                backend: primary
+                mirror: { backend: dead, percent: 100 }
+              - name: toFailing
+                backend: primary
+                mirror: { backend: failing, percent: 100 }
+            """) { h in
+            let c = try h.client()
+            for i in 0..<20 {
+                let r = try c.request("GET", "/dead/\(i)")
+                #expect(r.status == 200)
+                #expect(r.header("x-backend-version") == "v1")
+                #expect(r.json["version"] as? String == "v1")
+            }
+            for i in 0..<20 {
+                let r = try c.request("GET", "/other/\(i)")
+                #expect(r.status == 200, "a shadow answering 503 changed the client's status")
+                #expect(r.json["version"] as? String == "v1")
+            }
+            // The refused copies are counted failed; the 503 copies were answered (completed).
+            let deadCounts = try h.waitForMirrorsSettled(route: "toDead", backend: "dead")
+            #expect(deadCounts[.sent] == 20)
+            #expect(deadCounts[.failed] == 20)
+            let failingCounts = try h.waitForMirrorsSettled(route: "toFailing", backend: "failing")
+            #expect(failingCounts[.sent] == 20)
+            #expect(h.backends[1].received.count == 20)
+            #expect(h.backends[0].received.count == 40)
+        }
+    }
+
+    @Test func copiesBeyondTheInFlightLimitAreDroppedAndCounted() async throws {
+        // The shadow holds every copy for 10 s, so none completes while the 100 requests run:
+        // with the harness's single event loop at most 64 copies can be in flight, and the rest
+        // must be dropped. (10 s rather than 2 s keeps the assertion independent of how fast this
+        // machine gets through 100 requests; the test does not wait for the shadow.)
+        try await Harness.withYAML(backends: [.init(version: "v1"), .init(version: "v2", latency: .seconds(10))],
+                                   config: Self.twoBackends + """
+
+            routes:
+              - name: web
+                backend: primary
+                mirror: { backend: shadow, percent: 100 }
+            """) { h in
+            let c = try h.client()
+            let start = ContinuousClock.now
+            for i in 0..<100 {
+                let r = try c.request("GET", "/d?i=\(i)")
+                #expect(r.status == 200)
+            }
+            let elapsed = ContinuousClock.now - start
+            #expect(elapsed < .seconds(10), "100 primaries took \(elapsed)")
+            let counts = try h.mirrorCounts(route: "web", backend: "shadow")
+            let sent = counts[.sent, default: 0], dropped = counts[.dropped, default: 0]
+            #expect(sent + dropped == 100, "\(counts)")
+            #expect(sent <= 64, "\(counts)")
+            #expect(dropped >= 100 - 64, "\(counts)")
+            // Nothing can have completed yet, so exactly the limit went out.
+            #expect(sent == 64, "\(counts)")
+            #expect(counts[.completed, default: 0] == 0)
+        }
+    }
+}
+}

@@ -1,0 +1,152 @@
+#!/usr/bin/env python3
+"""Turn bench/run.sh's raw data (bench/out/raw.tsv, rss.tsv, callgrind.tsv, meta.txt) into one
+markdown table: printed to stdout and written to bench/out/results.md.
+
+    report.py bench/out
+"""
+import statistics
+import sys
+from pathlib import Path
+
+SCENARIOS = {
+    "s1": "1 plain proxying",
+    "s2": "2 canary 90/10 sticky + 2 A/B rules",
+    "s3": "3 100% shadow to a 1 s backend",
+    "s4": "4 SIGHUP every 100 ms",
+}
+PROXIES = ["sluice", "nginx", "haproxy"]
+NAMES = {"sluice": "Sluice", "nginx": "nginx", "haproxy": "HAProxy"}
+
+
+def rows_of(path):
+    if not path.exists():
+        return []
+    return [line.rstrip("\n").split("\t") for line in path.read_text().splitlines() if line.strip()]
+
+
+def num(s):
+    try:
+        return float(s)
+    except (TypeError, ValueError):
+        return None
+
+
+def ms(us):
+    return "—" if us is None else f"{us / 1000:.2f} ms"
+
+
+def ratio(value, base):
+    if value is None or not base:
+        return "—"
+    return f"{value / base:.2f}"
+
+
+def main():
+    out = Path(sys.argv[1] if len(sys.argv) > 1 else "bench/out")
+    meta = {}
+    for line in (out / "meta.txt").read_text().splitlines() if (out / "meta.txt").exists() else []:
+        key, _, value = line.partition("=")
+        meta[key] = value
+
+    # scenario, proxy, round, rps, p50_us, p99_us, connect, read, write, status, timeout, note
+    runs = {}
+    for r in rows_of(out / "raw.tsv"):
+        r += [""] * (12 - len(r))
+        runs.setdefault((r[0], r[1]), []).append(r)
+
+    table = []  # (scenario, proxy, rps, p50, p99, errors, extra, ratio, notes)
+    agg = {}
+    for sc in SCENARIOS:
+        for px in PROXIES:
+            rs = runs.get((sc, px))
+            if not rs:
+                continue
+            good = [r for r in rs if num(r[3]) is not None]
+            notes = sorted({r[11] for r in rs if r[11]})
+            if not good:
+                table.append((SCENARIOS[sc], NAMES[px], None, None, None, None, "", None, "; ".join(notes)))
+                continue
+            rps = statistics.median(num(r[3]) for r in good)
+            p50 = statistics.median(num(r[4]) for r in good)
+            p99 = statistics.median(num(r[5]) for r in good)
+            err = {k: sum(int(num(r[i]) or 0) for r in good)
+                   for k, i in (("connect", 6), ("read", 7), ("write", 8), ("non-2xx/3xx", 9), ("timeout", 10))}
+            total = sum(err.values())
+            if total:
+                notes.append("errors: " + ", ".join(f"{k} {v}" for k, v in err.items() if v))
+            if sc == "s4":
+                notes.append("errors must be 0: " + ("OK" if total == 0 else "FAIL"))
+            if len(good) < len(rs):
+                notes.append(f"{len(rs) - len(good)} of {len(rs)} rounds without a result")
+            agg[(sc, px)] = rps
+            table.append((SCENARIOS[sc], NAMES[px], rps, p50, p99, total, "", None, "; ".join(notes)))
+
+    base = agg.get(("s1", "sluice"))
+    lines = []
+    head = ["scenario", "proxy", "req/s (median)", "p50", "p99", "errors", "RSS / instr", "ratio to Sluice", "notes"]
+    lines.append("| " + " | ".join(head) + " |")
+    lines.append("|" + "|".join(["---"] * len(head)) + "|")
+    for sc, px, rps, p50, p99, err, extra, _, notes in table:
+        lines.append("| " + " | ".join([
+            sc, px, "—" if rps is None else f"{rps:,.0f}", ms(p50), ms(p99),
+            "—" if err is None else str(err), extra or "", ratio(rps, base), notes]) + " |")
+
+    rss = {r[0]: r for r in rows_of(out / "rss.tsv")}
+    sluice_rss = num(rss["sluice"][2]) if "sluice" in rss else None
+    for px in PROXIES:
+        if px not in rss:
+            continue
+        _, before, after, status = (rss[px] + [""] * 4)[:4]
+        b, a = num(before), num(after)
+        fields = dict(kv.split("=", 1) for kv in status.split() if "=" in kv)
+        held = num(fields.get("held"))
+        note = f"before {b / 1024:.1f} MiB; {status}"
+        if held:
+            note += f"; {(a - b) / held:.1f} KiB per held connection"
+        lines.append("| " + " | ".join([
+            "5 10,000 idle keep-alive conns: VmRSS after", NAMES[px], "", "", "", "",
+            f"{a / 1024:.1f} MiB", ratio(a, sluice_rss), note]) + " |")
+
+    cg = {}
+    for r in rows_of(out / "callgrind.tsv"):
+        r += [""] * (6 - len(r))
+        kind, n1, i1, n2, i2, note = r[:6]
+        if num(i1) is not None and num(i2) is not None and num(n2) != num(n1):
+            cg[kind] = ((num(i2) - num(i1)) / (num(n2) - num(n1)), f"(I({n2}) − I({n1})) / {int(num(n2) - num(n1))}")
+        else:
+            cg[kind] = (None, note or "no result")
+    for px in PROXIES:
+        if px not in cg:
+            continue
+        value, note = cg[px]
+        lines.append("| " + " | ".join([
+            "instructions per request (callgrind)", NAMES[px], "", "", "", "",
+            "—" if value is None else f"{value:,.0f}", ratio(value, cg.get("sluice", (None,))[0]), note]) + " |")
+
+    table_md = "\n".join(lines)
+    print(table_md)
+    header = [
+        "# Sluice benchmark results",
+        "",
+        f"- date: {meta.get('date', '?')}",
+        f"- command: `{meta.get('command', '?')}`",
+        f"- machine: nproc {meta.get('nproc', '?')}, CPU {meta.get('cpu', '?')}",
+        f"- load average at start / end: {meta.get('loadavg_start', '?')} / {meta.get('loadavg_end', '?')}",
+        f"- commit: {meta.get('commit', '?')}; binary {meta.get('sluice', '?')}",
+        f"- tools: {meta.get('versions', '?')}",
+        f"- settings: {meta.get('settings', '?')}",
+        "",
+        "req/s, p50 and p99 are medians over the rounds; errors are summed over the rounds (wrk's "
+        "socket errors + non-2xx/3xx responses). \"ratio to Sluice\" divides the row's figure "
+        "(req/s, VmRSS after, instructions per request) by Sluice's: for scenarios 2-4 by Sluice's "
+        "scenario 1.",
+        "",
+        table_md,
+        "",
+    ]
+    (out / "results.md").write_text("\n".join(header))
+    print(f"\nwritten: {out / 'results.md'}")
+
+
+if __name__ == "__main__":
+    main()

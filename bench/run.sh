@@ -1,0 +1,419 @@
+#!/usr/bin/env bash
+# bench/run.sh — Sluice against nginx and HAProxy on this machine, one table at the end.
+#
+# Usage:  bench/run.sh [--quick]
+#   (default)  3 interleaved rounds of 10 s per run, callgrind with 2,000 and 12,000 requests
+#   --quick    1 round of 3 s per run, callgrind with 1,000 and 4,000 requests (a smoke run)
+# Environment (optional):
+#   SLUICE_BIN=/path/to/sluice   benchmark this binary instead of building one
+#
+# What it does
+#   0. Installs missing tools with apt-get (nginx, haproxy, wrk, nghttp2-client, valgrind,
+#      procps) and builds Sluice in release mode into .build-bench/ (gitignored):
+#        swift build -c release --product sluice --scratch-path .build-bench
+#   1. Starts ONE fixed origin: nginx (bench/nginx-backend.conf, 1 worker) answering `200 ok`
+#      on 127.0.0.1:19001 and :19002, pinned to core 1.
+#   2. Runs each reverse proxy pinned to core 0, one at a time, with wrk pinned to core 1
+#      (`wrk -t1 -c50 -dDs --latency`, the same for all, every request carrying
+#      `Cookie: uid=bench-user-42; beta=0`), in interleaved rounds:
+#        s1 plain proxying:   Sluice (--threads 1, bench/sluice-plain.yaml) :18080,
+#                             nginx (bench/nginx-proxy.conf) :18081, HAProxy (bench/haproxy.cfg) :18082
+#        s2 Sluice 90/10 sticky canary + two A/B rules (bench/sluice-canary.yaml)
+#        s3 Sluice with a 100% shadow to `sluice backend --latency 1s` on :19003 (core 1)
+#        s4 Sluice (bench/sluice-reload.yaml) receiving SIGHUP every 100 ms during the run;
+#           non-2xx and socket errors must be 0. A proxy that dies on SIGHUP (no handler yet)
+#           is reported as "SIGHUP unsupported", not as a bench failure.
+#   3. s5: 10,000 idle keep-alive connections (bench/idle_conns.py, one request each) held
+#      against each proxy; VmRSS of the proxy (plus its children: nginx's worker) before/after.
+#   4. Instructions per request: each proxy under `valgrind --tool=callgrind`, driven by
+#      bench/seq_client.py with N1 and then N2 sequential keep-alive requests (two runs);
+#      instr/req = (I(N2) - I(N1)) / (N2 - N1) from the callgrind totals (startup cancels out).
+#   5. Prints one markdown table and writes it to bench/out/results.md with the date, nproc,
+#      CPU model, load average and the exact command. Raw data and logs stay in bench/out/.
+#
+# Limits respected: loopback only; `ulimit -n 20000` (the machine's per-process file limit:
+# the idle client holds 10k, the proxy 10k + upstreams; HAProxy's maxconn is 9,990 because it
+# reserves two fds per connection); every process started here is stopped by its PID on exit.
+# Exit status: 0 done; 1 setup failure (build, tool, port in use, a proxy that will not start);
+# 3 the table was written but scenario 4 saw errors.
+set -euo pipefail
+
+QUICK=0
+for arg in "$@"; do
+  case "$arg" in
+    --quick) QUICK=1 ;;
+    -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
+    *) echo "bench/run.sh: unknown argument '$arg' (use --quick)" >&2; exit 1 ;;
+  esac
+done
+COMMAND="bench/run.sh${*:+ $*}"
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+BENCH=$ROOT/bench
+OUT=$BENCH/out
+LOGS=$OUT/logs
+
+if (( QUICK )); then
+  ROUNDS=1; DURATION=3; WARMUP=1; CG_N1=1000; CG_N2=4000
+else
+  ROUNDS=3; DURATION=10; WARMUP=2; CG_N1=2000; CG_N2=12000
+fi
+WRK_CONNS=50
+WRK_THREADS=1
+IDLE_CONNS=10000
+COOKIE='Cookie: uid=bench-user-42; beta=0'
+PORT_SLUICE=18080; PORT_NGINX=18081; PORT_HAPROXY=18082
+PORT_ORIGIN1=19001; PORT_ORIGIN2=19002; PORT_SHADOW=19003
+PROXY_CORE=0; LOAD_CORE=1
+
+log() { printf '[bench %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+die() { printf 'bench/run.sh: %s\n' "$*" >&2; exit 1; }
+
+# ---------------------------------------------------------------- process bookkeeping
+PIDS=()
+cleanup() {
+  local pid
+  for pid in "${PIDS[@]}"; do
+    if kill -0 "$pid" 2>/dev/null; then kill -TERM "$pid" 2>/dev/null || true; fi
+  done
+  for pid in "${PIDS[@]}"; do
+    for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    if kill -0 "$pid" 2>/dev/null; then kill -KILL "$pid" 2>/dev/null || true; fi
+    wait "$pid" 2>/dev/null || true
+  done
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# start_bg LOGNAME CMD...: start CMD in the background, remember its PID in $BG_PID.
+start_bg() {
+  local name=$1; shift
+  "$@" >"$LOGS/$name.log" 2>&1 &
+  BG_PID=$!
+  PIDS+=("$BG_PID")
+}
+
+# stop_pid PID [SIGNAL] [TIMEOUT_S]: signal one process we started and wait for it to exit.
+stop_pid() {
+  local pid=$1 sig=${2:-TERM} timeout=${3:-15} i
+  if kill -0 "$pid" 2>/dev/null; then
+    kill -"$sig" "$pid" 2>/dev/null || true
+    for (( i = 0; i < timeout * 10; i++ )); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    if kill -0 "$pid" 2>/dev/null; then
+      log "PID $pid did not exit after SIG$sig in ${timeout}s: SIGKILL"
+      kill -KILL "$pid" 2>/dev/null || true
+    fi
+  fi
+  wait "$pid" 2>/dev/null || true
+}
+
+port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+# wait_port PORT PID TIMEOUT_S LOGNAME
+wait_port() {
+  local port=$1 pid=$2 timeout=$3 name=$4 i
+  for (( i = 0; i < timeout * 10; i++ )); do
+    if ! kill -0 "$pid" 2>/dev/null; then
+      tail -n 20 "$LOGS/$name.log" >&2 || true
+      die "$name exited before listening on 127.0.0.1:$port (log: $LOGS/$name.log)"
+    fi
+    port_open "$port" && return 0
+    sleep 0.1
+  done
+  die "$name is not listening on 127.0.0.1:$port after ${timeout}s (log: $LOGS/$name.log)"
+}
+
+# rss_kib PID: VmRSS of PID plus that of its direct children (nginx master + worker).
+rss_kib() {
+  local total=0 p v
+  for p in "$1" $(pgrep -P "$1" || true); do
+    v=$(awk '/^VmRSS:/ {print $2}' "/proc/$p/status" 2>/dev/null || echo 0)
+    total=$(( total + ${v:-0} ))
+  done
+  echo "$total"
+}
+
+# ---------------------------------------------------------------- setup
+ensure_tools() {
+  local missing=() pkgs=() spec cmd pkg
+  for spec in nginx:nginx haproxy:haproxy wrk:wrk h2load:nghttp2-client valgrind:valgrind \
+              callgrind_control:valgrind pgrep:procps taskset:util-linux python3:python3; do
+    cmd=${spec%%:*}; pkg=${spec#*:}
+    command -v "$cmd" >/dev/null 2>&1 || { missing+=("$cmd"); pkgs+=("$pkg"); }
+  done
+  (( ${#missing[@]} == 0 )) && return 0
+  log "installing with apt-get: ${pkgs[*]} (missing: ${missing[*]})"
+  [[ $(id -u) == 0 ]] || die "need root to apt-get install ${pkgs[*]}"
+  # Keep package scripts from starting system services (nginx, haproxy) on install.
+  local policy_created=0
+  if [[ ! -e /usr/sbin/policy-rc.d ]]; then
+    printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d; chmod +x /usr/sbin/policy-rc.d
+    policy_created=1
+  fi
+  local rc=0
+  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${pkgs[@]}"; } \
+    >"$LOGS/apt.log" 2>&1 || rc=$?
+  (( policy_created )) && rm -f /usr/sbin/policy-rc.d
+  (( rc == 0 )) || { tail -n 20 "$LOGS/apt.log" >&2; die "apt-get install ${pkgs[*]} failed"; }
+  for cmd in "${missing[@]}"; do command -v "$cmd" >/dev/null || die "'$cmd' still missing after apt-get"; done
+}
+
+build_sluice() {
+  if [[ -n ${SLUICE_BIN:-} ]]; then
+    [[ -x $SLUICE_BIN ]] || die "SLUICE_BIN=$SLUICE_BIN is not an executable"
+    SLUICE=$SLUICE_BIN
+    log "using SLUICE_BIN=$SLUICE (not building)"
+    return
+  fi
+  log "building Sluice (release) into .build-bench/ — log: $LOGS/build.log"
+  if ! (cd "$ROOT" && swift build -c release --product sluice --scratch-path "$ROOT/.build-bench") \
+        >"$LOGS/build.log" 2>&1; then
+    grep -m 10 'error:' "$LOGS/build.log" >&2 || tail -n 20 "$LOGS/build.log" >&2
+    die "swift build failed (log: $LOGS/build.log)"
+  fi
+  SLUICE="$(cd "$ROOT" && swift build -c release --product sluice --scratch-path "$ROOT/.build-bench" --show-bin-path)/sluice"
+  [[ -x $SLUICE ]] || die "no binary at $SLUICE after the build"
+}
+
+# ---------------------------------------------------------------- the processes
+ORIGIN_PID=""; SHADOW_PID=""
+
+start_origin() {
+  mkdir -p "$OUT/nginx-backend/logs" "$OUT/nginx-backend/tmp"
+  start_bg origin taskset -c "$LOAD_CORE" nginx -p "$OUT/nginx-backend/" -c "$BENCH/nginx-backend.conf" \
+    -e "$OUT/nginx-backend/logs/error.log" -g 'daemon off;'
+  ORIGIN_PID=$BG_PID
+  wait_port "$PORT_ORIGIN1" "$ORIGIN_PID" 10 origin
+  wait_port "$PORT_ORIGIN2" "$ORIGIN_PID" 10 origin
+}
+
+start_shadow() {
+  start_bg shadow taskset -c "$LOAD_CORE" "$SLUICE" backend --listen "127.0.0.1:$PORT_SHADOW" --version shadow --latency 1s
+  SHADOW_PID=$BG_PID
+  wait_port "$PORT_SHADOW" "$SHADOW_PID" 10 shadow
+}
+
+# start_proxy KIND [SLUICE_CONFIG] [VALGRIND_OUT]: sets PROXY_PID and PROXY_PORT.
+start_proxy() {
+  local kind=$1 cfg=${2:-} cg=${3:-} name timeout=15
+  local pre=(taskset -c "$PROXY_CORE")
+  if [[ -n $cg ]]; then
+    pre+=(valgrind --tool=callgrind --callgrind-out-file="$cg" --dump-instr=no)
+    timeout=180
+  fi
+  case $kind in
+    sluice)
+      PROXY_PORT=$PORT_SLUICE; name=sluice-$(basename "$cfg" .yaml)
+      start_bg "$name" "${pre[@]}" "$SLUICE" run --config "$cfg" --threads 1 ;;
+    nginx)
+      PROXY_PORT=$PORT_NGINX; name=nginx-proxy
+      mkdir -p "$OUT/nginx-proxy/logs" "$OUT/nginx-proxy/tmp"
+      local g='daemon off;'
+      [[ -n $cg ]] && g='daemon off; master_process off;'
+      start_bg "$name" "${pre[@]}" nginx -p "$OUT/nginx-proxy/" -c "$BENCH/nginx-proxy.conf" \
+        -e "$OUT/nginx-proxy/logs/error.log" -g "$g" ;;
+    haproxy)
+      PROXY_PORT=$PORT_HAPROXY; name=haproxy
+      start_bg "$name" "${pre[@]}" haproxy -db -f "$BENCH/haproxy.cfg" ;;
+  esac
+  PROXY_PID=$BG_PID
+  PROXY_LOG=$name
+  wait_port "$PROXY_PORT" "$PROXY_PID" "$timeout" "$name"
+}
+
+proxy_url() { echo "http://127.0.0.1:$PROXY_PORT/"; }
+
+# run_wrk OUTFILE: warm-up, then the measured run; leaves wrk's output in OUTFILE.
+run_wrk() {
+  taskset -c "$LOAD_CORE" wrk -t"$WRK_THREADS" -c"$WRK_CONNS" -d"${WARMUP}s" -H "$COOKIE" "$(proxy_url)" >/dev/null 2>&1 || true
+  taskset -c "$LOAD_CORE" wrk -t"$WRK_THREADS" -c"$WRK_CONNS" -d"${DURATION}s" --latency \
+    -s "$BENCH/wrk-report.lua" -H "$COOKIE" "$(proxy_url)" >"$1" 2>&1 || true
+}
+
+# record SCENARIO PROXY ROUND WRKFILE NOTE: append one row to raw.tsv from wrk's WRK line.
+record() {
+  local line
+  line=$(grep '^WRK ' "$4" || true)
+  if [[ -z $line ]]; then
+    printf '%s\t%s\t%s\t\t\t\t\t\t\t\t\t%s\n' "$1" "$2" "$3" "${5:+$5; }wrk printed no result (see $4)" >>"$OUT/raw.tsv"
+    return
+  fi
+  # shellcheck disable=SC2086
+  local $(echo "${line#WRK }")
+  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$1" "$2" "$3" "$rps" "$p50_us" "$p99_us" \
+    "$connect" "$read" "$write" "$status" "$timeout" "${5:-}" >>"$OUT/raw.tsv"
+  log "  $1 $2 round $3: ${rps} req/s, p50 ${p50_us} us, p99 ${p99_us} us, errors connect=$connect read=$read write=$write status=$status timeout=$timeout"
+}
+
+# ---------------------------------------------------------------- scenarios
+scenario_load() { # SCENARIO KIND [CONFIG] ROUND
+  local sc=$1 kind=$2 cfg=$3 round=$4 f note=""
+  start_proxy "$kind" "$cfg"
+  f="$OUT/wrk-$sc-$kind-r$round.txt"
+  run_wrk "$f"
+  kill -0 "$PROXY_PID" 2>/dev/null || note="proxy exited during the run (log: $LOGS/$PROXY_LOG.log)"
+  stop_pid "$PROXY_PID"
+  record "$sc" "$kind" "$round" "$f" "$note"
+}
+
+SIGHUP_STATE=unknown   # unknown | supported | unsupported
+CTL_OK=0
+ctl_generation() {
+  (( CTL_OK )) || { echo "?"; return; }
+  "$SLUICE" ctl --socket "$OUT/sluice-admin.sock" status 2>/dev/null \
+    | python3 -c 'import json,sys; print(json.load(sys.stdin).get("generation","?"))' 2>/dev/null || echo "?"
+}
+
+scenario_reload() { # ROUND
+  local round=$1 f note gen0 gen1 hups=0 wrk_pid
+  if [[ $SIGHUP_STATE == unsupported ]]; then
+    printf 's4\tsluice\t%s\t\t\t\t\t\t\t\t\t%s\n' "$round" "$SIGHUP_NOTE" >>"$OUT/raw.tsv"; return
+  fi
+  rm -f "$OUT/sluice-admin.sock" "$OUT/sluice-state.json"
+  start_proxy sluice "$BENCH/sluice-reload.yaml"
+  if [[ $SIGHUP_STATE == unknown ]]; then
+    # Probe: a proxy without a SIGHUP handler is terminated by the default action.
+    kill -HUP "$PROXY_PID"; sleep 0.5
+    if ! kill -0 "$PROXY_PID" 2>/dev/null; then
+      SIGHUP_STATE=unsupported
+      SIGHUP_NOTE="SIGHUP unsupported: the proxy exited on SIGHUP (no reload handler yet)"
+      log "  s4: $SIGHUP_NOTE"
+      stop_pid "$PROXY_PID"
+      printf 's4\tsluice\t%s\t\t\t\t\t\t\t\t\t%s\n' "$round" "$SIGHUP_NOTE" >>"$OUT/raw.tsv"
+      return
+    fi
+    SIGHUP_STATE=supported
+    "$SLUICE" ctl --help >/dev/null 2>&1 && CTL_OK=1
+  fi
+  gen0=$(ctl_generation)
+  taskset -c "$LOAD_CORE" wrk -t"$WRK_THREADS" -c"$WRK_CONNS" -d"${WARMUP}s" -H "$COOKIE" "$(proxy_url)" >/dev/null 2>&1 || true
+  f="$OUT/wrk-s4-sluice-r$round.txt"
+  taskset -c "$LOAD_CORE" wrk -t"$WRK_THREADS" -c"$WRK_CONNS" -d"${DURATION}s" --latency \
+    -s "$BENCH/wrk-report.lua" -H "$COOKIE" "$(proxy_url)" >"$f" 2>&1 &
+  wrk_pid=$!; PIDS+=("$wrk_pid")
+  while kill -0 "$wrk_pid" 2>/dev/null; do
+    kill -0 "$PROXY_PID" 2>/dev/null || break
+    kill -HUP "$PROXY_PID" 2>/dev/null && hups=$(( hups + 1 ))
+    sleep 0.1
+  done
+  wait "$wrk_pid" 2>/dev/null || true
+  note="$hups SIGHUPs"
+  if kill -0 "$PROXY_PID" 2>/dev/null; then
+    gen1=$(ctl_generation)
+    [[ $gen0 != "?" ]] && note+=", generation $gen0 -> $gen1"
+  else
+    note+=", proxy DIED during the SIGHUP storm (log: $LOGS/$PROXY_LOG.log)"
+  fi
+  stop_pid "$PROXY_PID"
+  record s4 sluice "$round" "$f" "$note"
+}
+
+scenario_idle() { # KIND [CONFIG]
+  local kind=$1 cfg=${2:-} before after status client_pid i st
+  start_proxy "$kind" "$cfg"
+  taskset -c "$LOAD_CORE" python3 "$BENCH/seq_client.py" --port "$PROXY_PORT" --requests 200 >/dev/null
+  sleep 1
+  before=$(rss_kib "$PROXY_PID")
+  status="$OUT/idle-$kind.status"; rm -f "$status"
+  start_bg "idle-$kind" taskset -c "$LOAD_CORE" python3 "$BENCH/idle_conns.py" --port "$PROXY_PORT" \
+    --count "$IDLE_CONNS" --hold 6 --status "$status"
+  client_pid=$BG_PID
+  for (( i = 0; i < 1800; i++ )); do
+    [[ -s $status ]] && grep -q '^ready' "$status" && break
+    kill -0 "$client_pid" 2>/dev/null || break
+    sleep 0.1
+  done
+  sleep 2
+  after=$(rss_kib "$PROXY_PID")
+  stop_pid "$client_pid" TERM 30   # it exits by itself after --hold; TERM only if it hangs
+  st=$(tail -n 1 "$status" 2>/dev/null || echo "no status")
+  kill -0 "$PROXY_PID" 2>/dev/null || st+=" proxy-exited"
+  stop_pid "$PROXY_PID"
+  printf '%s\t%s\t%s\t%s\n' "$kind" "$before" "$after" "$st" >>"$OUT/rss.tsv"
+  log "  s5 $kind: VmRSS ${before} KiB -> ${after} KiB ($st)"
+}
+
+callgrind_total() { # FILE -> total Ir
+  awk '/^(summary|totals):/ {print $2; exit}' "$1"
+}
+
+scenario_callgrind() { # KIND [CONFIG]
+  local kind=$1 cfg=${2:-} n total totals=() out
+  for n in "$CG_N1" "$CG_N2"; do
+    out="$OUT/callgrind-$kind-$n.out"; rm -f "$out"
+    start_proxy "$kind" "$cfg" "$out"
+    if ! taskset -c "$LOAD_CORE" python3 "$BENCH/seq_client.py" --port "$PROXY_PORT" --requests "$n" \
+         >>"$LOGS/callgrind-client.log" 2>&1; then
+      log "  callgrind $kind: some of $n requests failed (see $LOGS/callgrind-client.log)"
+    fi
+    stop_pid "$PROXY_PID" TERM 120
+    total=$(callgrind_total "$out" 2>/dev/null || true)
+    if [[ -z $total ]]; then
+      log "  callgrind $kind N=$n: no totals in $out (log: $LOGS/$PROXY_LOG.log)"
+      printf '%s\t\t\t\t\tno callgrind totals\n' "$kind" >>"$OUT/callgrind.tsv"; return
+    fi
+    totals+=("$total")
+    log "  callgrind $kind N=$n: $total instructions"
+  done
+  printf '%s\t%s\t%s\t%s\t%s\t\n' "$kind" "$CG_N1" "${totals[0]}" "$CG_N2" "${totals[1]}" >>"$OUT/callgrind.tsv"
+}
+
+# ---------------------------------------------------------------- main
+mkdir -p "$OUT" "$LOGS"
+ulimit -n 20000 2>/dev/null || die "cannot set ulimit -n 20000 (hard limit: $(ulimit -Hn))"
+ensure_tools
+build_sluice
+for p in $PORT_SLUICE $PORT_NGINX $PORT_HAPROXY $PORT_ORIGIN1 $PORT_ORIGIN2 $PORT_SHADOW; do
+  port_open "$p" && die "port 127.0.0.1:$p is already in use; stop whatever listens there"
+done
+
+rm -f "$OUT"/raw.tsv "$OUT"/rss.tsv "$OUT"/callgrind.tsv "$OUT"/wrk-*.txt "$OUT"/callgrind-*.out "$LOGS"/callgrind-client.log
+LOADAVG_START=$(cut -d' ' -f1-3 /proc/loadavg)
+START_TIME=$(date -u +%Y-%m-%dT%H:%M:%SZ)
+log "Sluice binary: $SLUICE"
+log "rounds=$ROUNDS duration=${DURATION}s warmup=${WARMUP}s wrk -t$WRK_THREADS -c$WRK_CONNS; loadavg $LOADAVG_START"
+
+start_origin
+start_shadow
+
+for (( round = 1; round <= ROUNDS; round++ )); do
+  log "round $round/$ROUNDS"
+  scenario_load s1 sluice "$BENCH/sluice-plain.yaml" "$round"
+  scenario_load s1 nginx "" "$round"
+  scenario_load s1 haproxy "" "$round"
+  scenario_load s2 sluice "$BENCH/sluice-canary.yaml" "$round"
+  scenario_load s3 sluice "$BENCH/sluice-shadow.yaml" "$round"
+  scenario_reload "$round"
+done
+
+log "s5: $IDLE_CONNS idle keep-alive connections per proxy"
+scenario_idle sluice "$BENCH/sluice-plain.yaml"
+scenario_idle nginx
+scenario_idle haproxy
+
+log "instructions per request under callgrind (N1=$CG_N1, N2=$CG_N2)"
+scenario_callgrind sluice "$BENCH/sluice-plain.yaml"
+scenario_callgrind nginx
+scenario_callgrind haproxy
+
+stop_pid "$SHADOW_PID"
+stop_pid "$ORIGIN_PID" QUIT
+
+{
+  echo "date=$START_TIME"
+  echo "command=$COMMAND"
+  echo "nproc=$(nproc)"
+  echo "cpu=$(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo)"
+  echo "loadavg_start=$LOADAVG_START"
+  echo "loadavg_end=$(cut -d' ' -f1-3 /proc/loadavg)"
+  echo "commit=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?')$(git -C "$ROOT" diff --quiet HEAD 2>/dev/null || echo ' (+ uncommitted changes)')"
+  echo "sluice=$SLUICE"
+  echo "versions=$(nginx -v 2>&1 | sed 's/.*version: //'), $(haproxy -v | head -n1 | awk '{print "HAProxy " $3}'), $(wrk -v 2>&1 | head -n1 | awk '{print $1, $2}'), $(valgrind --version)"
+  echo "settings=wrk -t$WRK_THREADS -c$WRK_CONNS -d${DURATION}s --latency (+${WARMUP}s warm-up), $ROUNDS round(s); proxies on core $PROXY_CORE, origin nginx + wrk on core $LOAD_CORE; idle conns $IDLE_CONNS; callgrind N1=$CG_N1 N2=$CG_N2"
+} >"$OUT/meta.txt"
+
+python3 "$BENCH/report.py" "$OUT"
+if grep -q '^s4' "$OUT/raw.tsv" && awk -F'\t' '$1=="s4" && $4!="" && ($7+$8+$9+$10+$11)>0 {bad=1} END {exit !bad}' "$OUT/raw.tsv"; then
+  echo "bench/run.sh: scenario 4 (SIGHUP every 100 ms) saw errors; it must see none" >&2
+  exit 3
+fi
