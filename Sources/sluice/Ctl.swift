@@ -9,7 +9,7 @@ import Glibc
 struct Ctl: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Talk to a running proxy over its admin socket.",
-        subcommands: [Status.self, Routes.self, Weights.self, Switch.self, Reload.self, Metrics.self])
+        subcommands: [Status.self, Top.self, Routes.self, Weights.self, Switch.self, Reload.self, Metrics.self])
 
     struct Options: ParsableArguments {
         @Option(name: .long, help: "Admin socket (default: $SLUICE_SOCKET, else admin.socket of ./sluice.yaml, else ./sluice.sock).")
@@ -56,6 +56,25 @@ struct Ctl: ParsableCommand {
                 return
             }
             print(StatusTable.render(object))
+        }
+    }
+
+    struct Top: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "A live, refreshing view of every route and version (like top).")
+        @OptionGroup var options: Options
+        @Option(name: .long, help: "Seconds between refreshes.") var interval: Double = 1
+        @Option(name: .long, help: "Stop after this many refreshes (default: until Ctrl-C).") var count: Int?
+        func run() throws {
+            var shown = 0
+            while count.map({ shown < $0 }) ?? true {
+                let text = try options.call("GET", "/status")
+                let object = (try? JSONSerialization.jsonObject(with: Data(text.utf8))) as? [String: Any] ?? [:]
+                // Clear the screen and home the cursor, then draw.
+                print("\u{1B}[2J\u{1B}[H" + StatusTable.render(object, rates: true))
+                shown += 1
+                if count.map({ shown >= $0 }) ?? false { break }
+                usleep(useconds_t(max(0.1, interval) * 1_000_000))
+            }
         }
     }
 
@@ -189,7 +208,7 @@ enum StatusTable {
         return "\(name.padding(toLength: 16, withPad: " ", startingAt: 0)) \(target.padding(toLength: 10, withPad: " ", startingAt: 0)) \(what)\(live)"
     }
 
-    static func render(_ status: [String: Any]) -> String {
+    static func render(_ status: [String: Any], rates: Bool = false) -> String {
         var lines: [String] = []
         lines.append("generation \(status["generation"] ?? "?")  config \(status["config"] ?? "?")")
         if let r = status["lastReload"] as? [String: Any] {
@@ -200,7 +219,7 @@ enum StatusTable {
         lines.append("")
         for route in status["routes"] as? [[String: Any]] ?? [] {
             lines.append(routeLine(route))
-            let header = "    " + ["backend", "version", "weight", "req/1m", "err%", "p50", "p95", "p99", "inflight"]
+            let header = "    " + ["backend", "version", "weight", rates ? "rps" : "req/1m", "err%", "p50", "p95", "p99", "inflight"]
                 .map { $0.padding(toLength: 10, withPad: " ", startingAt: 0) }.joined()
             let versions = route["versions"] as? [[String: Any]] ?? []
             if !versions.isEmpty { lines.append(header) }
@@ -210,7 +229,8 @@ enum StatusTable {
                 }
                 let cells = [
                     v["backend"] as? String ?? "", v["version"] as? String ?? "",
-                    (v["weight"]).map { "\($0)" } ?? "-", "\(v["requests"] ?? 0)",
+                    (v["weight"]).map { "\($0)" } ?? "-",
+                    rates ? String(format: "%.1f", Double("\(v["requests"] ?? 0)").map { $0 / 60 } ?? 0) : "\(v["requests"] ?? 0)",
                     String(format: "%.2f", ((v["errorRate"] as? Double) ?? 0) * 100),
                     ms("p50"), ms("p95"), ms("p99"), "\(v["inflight"] ?? 0)",
                 ]

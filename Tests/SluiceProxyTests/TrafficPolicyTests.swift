@@ -409,7 +409,7 @@ extension EndToEnd {
                 match: { pathPrefix: /api, methods: [GET, POST] }
                 backend: c
             """) { h in
-            func via(_ method: String = "GET", _ target: String, host: String) throws -> String {
+            func via(_ target: String, method: String = "GET", host: String) throws -> String {
                 let r = try once(h, method, target, host: host)
                 return r.status == 200 ? servedBy(r) : "status \(r.status)"
             }
@@ -428,8 +428,8 @@ extension EndToEnd {
             // Path prefix (a plain string prefix) and methods.
             #expect(try via("/api", host: "other.test") == "v3")
             #expect(try via("/api/users?id=1", host: "other.test") == "v3")
-            #expect(try via("POST", "/api/users", host: "other.test") == "v3")
-            #expect(try via("DELETE", "/api/users", host: "other.test") == "status 404")
+            #expect(try via("/api/users", method: "POST", host: "other.test") == "v3")
+            #expect(try via("/api/users", method: "DELETE", host: "other.test") == "status 404")
             #expect(try via("/ap", host: "other.test") == "status 404")
             #expect(try via("/v1/api", host: "other.test") == "status 404")
         }
