@@ -100,17 +100,25 @@ public struct SeriesStats: Sendable, Equatable {
 
     /// A copy that shares no buffer with `self` (so the original stays uniquely referenced).
     func detached() -> SeriesStats {
-        var copy = SeriesStats()
+        var copy = self
         copy.codes = codes.mapValues { $0 }
         copy.buckets = buckets.map { $0 }
-        copy.durationSum = durationSum
-        copy.count = count
         copy.upstreamErrors = upstreamErrors.map { $0 }
         copy.mirror = mirror.map { $0 }
         copy.mirrorCodes = mirrorCodes.mapValues { $0 }
-        copy.inflight = inflight
         copy.window = window.detached()
         return copy
+    }
+
+    /// One finished primary request (one exclusive access to the shard's array per request).
+    @inline(__always)
+    mutating func recordRequest(code: Int, seconds: Double, now: UInt64) {
+        let bucket = durationBucketIndex(seconds)
+        codes[code, default: 0] += 1
+        buckets[bucket] += 1
+        durationSum += seconds >= 0 ? seconds : 0
+        count += 1
+        window.record(now: now, isError: code >= 500 && code <= 599, bucket: bucket)
     }
 }
 
@@ -121,8 +129,10 @@ public struct SeriesStats: Sendable, Equatable {
 /// `now` parameters are monotonic nanoseconds (`NIODeadline.now().uptimeNanoseconds`,
 /// `DispatchTime.now().uptimeNanoseconds`: the same clock); tests inject their own.
 public final class StatShard {
-    public private(set) var series: [SeriesStats] = []
-    public private(set) var unrouted: UInt64 = 0
+    // Loop confinement makes overlapping accesses impossible, so the runtime exclusivity
+    // check (a thread-local access set, the largest cost of a recording) is switched off.
+    @exclusivity(unchecked) public private(set) var series: [SeriesStats] = []
+    @exclusivity(unchecked) public private(set) var unrouted: UInt64 = 0
 
     public init() {}
 
@@ -152,12 +162,7 @@ public final class StatShard {
         now: UInt64 = DispatchTime.now().uptimeNanoseconds
     ) {
         ensure(id)
-        let bucket = durationBucketIndex(seconds)
-        series[id].codes[code, default: 0] += 1
-        series[id].buckets[bucket] += 1
-        series[id].durationSum += seconds >= 0 ? seconds : 0
-        series[id].count += 1
-        series[id].window.record(now: now, isError: code >= 500 && code <= 599, bucket: bucket)
+        series[id].recordRequest(code: code, seconds: seconds, now: now)
     }
 
     public func recordUpstreamError(series id: Int, reason: UpstreamErrorReason) {

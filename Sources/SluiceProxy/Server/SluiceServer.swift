@@ -49,6 +49,11 @@ public final class SluiceServer: Sendable {
     /// address that could not be bound.
     public func start() async throws {
         let config = store.load().configuration
+        for listener in config.listeners where listener.tls != nil || listener.h2c {
+            // Never serve plain HTTP/1.1 on an address the operator meant for TLS or h2c.
+            throw ServerError.bind(address: listener.address.description,
+                                   underlying: "TLS and h2c listeners are not supported by this build yet")
+        }
         for listener in config.listeners {
             let channel: Channel
             do {
