@@ -47,6 +47,7 @@ let package = Package(
             ]
         ),
         .testTarget(name: "SluiceRoutingTests", dependencies: ["SluiceRouting"]),
+        .testTarget(name: "SluiceMetricsTests", dependencies: ["SluiceMetrics"]),
         .testTarget(
             name: "SluiceConfigTests",
             dependencies: ["SluiceConfig"],

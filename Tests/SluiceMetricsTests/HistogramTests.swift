@@ -1,5 +1,5 @@
 import Testing
-@testable import SluiceMetrics
+import SluiceMetrics
 
 @Suite struct HistogramTests {
     @Test func bucketsAreExactlyTheSpecList() {

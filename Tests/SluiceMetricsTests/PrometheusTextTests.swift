@@ -1,5 +1,5 @@
 import Testing
-@testable import SluiceMetrics
+import SluiceMetrics
 
 /// The small fixture: two versions of `checkout` (registered out of order), one of them also
 /// the shadow of a mirror, plus the snapshot gauges.

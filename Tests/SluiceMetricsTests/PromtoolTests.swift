@@ -1,6 +1,6 @@
 import Foundation
 import Testing
-@testable import SluiceMetrics
+import SluiceMetrics
 
 private let promtool = "/usr/bin/promtool"
 

@@ -1,4 +1,4 @@
-@testable import SluiceMetrics
+import SluiceMetrics
 
 /// Monotonic nanoseconds for an injected clock.
 func at(_ seconds: Double) -> UInt64 { UInt64((seconds * 1_000_000_000).rounded()) }
