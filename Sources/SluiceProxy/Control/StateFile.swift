@@ -48,28 +48,70 @@ enum StateFile {
         return (try? JSONSerialization.data(withJSONObject: root, options: [.sortedKeys, .prettyPrinted])) ?? Data()
     }
 
+    /// One route's entry; `JSONDecoder` is strict about types (a `true`, `"5"` or `0.5` is no weight).
+    private struct RouteEntry: Decodable {
+        var weights: [String: Int]?
+        var active: String?
+        var at: String
+        var fingerprint: String
+    }
+
     static func decode(_ data: Data, path: String) throws(Corrupt) -> [String: LiveEntry] {
         guard let root = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any] else {
             throw Corrupt(path: path, reason: "not a JSON object")
         }
-        guard root["version"] as? Int == 1 else { throw Corrupt(path: path, reason: "unknown version (expected 1)") }
-        guard let routes = root["routes"] as? [String: Any] else { throw Corrupt(path: path, reason: "missing 'routes'") }
+        guard let version = root["version"] as? NSNumber, "\(version)" == "1" else {
+            throw Corrupt(path: path, reason: "unknown or missing version (expected 1)")
+        }
+        guard let routes = root["routes"] as? [String: Any] else {
+            throw Corrupt(path: path, reason: "missing 'routes' object")
+        }
         var out: [String: LiveEntry] = [:]
         for (route, value) in routes {
-            guard let object = value as? [String: Any],
-                  let atText = object["at"] as? String, let at = parseISO8601(atText),
-                  let fingerprint = object["fingerprint"] as? String else {
-                throw Corrupt(path: path, reason: "route '\(route)' has no valid 'at'/'fingerprint'")
+            guard value is [String: Any], let raw = try? JSONSerialization.data(withJSONObject: value) else {
+                throw Corrupt(path: path, reason: "route '\(route)' is not an object")
             }
-            if let weights = object["weights"] as? [String: Int] {
-                out[route] = LiveEntry(change: .weights(weights), at: at, fingerprint: fingerprint)
-            } else if let active = object["active"] as? String {
-                out[route] = LiveEntry(change: .active(active), at: at, fingerprint: fingerprint)
-            } else {
-                throw Corrupt(path: path, reason: "route '\(route)' has neither 'weights' nor 'active'")
+            let entry: RouteEntry
+            do {
+                entry = try JSONDecoder().decode(RouteEntry.self, from: raw)
+            } catch let error as DecodingError {
+                throw Corrupt(path: path, reason: "route '\(route)': \(describe(error))")
+            } catch {
+                throw Corrupt(path: path, reason: "route '\(route)': \(error)")
+            }
+            guard let at = parseISO8601(entry.at) else {
+                throw Corrupt(path: path, reason: "route '\(route)': 'at' is not an ISO 8601 time")
+            }
+            switch (entry.weights, entry.active) {
+            case (let weights?, nil):
+                out[route] = LiveEntry(change: .weights(weights), at: at, fingerprint: entry.fingerprint)
+            case (nil, let active?):
+                out[route] = LiveEntry(change: .active(active), at: at, fingerprint: entry.fingerprint)
+            default:
+                throw Corrupt(path: path, reason: "route '\(route)' needs exactly one of 'weights' and 'active'")
             }
         }
         return out
+    }
+
+    /// A decoding error as "where: what", e.g. `routes.web.weights.a: expected Int`.
+    private static func describe(_ error: DecodingError) -> String {
+        func where_(_ path: [CodingKey], _ key: CodingKey? = nil) -> String {
+            let names = (path + (key.map { [$0] } ?? [])).map(\.stringValue)
+            return names.isEmpty ? "top level" : names.joined(separator: ".")
+        }
+        switch error {
+        case .keyNotFound(let key, let context):
+            return "\(where_(context.codingPath)): missing '\(key.stringValue)'"
+        case .typeMismatch(let type, let context):
+            return "\(where_(context.codingPath)): expected \(type)"
+        case .valueNotFound(let type, let context):
+            return "\(where_(context.codingPath)): expected \(type), found null"
+        case .dataCorrupted(let context):
+            return "\(where_(context.codingPath)): a value has the wrong type or form"
+        @unknown default:
+            return "\(error)"
+        }
     }
 
     /// Reads the file; a missing file is an empty state.
