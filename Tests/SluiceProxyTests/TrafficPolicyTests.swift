@@ -26,6 +26,21 @@ fileprivate func once(_ h: Harness, _ method: String = "GET", _ target: String, 
     return try c.request(method, target, host: host, headers: headers)
 }
 
+/// Sends `requests` GETs over `connections` keep-alive connections; counts the serving versions.
+fileprivate func tally(_ h: Harness, requests: Int, connections: Int, target: String) throws -> [String: Int] {
+    var counts: [String: Int] = [:]
+    for _ in 0..<connections {
+        let c = try h.client()
+        defer { c.close() }
+        for i in 0..<(requests / connections) {
+            let r = try c.request("GET", "\(target)?i=\(i)")
+            let version = r.status == 200 ? servedBy(r) : "status \(r.status)"
+            counts[version, default: 0] += 1
+        }
+    }
+    return counts
+}
+
 extension EndToEnd {
 @Suite struct TrafficPolicy {
     // MARK: Weighted split
@@ -48,17 +63,8 @@ extension EndToEnd {
             let p = 0.1
             let sd = (Double(n) * p * (1 - p)).squareRoot()
             let bound = 5.0 * sd
-            var counts: [String: Int] = [:]
             // Three keep-alive connections, 2000 requests each.
-            for _ in 0..<3 {
-                let c = try h.client()
-                for i in 0..<(n / 3) {
-                    let r = try c.request("GET", "/w?i=\(i)")
-                    #expect(r.status == 200)
-                    counts[servedBy(r), default: 0] += 1
-                }
-                c.close()
-            }
+            let counts = try tally(h, requests: n, connections: 3, target: "/w")
             let v1 = counts["v1", default: 0], v2 = counts["v2", default: 0]
             #expect(v1 + v2 == n, "unexpected outcomes: \(counts)")
             let deviation = abs(Double(v2) - Double(n) * p)
@@ -191,6 +197,43 @@ extension EndToEnd {
             for i in 0..<50 {
                 let r = try c.request("GET", "/again?i=\(i)", headers: [("Cookie", "uid=\(first.id)")])
                 #expect(servedBy(r) == first.version)
+                #expect(r.header("set-cookie") == nil)
+            }
+        }
+    }
+
+    @Test func stickyAssignTreatsAnEmptyCookieAsAbsentAndRulesToOneBackendAssignNothing() async throws {
+        try await Harness.withYAML(backends: [.init(version: "v1"), .init(version: "v2")], config: """
+            listen: ["127.0.0.1:1"]
+            backends:
+              a: { version: v1, endpoints: ["${B0}"] }
+              b: { version: v2, endpoints: ["${B1}"] }
+            routes:
+              - name: web
+                rules:
+                  - when: { headers: { x-force: b } }
+                    backend: b
+                split: { a: 50, b: 50 }
+                sticky: { cookie: uid, assign: true }
+            """) { h in
+            let c = try h.client()
+            // `uid=` carries no identity: the proxy assigns one.
+            let empty = try c.request("GET", "/", headers: [("Cookie", "uid=")])
+            let assigned = empty.header("set-cookie") ?? ""
+            #expect(assigned.hasPrefix("uid="), "Set-Cookie: \(assigned)")
+            #expect(!assigned.hasPrefix("uid=;"), "Set-Cookie: \(assigned)")
+            // A rule naming one backend consults no bucket, so it assigns no cookie.
+            let forced = try c.request("GET", "/", headers: [("x-force", "b")])
+            #expect(servedBy(forced) == "v2")
+            #expect(forced.header("set-cookie") == nil)
+            // The cookie in a second Cookie header line still counts.
+            let table = h.proxy.store.load().table
+            let split = Split(backends: [table.backendID(named: "a")!, table.backendID(named: "b")!], weights: [50, 50])
+            let version = [table.backendID(named: "a")!: "v1", table.backendID(named: "b")!: "v2"]
+            for user in ["u1", "u2", "u3", "u4", "u5", "u6"] {
+                let expected = version[split.backend(forBucket: StickyHash.bucket(route: "web", key: user))]!
+                let r = try c.request("GET", "/", headers: [("Cookie", "theme=dark"), ("Cookie", "uid=\(user)")])
+                #expect(servedBy(r) == expected, "\(user)")
                 #expect(r.header("set-cookie") == nil)
             }
         }
@@ -408,7 +451,7 @@ extension EndToEnd {
               - name: api
                 match: { pathPrefix: /api, methods: [GET, POST] }
                 backend: c
-            """) { h in
+            """) { (h: Harness) throws in
             func via(_ target: String, method: String = "GET", host: String) throws -> String {
                 let r = try once(h, method, target, host: host)
                 return r.status == 200 ? servedBy(r) : "status \(r.status)"
@@ -487,6 +530,8 @@ extension EndToEnd {
                 #expect(servedBy(try c.request("GET", "/api", headers: [("x-preview", value)])) == "v2")
             }
             #expect(servedBy(try c.request("GET", "/api", headers: [("X-Preview", "x")])) == "v2")
+            // "Any value" includes an empty one: the header is there.
+            #expect(servedBy(try c.request("GET", "/api", headers: [("x-preview", "")])) == "v2")
             // Header absent again: active.
             #expect(servedBy(try c.request("GET", "/api")) == "v1")
             // Another header does not count.
