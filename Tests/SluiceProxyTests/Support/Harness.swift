@@ -107,22 +107,59 @@ extension Harness {
     func statistics() throws -> ShardCopy { try proxy.statisticsFuture().wait() }
 }
 
-/// Runs blocking test code on a thread of its own, never on the cooperative pool: the
-/// blocking socket client would otherwise starve the tasks the proxy's control paths need.
-func onThread(_ body: @escaping @Sendable () throws -> Void) async throws {
-    try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, Error>) in
-        let thread = Thread {
-            do {
-                try body()
-                continuation.resume()
-            } catch {
-                continuation.resume(throwing: error)
-            }
-        }
+/// A task executor with one dedicated thread: blocking socket code runs there, never on the
+/// cooperative pool, while staying inside the test's task, so that an `#expect` failing in it
+/// is attributed to its test (on a bare `Thread` swift-testing loses the test context and
+/// reports the issue as «unknown» while the test itself shows as passed).
+final class DedicatedThreadExecutor: TaskExecutor, @unchecked Sendable {
+    // Guarded by `condition`.
+    private let condition = NSCondition()
+    private var jobs: [UnownedJob] = []
+    private var stopped = false
+
+    init() {
+        let thread = Thread { [self] in run() }
         thread.stackSize = 4 << 20
         thread.start()
     }
+
+    func enqueue(_ job: consuming ExecutorJob) {
+        let job = UnownedJob(job)
+        condition.lock()
+        jobs.append(job)
+        condition.signal()
+        condition.unlock()
+    }
+
+    /// Ends the thread once the queue is empty.
+    func shutdown() {
+        condition.lock()
+        stopped = true
+        condition.signal()
+        condition.unlock()
+    }
+
+    private func run() {
+        while true {
+            condition.lock()
+            while jobs.isEmpty && !stopped { condition.wait() }
+            if jobs.isEmpty { condition.unlock(); return }
+            let job = jobs.removeFirst()
+            condition.unlock()
+            job.runSynchronously(on: asUnownedTaskExecutor())
+        }
+    }
 }
+
+/// Runs blocking test code on a dedicated thread, in the calling test's task.
+func onThread(_ body: @escaping @Sendable () throws -> Void) async throws {
+    let executor = DedicatedThreadExecutor()
+    defer { executor.shutdown() }
+    try await withTaskExecutorPreference(executor) {
+        try body()
+    }
+}
+
 
 /// A loopback port that nothing listens on (bound, then closed).
 func unusedPort() throws -> Int {
