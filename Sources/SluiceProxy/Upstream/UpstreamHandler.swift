@@ -36,8 +36,11 @@ final class UpstreamHandler: ChannelDuplexHandler {
 
     /// The request leasing this connection; nil while the connection idles in the pool.
     weak var delegate: UpstreamDelegate?
-    /// Called once when the channel closes, so the pool can forget it.
-    var onClose: (() -> Void)?
+    /// The pool that holds this connection while it idles; told when the channel closes.
+    /// `unowned(unsafe)`: a pool lives as long as its event loop, longer than any connection.
+    unowned(unsafe) var pool: UpstreamPool?
+    /// The connection's endpoint, for the pool's bookkeeping.
+    var address: SocketAddress?
     private var readPending = false
     private var context: ChannelHandlerContext?
 
@@ -71,8 +74,8 @@ final class UpstreamHandler: ChannelDuplexHandler {
             self.delegate = nil
             delegate.upstreamFailed(.reset)
         }
-        onClose?()
-        onClose = nil
+        if let pool, let address { pool.forget(self, address: address) }
+        pool = nil
     }
 
     func errorCaught(context: ChannelHandlerContext, error: Error) {

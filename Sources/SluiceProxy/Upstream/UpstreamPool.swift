@@ -49,8 +49,10 @@ final class UpstreamPool {
             }
             .connect(to: address)
             .assumeIsolated()
-            .flatMapThrowing { channel in
+            .flatMapThrowing { [unowned(unsafe) self] channel in
                 let handler = try channel.pipeline.syncOperations.handler(type: UpstreamHandler.self)
+                handler.pool = self
+                handler.address = address
                 return UpstreamConnection(channel: channel, handler: handler, address: address)
             }
     }
@@ -66,16 +68,13 @@ final class UpstreamPool {
         }
         list.append(conn)
         idle[conn.address] = list
-        conn.handler.onClose = { [weak self, weak conn] in
-            guard let self, let conn else { return }
-            self.forget(conn)
-        }
     }
 
-    private func forget(_ conn: UpstreamConnection) {
-        guard var list = idle[conn.address], let i = list.firstIndex(where: { $0 === conn }) else { return }
+    /// A connection closed: if it was idling here, drop it.
+    func forget(_ handler: UpstreamHandler, address: SocketAddress) {
+        guard var list = idle[address], let i = list.firstIndex(where: { $0.handler === handler }) else { return }
         list.remove(at: i)
-        idle[conn.address] = list
+        idle[address] = list
     }
 
     /// Closes every idle connection (shutdown, or endpoints dropped by a reload).
