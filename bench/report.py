@@ -100,9 +100,14 @@ def main():
         b, a = num(before), num(after)
         fields = dict(kv.split("=", 1) for kv in status.split() if "=" in kv)
         held = num(fields.get("held"))
-        note = f"before {b / 1024:.1f} MiB; {status}"
+        note = f"before {b / 1024:.1f} MiB"
         if held:
             note += f"; {(a - b) / held:.1f} KiB per held connection"
+        note += "; " + ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in fields.items() if k != "seconds")
+        if not status.startswith("done"):
+            note += f" ({status.split()[0] if status else 'no status'}: the client did not finish its check)"
+        if "proxy-exited" in status:
+            note += "; the PROXY EXITED"
         lines.append("| " + " | ".join([
             "5 10,000 idle keep-alive conns: VmRSS after", NAMES[px], "", "", "", "",
             f"{a / 1024:.1f} MiB", ratio(a, sluice_rss), note]) + " |")
@@ -124,6 +129,15 @@ def main():
             "—" if value is None else f"{value:,.0f}", ratio(value, cg.get("sluice", (None,))[0]), note]) + " |")
 
     table_md = "\n".join(lines)
+    busy = ""
+    try:
+        load = float(meta.get("loadavg_start", "0").split()[0])
+        if load > 0.5:
+            busy = (f"**Warning:** the machine was not idle (1-minute load average {load:.2f} on "
+                    f"{meta.get('nproc', '?')} cores): other processes shared the pinned cores, so "
+                    "throughput and latency are noisy. Instructions per request are not affected.")
+    except ValueError:
+        pass
     print(table_md)
     header = [
         "# Sluice benchmark results",
@@ -131,7 +145,7 @@ def main():
         f"- date: {meta.get('date', '?')}",
         f"- command: `{meta.get('command', '?')}`",
         f"- machine: nproc {meta.get('nproc', '?')}, CPU {meta.get('cpu', '?')}",
-        f"- load average at start / end: {meta.get('loadavg_start', '?')} / {meta.get('loadavg_end', '?')}",
+        f"- load average before the bench started / at its end: {meta.get('loadavg_start', '?')} / {meta.get('loadavg_end', '?')}",
         f"- commit: {meta.get('commit', '?')}; binary {meta.get('sluice', '?')}",
         f"- tools: {meta.get('versions', '?')}",
         f"- settings: {meta.get('settings', '?')}",
@@ -144,6 +158,9 @@ def main():
         table_md,
         "",
     ]
+    if busy:
+        header[-2:-2] = [busy, ""]
+        print("\n" + busy)
     (out / "results.md").write_text("\n".join(header))
     print(f"\nwritten: {out / 'results.md'}")
 

@@ -137,7 +137,8 @@ rss_kib() {
 ensure_tools() {
   local missing=() pkgs=() spec cmd pkg
   for spec in nginx:nginx haproxy:haproxy wrk:wrk h2load:nghttp2-client valgrind:valgrind \
-              callgrind_control:valgrind pgrep:procps taskset:util-linux python3:python3; do
+              callgrind_control:valgrind pgrep:procps taskset:util-linux python3:python3 \
+              cc:gcc objcopy:binutils; do
     cmd=${spec%%:*}; pkg=${spec#*:}
     command -v "$cmd" >/dev/null 2>&1 || { missing+=("$cmd"); pkgs+=("$pkg"); }
   done
@@ -197,14 +198,20 @@ start_shadow() {
 start_proxy() {
   local kind=$1 cfg=${2:-} cg=${3:-} name timeout=15
   local pre=(taskset -c "$PROXY_CORE")
+  local bin=$SLUICE
   if [[ -n $cg ]]; then
     pre+=(valgrind --tool=callgrind --callgrind-out-file="$cg" --dump-instr=no)
     timeout=180
+    if [[ $kind == sluice ]]; then
+      # Valgrind 3.19 workarounds (see prepare_valgrind): no DWARF 5, sigsuspend shim.
+      bin=$SLUICE_VG
+      pre=(env LD_PRELOAD="$OUT/valgrind-sigsuspend-shim.so" "${pre[@]}")
+    fi
   fi
   case $kind in
     sluice)
       PROXY_PORT=$PORT_SLUICE; name=sluice-$(basename "$cfg" .yaml)
-      start_bg "$name" "${pre[@]}" "$SLUICE" run --config "$cfg" --threads 1 ;;
+      start_bg "$name" "${pre[@]}" "$bin" run --config "$cfg" --threads 1 ;;
     nginx)
       PROXY_PORT=$PORT_NGINX; name=nginx-proxy
       mkdir -p "$OUT/nginx-proxy/logs" "$OUT/nginx-proxy/tmp"
@@ -214,7 +221,11 @@ start_proxy() {
         -e "$OUT/nginx-proxy/logs/error.log" -g "$g" ;;
     haproxy)
       PROXY_PORT=$PORT_HAPROXY; name=haproxy
-      start_bg "$name" "${pre[@]}" haproxy -db -f "$BENCH/haproxy.cfg" ;;
+      # Valgrind keeps a few fds for itself, so under callgrind the fd budget is a little
+      # smaller: -n lowers the global maxconn (only 1 connection is used there).
+      local n=()
+      [[ -n $cg ]] && n=(-n 9000)
+      start_bg "$name" "${pre[@]}" haproxy -db "${n[@]}" -f "$BENCH/haproxy.cfg" ;;
   esac
   PROXY_PID=$BG_PID
   PROXY_LOG=$name
@@ -257,11 +268,24 @@ scenario_load() { # SCENARIO KIND [CONFIG] ROUND
 }
 
 SIGHUP_STATE=unknown   # unknown | supported | unsupported
-CTL_OK=0
-ctl_generation() {
-  (( CTL_OK )) || { echo "?"; return; }
-  "$SLUICE" ctl --socket "$OUT/sluice-admin.sock" status 2>/dev/null \
-    | python3 -c 'import json,sys; print(json.load(sys.stdin).get("generation","?"))' 2>/dev/null || echo "?"
+# The config generation from GET /status on the admin socket ("?" when there is none).
+admin_generation() {
+  python3 - "$OUT/sluice-admin.sock" <<'PY' 2>/dev/null || echo "?"
+import json, socket, sys
+s = socket.socket(socket.AF_UNIX); s.settimeout(5); s.connect(sys.argv[1])
+s.sendall(b"GET /status HTTP/1.1\r\nHost: sluice\r\nConnection: close\r\n\r\n")
+buf = b""
+while chunk := s.recv(65536): buf += chunk
+body = buf.partition(b"\r\n\r\n")[2]
+if b"chunked" in buf.partition(b"\r\n\r\n")[0].lower():
+    out = b""
+    while body:
+        size_line, _, body = body.partition(b"\r\n"); n = int(size_line.split(b";")[0], 16)
+        if n == 0: break
+        out, body = out + body[:n], body[n + 2:]
+    body = out
+print(json.loads(body)["generation"])
+PY
 }
 
 scenario_reload() { # ROUND
@@ -283,9 +307,8 @@ scenario_reload() { # ROUND
       return
     fi
     SIGHUP_STATE=supported
-    "$SLUICE" ctl --help >/dev/null 2>&1 && CTL_OK=1
   fi
-  gen0=$(ctl_generation)
+  gen0=$(admin_generation)
   taskset -c "$LOAD_CORE" wrk -t"$WRK_THREADS" -c"$WRK_CONNS" -d"${WARMUP}s" -H "$COOKIE" "$(proxy_url)" >/dev/null 2>&1 || true
   f="$OUT/wrk-s4-sluice-r$round.txt"
   taskset -c "$LOAD_CORE" wrk -t"$WRK_THREADS" -c"$WRK_CONNS" -d"${DURATION}s" --latency \
@@ -299,8 +322,11 @@ scenario_reload() { # ROUND
   wait "$wrk_pid" 2>/dev/null || true
   note="$hups SIGHUPs"
   if kill -0 "$PROXY_PID" 2>/dev/null; then
-    gen1=$(ctl_generation)
-    [[ $gen0 != "?" ]] && note+=", generation $gen0 -> $gen1"
+    gen1=$(admin_generation)
+    if [[ $gen0 != "?" && $gen1 != "?" ]]; then
+      note+=", generation $gen0 -> $gen1"
+      (( gen1 > gen0 )) || note+=" (NO RELOAD HAPPENED)"
+    fi
   else
     note+=", proxy DIED during the SIGHUP storm (log: $LOGS/$PROXY_LOG.log)"
   fi
@@ -325,12 +351,24 @@ scenario_idle() { # KIND [CONFIG]
   done
   sleep 2
   after=$(rss_kib "$PROXY_PID")
-  stop_pid "$client_pid" TERM 30   # it exits by itself after --hold; TERM only if it hangs
+  # It exits by itself after --hold (and a check of how many the proxy closed); TERM if it hangs.
+  for (( i = 0; i < 300; i++ )); do kill -0 "$client_pid" 2>/dev/null || break; sleep 0.1; done
+  stop_pid "$client_pid" TERM 10
   st=$(tail -n 1 "$status" 2>/dev/null || echo "no status")
   kill -0 "$PROXY_PID" 2>/dev/null || st+=" proxy-exited"
   stop_pid "$PROXY_PID"
   printf '%s\t%s\t%s\t%s\n' "$kind" "$before" "$after" "$st" >>"$OUT/rss.tsv"
   log "  s5 $kind: VmRSS ${before} KiB -> ${after} KiB ($st)"
+}
+
+# Valgrind 3.19 (Debian 12) cannot run the Swift binary as built: it gives up reading its
+# DWARF 5 debug info, and it crashes when libdispatch parks the main thread in sigsuspend() on a
+# read-only mask. So callgrind runs a copy without debug info (objcopy --strip-debug: the code is
+# byte for byte the same) with bench/valgrind-sigsuspend-shim.c preloaded.
+prepare_valgrind() {
+  SLUICE_VG=$OUT/sluice-nodebug
+  objcopy --strip-debug "$SLUICE" "$SLUICE_VG"
+  cc -O2 -shared -fPIC -o "$OUT/valgrind-sigsuspend-shim.so" "$BENCH/valgrind-sigsuspend-shim.c"
 }
 
 callgrind_total() { # FILE -> total Ir
@@ -360,6 +398,7 @@ scenario_callgrind() { # KIND [CONFIG]
 
 # ---------------------------------------------------------------- main
 mkdir -p "$OUT" "$LOGS"
+LOADAVG_START=$(cut -d' ' -f1-3 /proc/loadavg)   # before our own build and load: other users of the CPU
 ulimit -n 20000 2>/dev/null || die "cannot set ulimit -n 20000 (hard limit: $(ulimit -Hn))"
 ensure_tools
 build_sluice
@@ -368,7 +407,6 @@ for p in $PORT_SLUICE $PORT_NGINX $PORT_HAPROXY $PORT_ORIGIN1 $PORT_ORIGIN2 $POR
 done
 
 rm -f "$OUT"/raw.tsv "$OUT"/rss.tsv "$OUT"/callgrind.tsv "$OUT"/wrk-*.txt "$OUT"/callgrind-*.out "$LOGS"/callgrind-client.log
-LOADAVG_START=$(cut -d' ' -f1-3 /proc/loadavg)
 START_TIME=$(date -u +%Y-%m-%dT%H:%M:%SZ)
 log "Sluice binary: $SLUICE"
 log "rounds=$ROUNDS duration=${DURATION}s warmup=${WARMUP}s wrk -t$WRK_THREADS -c$WRK_CONNS; loadavg $LOADAVG_START"
@@ -392,6 +430,7 @@ scenario_idle nginx
 scenario_idle haproxy
 
 log "instructions per request under callgrind (N1=$CG_N1, N2=$CG_N2)"
+prepare_valgrind
 scenario_callgrind sluice "$BENCH/sluice-plain.yaml"
 scenario_callgrind nginx
 scenario_callgrind haproxy

@@ -22,19 +22,28 @@ def main():
         sys.exit("seq_client.py: loopback addresses only")
     headers = {"Cookie": "uid=bench-user-42; beta=0", "User-Agent": "sluice-bench-seq"}
     conn = http.client.HTTPConnection(args.host, args.port, timeout=args.timeout)
-    bad = 0
+    bad = consecutive = 0
     started = time.monotonic()
     for i in range(args.requests):
+        if consecutive >= 20:
+            print(f"seq_client: giving up after 20 failures in a row ({i} of {args.requests} sent)", file=sys.stderr)
+            bad += args.requests - i
+            break
         try:
             conn.request("GET", "/", headers=headers)
             resp = conn.getresponse()
             resp.read()
             if resp.status != 200:
                 bad += 1
+                consecutive += 1
+            else:
+                consecutive = 0
         except (OSError, http.client.HTTPException) as e:
             bad += 1
+            consecutive += 1
             conn.close()
-            print(f"seq_client: request {i}: {e}", file=sys.stderr)
+            if bad <= 5:
+                print(f"seq_client: request {i}: {e}", file=sys.stderr)
     conn.close()
     elapsed = time.monotonic() - started
     print(f"seq_client: requests={args.requests} bad={bad} seconds={elapsed:.2f}")

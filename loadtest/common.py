@@ -7,6 +7,7 @@ Exit codes used by the scenarios: 0 pass, 1 fail, 2 setup error, 77 feature not 
 import atexit
 import os
 import resource
+import shutil
 import signal
 import socket
 import subprocess
@@ -17,10 +18,18 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 SKIP = 77
+_passed = False
 
 
 def log(msg):
     print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+def passed(name):
+    """Report a pass; the scenario's temporary files (configs, logs) are then removed at exit."""
+    global _passed
+    _passed = True
+    print(f"PASS: {name}", flush=True)
 
 
 def fail(msg):
@@ -120,6 +129,10 @@ class Procs:
     def stop_all(self):
         for p in reversed(self.procs):
             self.stop(p)
+        if _passed:
+            shutil.rmtree(self.tmp, ignore_errors=True)
+        else:
+            print(f"logs kept in {self.tmp}", flush=True)
 
 
 def start_backend(procs, sluice, version, latency=None):
@@ -141,6 +154,47 @@ def start_proxy(procs, sluice, config_text, threads=None, name="sluice"):
         argv += ["--threads", str(threads)]
     p = procs.start(name, argv, port=port)
     return p, port, cfg
+
+
+def admin_request(sock_path, method, path, body=None, timeout=10.0):
+    """One HTTP/1.1 request to the admin API on its unix socket; returns (status, text)."""
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.settimeout(timeout)
+    try:
+        s.connect(sock_path)
+        data = (body or "").encode()
+        s.sendall((f"{method} {path} HTTP/1.1\r\nHost: sluice\r\nConnection: close\r\n"
+                   f"Content-Type: application/json\r\nContent-Length: {len(data)}\r\n\r\n").encode() + data)
+        buf = b""
+        while True:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            buf += chunk
+    finally:
+        s.close()
+    head, _, rest = buf.partition(b"\r\n\r\n")
+    status = int(head.split(b" ", 2)[1])
+    if b"transfer-encoding: chunked" in head.lower():
+        body_out = b""
+        while rest:
+            size_line, _, rest = rest.partition(b"\r\n")
+            size = int(size_line.split(b";")[0], 16)
+            if size == 0:
+                break
+            body_out, rest = body_out + rest[:size], rest[size + 2:]
+        rest = body_out
+    return status, rest.decode("utf-8", "replace")
+
+
+def ctl(sluice, sock_path, *args, timeout=15.0):
+    """Runs `sluice ctl --socket S ARGS` (the SPEC form); if the CLI rejects that form as a usage
+    error (exit 64), retries as `sluice ctl SUB --socket S REST`. Returns CompletedProcess."""
+    r = subprocess.run([sluice, "ctl", "--socket", sock_path, *args], capture_output=True, text=True, timeout=timeout)
+    if r.returncode == 64:
+        r = subprocess.run([sluice, "ctl", args[0], "--socket", sock_path, *args[1:]],
+                           capture_output=True, text=True, timeout=timeout)
+    return r
 
 
 def vm_rss_kib(pid):
@@ -217,3 +271,12 @@ class HTTPConn:
         except Exception:
             self.close()
             raise
+
+
+if __name__ == "__main__":
+    # `python3 common.py admin SOCK METHOD PATH [BODY]`: print the admin API's answer (for lib.sh).
+    if len(sys.argv) >= 5 and sys.argv[1] == "admin":
+        st, text = admin_request(sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[5] if len(sys.argv) > 5 else None)
+        print(text)
+        sys.exit(0 if 200 <= st < 300 else 1)
+    sys.exit("usage: common.py admin SOCK METHOD PATH [BODY]")

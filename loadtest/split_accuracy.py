@@ -27,7 +27,7 @@ import time
 
 sys.dont_write_bytecode = True
 sys.path.insert(0, str(__import__("pathlib").Path(__file__).resolve().parent))
-from common import HTTPConn, Procs, fail, log, sluice_binary, start_backend, start_proxy  # noqa: E402
+from common import passed, HTTPConn, Procs, fail, log, sluice_binary, start_backend, start_proxy  # noqa: E402
 
 P_CANARY = 0.10
 ALPHA = 1e-6
@@ -137,7 +137,7 @@ routes:
 
     if failures:
         fail("; ".join(failures))
-    print("PASS: split_accuracy", flush=True)
+    passed("split_accuracy")
 
 
 if __name__ == "__main__":
