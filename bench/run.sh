@@ -10,7 +10,7 @@
 # What it does
 #   0. Installs missing tools with apt-get (nginx, haproxy, wrk, nghttp2-client, valgrind,
 #      procps) and builds Sluice in release mode into .build-bench/ (gitignored):
-#        swift build -c release --product sluice --scratch-path .build-bench
+#        swift build -c release --product sluice --scratch-path .build-bench -Xswiftc -enforce-exclusivity=unchecked
 #   1. Starts ONE fixed origin: nginx (bench/nginx-backend.conf, 1 worker) answering `200 ok`
 #      on 127.0.0.1:19001 and :19002, pinned to core 1.
 #   2. Runs each reverse proxy pinned to core 0, one at a time, with wrk pinned to core 1
@@ -167,12 +167,12 @@ build_sluice() {
     return
   fi
   log "building Sluice (release) into .build-bench/ — log: $LOGS/build.log"
-  if ! (cd "$ROOT" && swift build -c release --product sluice --scratch-path "$ROOT/.build-bench") \
+  if ! (cd "$ROOT" && swift build -c release --product sluice --scratch-path "$ROOT/.build-bench" -Xswiftc -enforce-exclusivity=unchecked) \
         >"$LOGS/build.log" 2>&1; then
     grep -m 10 'error:' "$LOGS/build.log" >&2 || tail -n 20 "$LOGS/build.log" >&2
     die "swift build failed (log: $LOGS/build.log)"
   fi
-  SLUICE="$(cd "$ROOT" && swift build -c release --product sluice --scratch-path "$ROOT/.build-bench" --show-bin-path)/sluice"
+  SLUICE="$(cd "$ROOT" && swift build -c release --product sluice --scratch-path "$ROOT/.build-bench" -Xswiftc -enforce-exclusivity=unchecked --show-bin-path)/sluice"
   [[ -x $SLUICE ]] || die "no binary at $SLUICE after the build"
 }
 

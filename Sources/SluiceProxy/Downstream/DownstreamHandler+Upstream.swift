@@ -9,11 +9,9 @@ extension DownstreamHandler: UpstreamDelegate {
         guard var req = request, let context else { return }
         req.timeout?.cancel()
         req.timeout = nil
-        var headers = head.headers
-        let framed = headers.contains(name: "content-length") || HeaderRewrite.isChunked(headers)
+        var (headers, framed) = HeaderRewrite.forwardResponse(head.headers)
         let noBody = req.isHEAD || head.status.code == 204 || head.status.code == 304
         req.upstreamReusable = head.isKeepAlive && (framed || noBody)
-        HeaderRewrite.removeHopByHop(&headers)
         if let cookie = req.decision.assignCookie {
             headers.add(name: "set-cookie", value: cookie.headerValue)
         }

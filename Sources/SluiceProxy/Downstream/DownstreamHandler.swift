@@ -199,7 +199,9 @@ final class DownstreamHandler: ChannelDuplexHandler {
 
     private func startRequest(_ head: HTTPRequestHead, context: ChannelHandlerContext) {
         let start = NIODeadline.now()
-        if let problem = Self.validate(head) {
+        if clientAddress == nil { clientAddress = context.channel.remoteAddress?.ipAddress ?? "unknown" }
+        let forwarded = HeaderRewrite.forwardRequest(head, clientAddress: clientAddress!, scheme: scheme)
+        if let problem = forwarded.problem {
             respondLocally(status: problem.0, message: problem.1, close: true, context: context)
             return
         }
@@ -208,12 +210,13 @@ final class DownstreamHandler: ChannelDuplexHandler {
             loop.stats.recordUnrouted()
             let target = head.uri.split(separator: "?", maxSplits: 1).first.map(String.init) ?? "/"
             respondLocally(status: .notFound, message: "no route for \(head.method.rawValue) \(target)",
-                           close: !head.isKeepAlive || !Self.bodyless(head), context: context)
+                           close: !head.isKeepAlive || forwarded.chunked || (forwarded.contentLength.map { $0 != "0" } ?? false),
+                           context: context)
             return
         }
         let series = snapshot.series[decision.route.index][decision.backend.index]
-        let upstreamHead = makeUpstreamHead(head, context: context)
-        if head.version.minor >= 1, head.headers["expect"].contains(where: { $0.lowercased() == "100-continue" }) {
+        let upstreamHead = HTTPRequestHead(version: .http1_1, method: head.method, uri: head.uri, headers: forwarded.headers)
+        if head.version.minor >= 1, forwarded.expectsContinue {
             context.writeAndFlush(wrapOutboundOut(.head(HTTPResponseHead(version: head.version, status: .continue))),
                                   promise: nil)
         }
@@ -224,56 +227,6 @@ final class DownstreamHandler: ChannelDuplexHandler {
         loop.stats.adjustInflight(series: series, by: 1)
         if let shadow = decision.mirror { request!.mirror = makeMirror(head: upstreamHead, to: shadow, snapshot: snapshot, decision: decision) }
         connectUpstream()
-    }
-
-    /// Checks RFC 9112 rules the decoder leaves to us. Returns the error status and message.
-    private static func validate(_ head: HTTPRequestHead) -> (HTTPResponseStatus, String)? {
-        let headers = head.headers
-        if headers.contains(name: "transfer-encoding") {
-            if headers.contains(name: "content-length") {
-                return (.badRequest, "malformed request: both Content-Length and Transfer-Encoding")
-            }
-            if !HeaderRewrite.isChunked(headers) {
-                return (.badRequest, "malformed request: Transfer-Encoding must end in chunked")
-            }
-        }
-        let lengths = headers["content-length"]
-        if lengths.count > 1, Set(lengths).count > 1 {
-            return (.badRequest, "malformed request: conflicting Content-Length values")
-        }
-        if head.version.major == 1, head.version.minor >= 1 {
-            let hosts = headers["host"]
-            if hosts.isEmpty { return (.badRequest, "malformed request: missing Host header") }
-            if hosts.count > 1 { return (.badRequest, "malformed request: more than one Host header") }
-        }
-        return nil
-    }
-
-    /// A request whose framing says it has no body.
-    private static func bodyless(_ head: HTTPRequestHead) -> Bool {
-        !head.headers.contains(name: "transfer-encoding")
-            && (head.headers.first(name: "content-length").map { $0 == "0" } ?? true)
-    }
-
-    /// The request head as the backend sees it: hop-by-hop fields out, `x-forwarded-*` in,
-    /// framing stated explicitly (the upstream encoder does not guess).
-    private func makeUpstreamHead(_ head: HTTPRequestHead, context: ChannelHandlerContext) -> HTTPRequestHead {
-        var headers = head.headers
-        let chunked = HeaderRewrite.isChunked(headers)
-        HeaderRewrite.removeHopByHop(&headers)
-        if headers.contains(name: "expect") { headers.remove(name: "expect") }
-        if chunked { headers.add(name: "transfer-encoding", value: "chunked") }
-        if clientAddress == nil { clientAddress = context.channel.remoteAddress?.ipAddress ?? "unknown" }
-        if let prior = headers.first(name: "x-forwarded-for") {
-            headers.replaceOrAdd(name: "x-forwarded-for", value: "\(prior), \(clientAddress!)")
-        } else {
-            headers.add(name: "x-forwarded-for", value: clientAddress!)
-        }
-        headers.replaceOrAdd(name: "x-forwarded-proto", value: scheme)
-        if let host = head.headers.first(name: "host") {
-            headers.replaceOrAdd(name: "x-forwarded-host", value: host)
-        }
-        return HTTPRequestHead(version: .http1_1, method: head.method, uri: head.uri, headers: headers)
     }
 
     /// Starts collecting a shadow copy, or counts it dropped when the loop's shadow budget is

@@ -1,33 +1,165 @@
 import NIOHTTP1
 
-/// Header rules shared by every forwarded message (RFC 9110 §7.6.1).
+/// Header rules shared by every forwarded message (RFC 9110 §7.6.1), applied in ONE pass over
+/// the fields (the request path's header work was a dozen scans before; see the README's
+/// Performance section).
 ///
 /// Hop-by-hop fields describe one connection, not the message, so a proxy must not forward
-/// them: the fixed list below plus every field named in `Connection`. `Transfer-Encoding` and
-/// `Content-Length` are re-framed by each side's encoder; `TE` and `Trailer` are left out too.
+/// them: the fixed list below plus every field named in `Connection`. `Transfer-Encoding` is
+/// re-stated by the proxy from the message's own framing; `TE` and `Trailer` are left out too.
+///
+/// The hop-by-hop list: Connection, Keep-Alive, Proxy-Connection, Proxy-Authenticate,
+/// Proxy-Authorization, TE, Trailer, Transfer-Encoding, Upgrade (`kind(of:)`).
 enum HeaderRewrite {
-    static let hopByHop: [String] = [
-        "connection", "keep-alive", "proxy-connection", "proxy-authenticate", "proxy-authorization",
-        "te", "trailer", "transfer-encoding", "upgrade",
-    ]
+    /// What a field name means to the proxy.
+    enum Kind {
+        case other, hopByHop, connection, transferEncoding, contentLength, host, expect
+        case forwardedFor, forwardedProto, forwardedHost
+    }
 
-    /// Removes every hop-by-hop field, including those the `Connection` field names.
-    static func removeHopByHop(_ headers: inout HTTPHeaders) {
-        for value in headers["connection"] {
+    /// Classifies `name` without allocating: by length first, then an ASCII case-insensitive compare.
+    static func kind(of name: String) -> Kind {
+        var name = name
+        return name.withUTF8 { bytes -> Kind in
+            func eq(_ lower: StaticString) -> Bool {
+                guard bytes.count == lower.utf8CodeUnitCount else { return false }
+                let l = lower.utf8Start
+                for i in 0..<bytes.count where bytes[i] | 0x20 != l[i] | 0x20 { return false }
+                return true
+            }
+            switch bytes.count {
+            case 2: return eq("te") ? .hopByHop : .other
+            case 4: return eq("host") ? .host : .other
+            case 6: return eq("expect") ? .expect : .other
+            case 7: return eq("trailer") || eq("upgrade") ? .hopByHop : .other
+            case 10: return eq("connection") ? .connection : eq("keep-alive") ? .hopByHop : .other
+            case 14: return eq("content-length") ? .contentLength : .other
+            case 15: return eq("x-forwarded-for") ? .forwardedFor : .other
+            case 16:
+                if eq("proxy-connection") { return .hopByHop }
+                return eq("x-forwarded-host") ? .forwardedHost : .other
+            case 17:
+                if eq("transfer-encoding") { return .transferEncoding }
+                return eq("x-forwarded-proto") ? .forwardedProto : .other
+            case 18: return eq("proxy-authenticate") ? .hopByHop : .other
+            case 19: return eq("proxy-authorization") ? .hopByHop : .other
+            default: return .other
+            }
+        }
+    }
+
+    /// The request head as the backend sees it, and what the one pass learned on the way.
+    struct ForwardedRequest {
+        var headers = HTTPHeaders()
+        /// A framing or Host problem: the status and message of the 400 to answer with.
+        var problem: (HTTPResponseStatus, String)?
+        var expectsContinue = false
+        var chunked = false
+        var contentLength: String?
+        var host: String?
+    }
+
+    /// Copies `head`'s fields for the upstream request in one pass: hop-by-hop fields out,
+    /// `Expect` answered by the proxy (so dropped), `x-forwarded-for` appended, `-proto` and
+    /// `-host` set (Sluice is the edge), framing re-stated explicitly. Also checks the RFC 9112
+    /// rules the decoder leaves to us (no CL+TE, TE ending in chunked, one Host on HTTP/1.1).
+    static func forwardRequest(_ head: HTTPRequestHead, clientAddress: String, scheme: String) -> ForwardedRequest {
+        var out = ForwardedRequest()
+        var headers = HTTPHeaders()
+        headers.reserveCapacity(head.headers.count + 3)
+        var hostCount = 0
+        var transferEncodings = 0
+        var lastTransferEncoding = ""
+        var conflictingLengths = false
+        var priorForwardedFor: String?
+        var connectionValues: [String] = []
+        for (name, value) in head.headers {
+            switch kind(of: name) {
+            case .other:
+                headers.add(name: name, value: value)
+            case .hopByHop, .forwardedProto, .forwardedHost:
+                continue
+            case .connection:
+                connectionValues.append(value)
+            case .transferEncoding:
+                transferEncodings += 1
+                lastTransferEncoding = value
+            case .contentLength:
+                if let seen = out.contentLength {
+                    if seen != value { conflictingLengths = true }
+                } else {
+                    out.contentLength = value
+                    headers.add(name: name, value: value)
+                }
+            case .host:
+                hostCount += 1
+                if out.host == nil { out.host = value }
+                headers.add(name: name, value: value)
+            case .expect:
+                if value.lowercased() == "100-continue" { out.expectsContinue = true }
+            case .forwardedFor:
+                priorForwardedFor = priorForwardedFor.map { "\($0), \(value)" } ?? value
+            }
+        }
+        if transferEncodings > 0 {
+            out.chunked = lastTransferEncoding.split(separator: ",").last.map {
+                $0.trimmingSpaces.lowercased() == "chunked"
+            } ?? false
+            if out.contentLength != nil {
+                out.problem = (.badRequest, "malformed request: both Content-Length and Transfer-Encoding")
+            } else if !out.chunked {
+                out.problem = (.badRequest, "malformed request: Transfer-Encoding must end in chunked")
+            }
+        }
+        if conflictingLengths {
+            out.problem = (.badRequest, "malformed request: conflicting Content-Length values")
+        }
+        if head.version.major == 1, head.version.minor >= 1 {
+            if hostCount == 0 { out.problem = (.badRequest, "malformed request: missing Host header") }
+            if hostCount > 1 { out.problem = (.badRequest, "malformed request: more than one Host header") }
+        }
+        removeListed(in: connectionValues, from: &headers)
+        if out.chunked { headers.add(name: "transfer-encoding", value: "chunked") }
+        headers.add(name: "x-forwarded-for", value: priorForwardedFor.map { "\($0), \(clientAddress)" } ?? clientAddress)
+        headers.add(name: "x-forwarded-proto", value: scheme)
+        if let host = out.host { headers.add(name: "x-forwarded-host", value: host) }
+        out.headers = headers
+        return out
+    }
+
+    /// The response fields to pass downstream (hop-by-hop out), and whether the upstream
+    /// message was framed (a `Content-Length` or chunked), i.e. not delimited by close.
+    static func forwardResponse(_ source: HTTPHeaders) -> (headers: HTTPHeaders, framed: Bool) {
+        var headers = HTTPHeaders()
+        headers.reserveCapacity(source.count + 2)
+        var framed = false
+        var connectionValues: [String] = []
+        for (name, value) in source {
+            switch kind(of: name) {
+            case .hopByHop:
+                continue
+            case .connection:
+                connectionValues.append(value)
+            case .transferEncoding:
+                if value.split(separator: ",").last?.trimmingSpaces.lowercased() == "chunked" { framed = true }
+            case .contentLength:
+                framed = true
+                headers.add(name: name, value: value)
+            default:
+                headers.add(name: name, value: value)
+            }
+        }
+        removeListed(in: connectionValues, from: &headers)
+        return (headers, framed)
+    }
+
+    /// Removes the fields that `Connection` values name (other than `close`/`keep-alive`).
+    private static func removeListed(in connectionValues: [String], from headers: inout HTTPHeaders) {
+        for value in connectionValues {
             for token in value.split(separator: ",") {
                 let name = token.trimmingSpaces.lowercased()
                 if !name.isEmpty, name != "close", name != "keep-alive" { headers.remove(name: name) }
             }
-        }
-        for name in hopByHop where headers.contains(name: name) {
-            headers.remove(name: name)
-        }
-    }
-
-    /// True when `Connection` carries the `close` token.
-    static func hasCloseToken(_ headers: HTTPHeaders) -> Bool {
-        headers["connection"].contains { value in
-            value.split(separator: ",").contains { $0.trimmingSpaces.lowercased() == "close" }
         }
     }
 
