@@ -11,12 +11,18 @@ struct Ctl: ParsableCommand {
         abstract: "Talk to a running proxy over its admin socket.",
         subcommands: [Status.self, Top.self, Routes.self, Weights.self, Switch.self, Reload.self, Metrics.self])
 
+    /// `sluice ctl --socket PATH status` (the spec's form) as well as `sluice ctl status --socket PATH`.
+    @Option(name: .long, help: "Admin socket (default: $SLUICE_SOCKET, else admin.socket of ./sluice.yaml, else ./sluice.sock).")
+    var socket: String?
+
     struct Options: ParsableArguments {
         @Option(name: .long, help: "Admin socket (default: $SLUICE_SOCKET, else admin.socket of ./sluice.yaml, else ./sluice.sock).")
         var socket: String?
+        @ParentCommand var ctl: Ctl
 
         func resolvedSocket() -> String {
             if let socket { return socket }
+            if let socket = ctl.socket { return socket }
             if let env = ProcessInfo.processInfo.environment["SLUICE_SOCKET"], !env.isEmpty { return env }
             if FileManager.default.fileExists(atPath: "sluice.yaml"),
                let config = try? ConfigLoader.load(path: "sluice.yaml"), let path = config.admin?.socket {

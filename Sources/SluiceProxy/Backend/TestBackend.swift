@@ -49,7 +49,7 @@ public final class TestBackend: Sendable {
         let owned = group == nil ? MultiThreadedEventLoopGroup(numberOfThreads: 1) : nil
         let log = NIOLockedValueBox<[Received]>([])
         let channel = try await ServerBootstrap(group: group ?? owned!)
-            .serverChannelOption(.backlog, value: 1024)
+            .serverChannelOption(.backlog, value: 4096)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
             .childChannelInitializer { channel in

@@ -75,7 +75,7 @@ public final class SluiceServer: Sendable {
         let limits = decoderLimits
         let idle = TimeAmount(settings.idleTimeout)
         return ServerBootstrap(group: group)
-            .serverChannelOption(.backlog, value: 1024)
+            .serverChannelOption(.backlog, value: 4096)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
             .childChannelInitializer { channel in
