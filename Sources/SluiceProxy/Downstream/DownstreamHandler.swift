@@ -54,6 +54,8 @@ final class DownstreamHandler: ChannelDuplexHandler {
         let upstreamHead: HTTPRequestHead
         /// Client wants keep-alive and nothing forces a close.
         var keepAlive: Bool
+        /// The framing says there is no body: an early answer need not close the connection.
+        var bodyless = false
         var upstream: UpstreamConnection?
         var connecting = false
         /// Parts that arrived while the upstream connection was being opened.
@@ -190,6 +192,8 @@ final class DownstreamHandler: ChannelDuplexHandler {
             return (.badRequest, "malformed request: invalid method")
         case .invalidURL:
             return (.badRequest, "malformed request: invalid request target")
+        case .unknown, .invalidConstant, .strictModeAssertion:
+            return (.badRequest, "malformed request: invalid framing or header syntax (e.g. both Content-Length and Transfer-Encoding)")
         default:
             return (.badRequest, "malformed request: \(error)")
         }
@@ -223,7 +227,8 @@ final class DownstreamHandler: ChannelDuplexHandler {
         request = RequestState(
             snapshot: snapshot, decision: decision, series: series, start: start,
             isHEAD: head.method == .HEAD, upstreamHead: upstreamHead,
-            keepAlive: head.isKeepAlive && !closeWhenIdle)
+            keepAlive: head.isKeepAlive && !closeWhenIdle,
+            bodyless: !forwarded.chunked && (forwarded.contentLength ?? "0") == "0")
         loop.stats.adjustInflight(series: series, by: 1)
         if let shadow = decision.mirror { request!.mirror = makeMirror(head: upstreamHead, to: shadow, snapshot: snapshot, decision: decision) }
         connectUpstream()
@@ -353,7 +358,8 @@ final class DownstreamHandler: ChannelDuplexHandler {
         req.upstream = nil
         req.responseStatus = Int(status.code)
         request = req
-        let close = !req.keepAlive || !req.requestEnded
+        // A body still on its way is not drained: the connection closes after the answer.
+        let close = !req.keepAlive || !(req.requestEnded || req.bodyless)
         finish(code: Int(status.code), failure: failure)
         respondLocally(status: status, message: message, close: close, context: context)
     }

@@ -1,0 +1,128 @@
+import NIOCore
+import NIOEmbedded
+import NIOHTTP1
+import Testing
+import SluiceConfig
+import SluiceMetrics
+import SluiceRouting
+@testable import SluiceProxy
+
+/// Handler tests on `EmbeddedChannel`: bytes in, exact bytes out, no sockets. They cover the
+/// answers the proxy makes itself (no upstream involved) and the one-pass header rewrite.
+@Suite struct DownstreamHandlerTests {
+    /// The production downstream pipeline on an embedded channel, with one route (`/api` → b0).
+    static func makeChannel() throws -> EmbeddedChannel {
+        let channel = EmbeddedChannel()
+        let backends = [BackendSpec(name: "b0", version: "v1", endpoints: [])]
+        let table = RouteTable(
+            routes: [Route(name: "api", match: RouteMatch(pathPrefix: "/api"), target: .backend(BackendID(0)))],
+            backendNames: ["b0"])
+        let config = Configuration(path: "/x.yaml", listeners: [], statePath: "/x.json", backends: backends, table: table)
+        let store = SnapshotStore(try Snapshot(generation: 1, configuration: config, table: table, registry: SeriesRegistry()))
+        var limits = NIOHTTPDecoderLimitConfiguration()
+        limits.maxHeaderListSize = 1024
+        limits.maxHeaderFieldSize = 1024
+        try SluiceServer.configureDownstream(channel, loop: LoopContext(eventLoop: channel.embeddedEventLoop),
+                                             store: store, limits: limits, idle: .seconds(60))
+        try channel.connect(to: SocketAddress(ipAddress: "127.0.0.1", port: 40000)).wait()
+        return channel
+    }
+
+    /// Everything the channel wrote, as one string.
+    static func written(_ channel: EmbeddedChannel) throws -> String {
+        var out = ""
+        while var buffer = try channel.readOutbound(as: ByteBuffer.self) {
+            out += buffer.readString(length: buffer.readableBytes) ?? ""
+        }
+        return out
+    }
+
+    @Test func noRouteIsAnExact404AndTheConnectionStaysOpen() throws {
+        let channel = try Self.makeChannel()
+        try channel.writeInbound(ByteBuffer(string: "GET /nothing?x=1 HTTP/1.1\r\nHost: a\r\n\r\n"))
+        #expect(try Self.written(channel) == """
+            HTTP/1.1 404 Not Found\r
+            content-type: text/plain; charset=utf-8\r
+            content-length: 26\r
+            \r
+            no route for GET /nothing
+
+            """)
+        #expect(channel.isActive)
+        _ = try? channel.finish()
+    }
+
+    @Test func noEndpointIsAnExact503() throws {
+        let channel = try Self.makeChannel()
+        try channel.writeInbound(ByteBuffer(string: "GET /api/x HTTP/1.1\r\nHost: a\r\n\r\n"))
+        #expect(try Self.written(channel) == """
+            HTTP/1.1 503 Service Unavailable\r
+            content-type: text/plain; charset=utf-8\r
+            content-length: 39\r
+            \r
+            no endpoint available for backend 'b0'
+
+            """)
+        _ = try? channel.finish()
+    }
+
+    @Test func smugglingShapedRequestIs400AndCloses() throws {
+        let channel = try Self.makeChannel()
+        try channel.writeInbound(ByteBuffer(string:
+            "POST /api HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"))
+        let out = try Self.written(channel)
+        #expect(out.hasPrefix("HTTP/1.1 400 Bad Request\r\n"))
+        #expect(out.contains("connection: close\r\n"))
+        // llhttp refuses this head itself (before the proxy's own check runs): either way 400 + close.
+        #expect(out.contains("\r\n\r\nmalformed request: "))
+        #expect(!channel.isActive)
+    }
+
+    @Test func oversizedHeadIs431AndCloses() throws {
+        let channel = try Self.makeChannel()
+        let big = String(repeating: "v", count: 2000)
+        _ = try? channel.writeInbound(ByteBuffer(string: "GET /api HTTP/1.1\r\nHost: a\r\nX-Big: \(big)\r\n\r\n"))
+        let out = try Self.written(channel)
+        #expect(out.hasPrefix("HTTP/1.1 431 Request Header Fields Too Large\r\n"))
+        #expect(out.hasSuffix("request header fields too large\n"))
+        #expect(!channel.isActive)
+    }
+
+    @Test func forwardRequestRewritesInOnePass() {
+        var headers = HTTPHeaders()
+        headers.add(name: "Host", value: "shop.example.com")
+        headers.add(name: "Connection", value: "keep-alive, X-Hop")
+        headers.add(name: "X-Hop", value: "1")
+        headers.add(name: "Keep-Alive", value: "timeout=5")
+        headers.add(name: "TE", value: "trailers")
+        headers.add(name: "X-Forwarded-For", value: "10.0.0.1")
+        headers.add(name: "X-Forwarded-Proto", value: "https")
+        headers.add(name: "Expect", value: "100-continue")
+        headers.add(name: "Transfer-Encoding", value: "chunked")
+        headers.add(name: "traceparent", value: "00-abc-def-01")
+        let head = HTTPRequestHead(version: .http1_1, method: .POST, uri: "/a", headers: headers)
+        let out = HeaderRewrite.forwardRequest(head, clientAddress: "127.0.0.1", scheme: "http")
+        #expect(out.problem == nil)
+        #expect(out.expectsContinue)
+        #expect(out.chunked)
+        #expect(out.headers.map { "\($0.name): \($0.value)" } == [
+            "Host: shop.example.com", "traceparent: 00-abc-def-01", "transfer-encoding: chunked",
+            "x-forwarded-for: 10.0.0.1, 127.0.0.1", "x-forwarded-proto: http", "x-forwarded-host: shop.example.com",
+        ])
+    }
+
+    @Test func forwardResponseDropsHopByHopAndReportsFraming() {
+        var headers = HTTPHeaders()
+        headers.add(name: "Content-Length", value: "2")
+        headers.add(name: "Connection", value: "close, X-Private")
+        headers.add(name: "X-Private", value: "1")
+        headers.add(name: "Keep-Alive", value: "timeout=5")
+        headers.add(name: "Set-Cookie", value: "a=b")
+        let (out, framed) = HeaderRewrite.forwardResponse(headers)
+        #expect(framed)
+        #expect(out.map { "\($0.name): \($0.value)" } == ["Content-Length: 2", "Set-Cookie: a=b"])
+        var unframed = HTTPHeaders()
+        unframed.add(name: "Content-Type", value: "text/plain")
+        #expect(HeaderRewrite.forwardResponse(unframed).framed == false)
+    }
+}
