@@ -1,3 +1,4 @@
+import Logging
 import NIOCore
 import NIOHTTP1
 import SluiceConfig
@@ -382,6 +383,24 @@ final class DownstreamHandler: ChannelDuplexHandler {
         }
     }
 
+    /// The access log line (when `server.accessLog` is on) and every upstream error (always).
+    private func log(_ req: RequestState, code: Int, seconds: Double, failure: UpstreamFailure?) {
+        let route = req.snapshot.table[req.decision.route].name
+        let backend = req.snapshot.backends[req.decision.backend.index].spec
+        var metadata: Logger.Metadata = [
+            "route": "\(route)", "backend": "\(backend.name)", "version": "\(backend.version)",
+            "status": "\(code)", "duration_ms": "\(Int((seconds * 1000).rounded()))",
+            "method": "\(req.upstreamHead.method.rawValue)", "target": "\(req.upstreamHead.uri)",
+        ]
+        if let upstream = req.upstream?.address { metadata["upstream"] = "\(upstream)" }
+        if let failure {
+            metadata["reason"] = "\(failure.rawValue)"
+            loop.logger.warning("upstream error", metadata: metadata)
+        } else {
+            loop.logger.info("request", metadata: metadata)
+        }
+    }
+
     /// The one place where a request's outcome is recorded and its state released.
     func finish(code: Int, failure: UpstreamFailure?) {
         guard let req = request else { return }
@@ -392,6 +411,9 @@ final class DownstreamHandler: ChannelDuplexHandler {
         loop.stats.recordRequest(series: req.series, code: code, seconds: seconds, now: end.uptimeNanoseconds)
         loop.stats.adjustInflight(series: req.series, by: -1)
         if let failure { loop.stats.recordUpstreamError(series: req.series, reason: failure.metricReason) }
+        if failure != nil || req.snapshot.configuration.server.accessLog {
+            log(req, code: code, seconds: seconds, failure: failure)
+        }
         if let up = req.upstream {
             if req.upstreamReusable && req.requestEnded {
                 loop.pool.release(up)

@@ -1,3 +1,4 @@
+import Logging
 import NIOCore
 import SluiceMetrics
 
@@ -8,6 +9,8 @@ final class LoopContext {
     let eventLoop: EventLoop
     let pool: UpstreamPool
     let stats = StatShard()
+    /// Access log lines and upstream errors of this loop's requests.
+    let logger = Logger(label: "sluice")
     /// Shadow traffic of this loop (set right after init: it refers back to the context).
     private(set) var mirrors: MirrorSender!
     var random: LoopRandom
