@@ -135,6 +135,11 @@ public enum PrometheusText {
         out.family("sluice_inflight_requests", "gauge", "Requests being served now.",
                    samples: rows.map { Line(base($0.key), text: String($0.stats.inflight)) })
 
+        // sluice_open_tunnels (upgraded connections stay on the version their handshake chose)
+        out.family("sluice_open_tunnels", "gauge",
+                   "Upgraded connections (WebSocket tunnels) open now, by the version their handshake was routed to.",
+                   samples: rows.compactMap { $0.stats.tunnels == 0 ? nil : Line(base($0.key), text: String($0.stats.tunnels)) })
+
         // sluice_mirror_requests_total
         let results = MirrorResult.allCases.sorted { $0.label < $1.label }
         out.family("sluice_mirror_requests_total", "counter",

@@ -81,6 +81,8 @@ public struct SeriesStats: Sendable, Equatable {
     /// code. Kept apart from `codes`, so shadow traffic never shows as primary traffic.
     public var mirrorCodes: [Int: UInt64] = Dictionary(minimumCapacity: 4)
     public var inflight: Int = 0
+    /// Upgraded connections (WebSocket tunnels) open now, on the version their handshake chose.
+    public var tunnels: Int = 0
     /// The last minute of primary requests (see `SlidingWindow`).
     public var window = SeriesWindow()
 
@@ -95,6 +97,7 @@ public struct SeriesStats: Sendable, Equatable {
         for i in mirror.indices { mirror[i] += other.mirror[i] }
         mirrorCodes.merge(other.mirrorCodes, uniquingKeysWith: +)
         inflight += other.inflight
+        tunnels += other.tunnels
         window.merge(other.window)
     }
 
@@ -185,6 +188,11 @@ public final class StatShard {
     public func adjustInflight(series id: Int, by delta: Int) {
         ensure(id)
         series[id].inflight += delta
+    }
+
+    public func adjustTunnels(series id: Int, by delta: Int) {
+        ensure(id)
+        series[id].tunnels += delta
     }
 
     public func recordUnrouted() { unrouted += 1 }

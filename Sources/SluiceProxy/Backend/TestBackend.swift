@@ -10,7 +10,9 @@ import NIOPosix
 /// - `/echo...`       streams the request body back as the response body;
 /// - `/bytes/N`       streams N bytes (the pattern `i % 251`) with backpressure;
 /// - `/status/N`      answers with status N;
-/// - `?delay_ms=N`    waits N ms before answering (on top of `--latency`).
+/// - `?delay_ms=N`    waits N ms before answering (on top of `--latency`);
+/// - `Upgrade: websocket` (GET) answers 101, sends `hello from VERSION\n`, then echoes every
+///   byte it receives (a byte tunnel, enough to test the proxy's upgrade path end to end).
 /// `--error-rate F` answers that share of requests with 503.
 public final class TestBackend: Sendable {
     public struct Options: Sendable {
@@ -135,6 +137,10 @@ final class BackendHandler: ChannelDuplexHandler {
             if case .echo = mode { context.write(wrapOutboundOut(.body(.byteBuffer(body))), promise: nil) }
         case .end:
             guard let head else { return }
+            if head.headers.first(name: "upgrade")?.lowercased() == "websocket" {
+                upgrade(context: context, head: head)
+                return
+            }
             log.withLockedValue {
                 $0.append(Received(method: head.method.rawValue, uri: head.uri,
                                    headers: head.headers.map { ($0.name, $0.value) }, bodyBytes: bodyBytes))
@@ -182,6 +188,31 @@ final class BackendHandler: ChannelDuplexHandler {
             } else {
                 reply(context: context, head: head, status: .ok)
             }
+        }
+    }
+
+    /// Answers the handshake with 101 and turns the connection into a greeting + echo tunnel.
+    private func upgrade(context: ChannelHandlerContext, head: HTTPRequestHead) {
+        var headers = HTTPHeaders()
+        headers.add(name: "upgrade", value: "websocket")
+        headers.add(name: "connection", value: "Upgrade")
+        headers.add(name: "x-backend-version", value: options.version)
+        context.write(wrapOutboundOut(.head(HTTPResponseHead(version: head.version, status: .switchingProtocols, headers: headers))), promise: nil)
+        context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
+        let version = options.version
+        let sync = context.pipeline.syncOperations
+        do {
+            try sync.addHandler(EchoHandler())
+            _ = sync.removeHandler(try sync.handler(type: HTTPServerPipelineHandler.self))
+            _ = sync.removeHandler(try sync.handler(type: HTTPServerProtocolErrorHandler.self))
+            _ = sync.removeHandler(try sync.handler(type: NIOHTTPResponseHeadersValidator.self))
+            _ = sync.removeHandler(try sync.handler(type: HTTPResponseEncoder.self))
+            _ = sync.removeHandler(try sync.handler(type: ByteToMessageHandler<HTTPRequestDecoder>.self))
+            _ = sync.removeHandler(context: context)
+            // Written once the HTTP handlers are gone, so it leaves as raw bytes.
+            context.channel.writeAndFlush(context.channel.allocator.buffer(string: "hello from \(version)\n"), promise: nil)
+        } catch {
+            context.close(promise: nil)
         }
     }
 
@@ -268,3 +299,19 @@ final class BackendHandler: ChannelDuplexHandler {
 
 @available(*, unavailable)
 extension BackendHandler: Sendable {}
+
+extension BackendHandler: RemovableChannelHandler {}
+
+/// After an upgrade: every byte echoed back.
+final class EchoHandler: ChannelInboundHandler, RemovableChannelHandler {
+    typealias InboundIn = ByteBuffer
+    typealias OutboundOut = ByteBuffer
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        context.write(data, promise: nil)
+    }
+
+    func channelReadComplete(context: ChannelHandlerContext) { context.flush() }
+}
+
+@available(*, unavailable)
+extension EchoHandler: Sendable {}

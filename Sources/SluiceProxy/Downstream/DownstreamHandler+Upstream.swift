@@ -12,12 +12,20 @@ extension DownstreamHandler: UpstreamDelegate {
         var (headers, framed) = HeaderRewrite.forwardResponse(head.headers)
         let noBody = req.isHEAD || head.status.code == 204 || head.status.code == 304
         req.upstreamReusable = head.isKeepAlive && (framed || noBody)
+        if head.status == .switchingProtocols, req.upgrade != nil,
+           let upgrade = head.headers.first(name: "upgrade") {
+            // The backend accepted the WebSocket handshake: pass the 101 on with its upgrade
+            // fields; the tunnel starts when the response ends.
+            headers.add(name: "connection", value: "upgrade")
+            headers.add(name: "upgrade", value: upgrade)
+            req.tunnel = true
+        }
         if let cookie = req.decision.assignCookie {
             headers.add(name: "set-cookie", value: cookie.headerValue)
         }
         // A close-delimited body can only be passed on to an HTTP/1.0 client by closing too.
         if !framed && !noBody && req.upstreamHead.version.minor == 0 { req.keepAlive = false }
-        if !req.keepAlive || closeWhenIdle { headers.add(name: "connection", value: "close") }
+        if (!req.keepAlive || closeWhenIdle) && !req.tunnel { headers.add(name: "connection", value: "close") }
         req.responseHeadSent = true
         req.responseStatus = Int(head.status.code)
         request = req
@@ -35,7 +43,15 @@ extension DownstreamHandler: UpstreamDelegate {
     }
 
     func upstreamResponseEnd(_ trailers: HTTPHeaders?) {
-        guard let req = request, let context else { return }
+        guard var req = request, let context else { return }
+        if req.tunnel, let conn = req.upstream {
+            req.upstream = nil
+            request = req
+            finish(code: 101, failure: nil)
+            context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
+            startTunnel(to: conn, series: req.series, context: context)
+            return
+        }
         let close = !req.keepAlive || closeWhenIdle || !req.requestEnded
         // Finish first: writing the end lets the pipeline handler deliver the next pipelined
         // request into this handler right away, and that request must find a clean slate.

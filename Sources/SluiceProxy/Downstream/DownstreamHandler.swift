@@ -18,12 +18,12 @@ import SluiceRouting
 /// in either direction stays a few buffers in memory.
 ///
 /// Outcomes are recorded in one place, `finish(code:failure:)`.
-final class DownstreamHandler: ChannelDuplexHandler {
+final class DownstreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
     typealias InboundIn = HTTPServerRequestPart
     typealias OutboundIn = HTTPServerResponsePart
     typealias OutboundOut = HTTPServerResponsePart
 
-    private let loop: LoopContext
+    let loop: LoopContext
     private let store: SnapshotStore
     private let scheme: String
     var context: ChannelHandlerContext?
@@ -70,6 +70,10 @@ final class DownstreamHandler: ChannelDuplexHandler {
         var timeout: Scheduled<Void>?
         /// The shadow copy being collected, when the route mirrors this request.
         var mirror: PendingMirror?
+        /// The `Upgrade` value of a WebSocket handshake; nil for ordinary requests.
+        var upgrade: String?
+        /// The backend agreed to the upgrade (101): the exchange becomes a byte tunnel.
+        var tunnel = false
     }
 
     func handlerAdded(context: ChannelHandlerContext) {
@@ -220,7 +224,16 @@ final class DownstreamHandler: ChannelDuplexHandler {
             return
         }
         let series = snapshot.series[decision.route.index][decision.backend.index]
-        let upstreamHead = HTTPRequestHead(version: .http1_1, method: head.method, uri: head.uri, headers: forwarded.headers)
+        // A WebSocket handshake keeps its Upgrade/Connection fields (RFC 9110 §7.8): the proxy
+        // takes part in the upgrade and then tunnels bytes. Other upgrades (h2c, ...) are
+        // hop-by-hop fields like any other and are dropped.
+        let upgrade = Self.webSocketUpgrade(head)
+        var upstreamHeaders = forwarded.headers
+        if let upgrade {
+            upstreamHeaders.add(name: "connection", value: "upgrade")
+            upstreamHeaders.add(name: "upgrade", value: upgrade)
+        }
+        let upstreamHead = HTTPRequestHead(version: .http1_1, method: head.method, uri: head.uri, headers: upstreamHeaders)
         if head.version.minor >= 1, forwarded.expectsContinue {
             context.writeAndFlush(wrapOutboundOut(.head(HTTPResponseHead(version: head.version, status: .continue))),
                                   promise: nil)
@@ -231,8 +244,24 @@ final class DownstreamHandler: ChannelDuplexHandler {
             keepAlive: head.isKeepAlive && !closeWhenIdle,
             bodyless: !forwarded.chunked && (forwarded.contentLength ?? "0") == "0")
         loop.stats.adjustInflight(series: series, by: 1)
-        if let shadow = decision.mirror { request!.mirror = makeMirror(head: upstreamHead, to: shadow, snapshot: snapshot, decision: decision) }
+        request!.upgrade = upgrade
+        // WebSockets are never mirrored.
+        if let shadow = decision.mirror, upgrade == nil {
+            request!.mirror = makeMirror(head: upstreamHead, to: shadow, snapshot: snapshot, decision: decision)
+        }
         connectUpstream()
+    }
+
+    /// The `Upgrade` value when `head` is a WebSocket handshake (GET, `Upgrade: websocket`,
+    /// `Connection: upgrade`).
+    private static func webSocketUpgrade(_ head: HTTPRequestHead) -> String? {
+        guard head.method == .GET, head.version.minor >= 1,
+              let value = head.headers.first(name: "upgrade"),
+              value.lowercased().contains("websocket"),
+              head.headers["connection"].contains(where: { v in
+                  v.split(separator: ",").contains { $0.trimmingSpaces.lowercased() == "upgrade" }
+              }) else { return nil }
+        return value
     }
 
     /// Starts collecting a shadow copy, or counts it dropped when the loop's shadow budget is

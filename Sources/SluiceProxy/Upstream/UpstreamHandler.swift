@@ -29,7 +29,7 @@ enum UpstreamFailure: String, Error {
 ///
 /// It forwards response parts to its current delegate and applies backpressure in the other
 /// direction: it only lets the channel read while the downstream connection is writable.
-final class UpstreamHandler: ChannelDuplexHandler {
+final class UpstreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
     typealias InboundIn = HTTPClientResponsePart
     typealias OutboundIn = HTTPClientRequestPart
     typealias OutboundOut = HTTPClientRequestPart

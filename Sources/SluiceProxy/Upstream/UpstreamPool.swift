@@ -40,7 +40,7 @@ final class UpstreamPool {
                     encoderConfig.automaticallySetFramingHeaders = false
                     let sync = channel.pipeline.syncOperations
                     try sync.addHandler(HTTPRequestEncoder(configuration: encoderConfig))
-                    try sync.addHandler(ByteToMessageHandler(HTTPResponseDecoder(leftOverBytesStrategy: .dropBytes)))
+                    try sync.addHandler(ByteToMessageHandler(HTTPResponseDecoder(leftOverBytesStrategy: .forwardBytes)))
                     try sync.addHandler(UpstreamHandler())
                     return channel.eventLoop.makeSucceededVoidFuture()
                 } catch {

@@ -167,6 +167,12 @@ final class RawHTTPClient {
         return response
     }
 
+    /// Reads one line (without its CR LF), e.g. from a tunnel after an upgrade.
+    func readTextLine() throws -> String { try readLine() }
+
+    /// Reads exactly `n` bytes.
+    func readBytes(_ n: Int) throws -> [UInt8] { try readExactly(n) }
+
     /// Reads one head block (status line and headers up to the blank line) as text.
     func readInterim() throws -> String {
         var text = ""
