@@ -49,55 +49,17 @@ public final class SluiceServer: Sendable {
     /// address that could not be bound.
     public func start() async throws {
         let config = store.load().configuration
-        for listener in config.listeners where listener.tls != nil || listener.h2c {
-            // Never serve plain HTTP/1.1 on an address the operator meant for TLS or h2c.
-            throw ServerError.bind(address: listener.address.description,
-                                   underlying: "TLS and h2c listeners are not supported by this build yet")
-        }
         for listener in config.listeners {
             let channel: Channel
             do {
-                channel = try await bootstrap(settings: config.server)
+                let kind = try ListenerKind(listener)
+                channel = try await bootstrap(kind, settings: config.server)
                     .bind(host: listener.address.host, port: listener.address.port).get()
             } catch {
                 throw ServerError.bind(address: listener.address.description, underlying: "\(error)")
             }
             listeners.withLockedValue { $0.append(channel) }
         }
-    }
-
-    private func bootstrap(settings: ServerSettings) -> ServerBootstrap {
-        let store = self.store
-        let contexts = self.contexts
-        var decoderLimits = NIOHTTPDecoderLimitConfiguration()
-        decoderLimits.maxHeaderListSize = settings.maxHeaderBytes
-        decoderLimits.maxHeaderFieldSize = settings.maxHeaderBytes
-        let limits = decoderLimits
-        let idle = TimeAmount(settings.idleTimeout)
-        return ServerBootstrap(group: group)
-            .serverChannelOption(.backlog, value: 4096)
-            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
-            .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
-            .childChannelInitializer { channel in
-                channel.eventLoop.makeCompletedFuture {
-                    try Self.configureDownstream(channel, loop: contexts[ObjectIdentifier(channel.eventLoop)]!.value,
-                                                 store: store, limits: limits, idle: idle)
-                }
-            }
-    }
-
-    /// The downstream pipeline, in order (see `DownstreamHandler`).
-    static func configureDownstream(_ channel: Channel, loop: LoopContext, store: SnapshotStore,
-                                    limits: NIOHTTPDecoderLimitConfiguration, idle: TimeAmount) throws {
-        let sync = channel.pipeline.syncOperations
-        try sync.addHandler(IdleStateHandler(readTimeout: idle))
-        try sync.configureHTTPServerPipeline(
-            withPipeliningAssistance: true,
-            withErrorHandling: false,
-            withOutboundHeaderValidation: false,
-            withEncoderConfiguration: HTTPResponseEncoder.Configuration(),
-            withDecoderLimitConfiguration: limits)
-        try sync.addHandler(DownstreamHandler(loop: loop, store: store))
     }
 
     /// Runs `body` on every event loop with that loop's context and collects the results.

@@ -72,6 +72,7 @@ extension Harness {
     /// the listeners are replaced by one on an ephemeral loopback port.
     static func withYAML(
         backends versions: [TestBackend.Options], config: String, threads: Int = 1,
+        listener: ListenerSpec = ListenerSpec(address: SocketAddressSpec(host: "127.0.0.1", port: 0)),
         _ body: @escaping @Sendable (Harness) throws -> Void
     ) async throws {
         var started: [TestBackend] = []
@@ -88,7 +89,7 @@ extension Harness {
             for b in started { await b.stop() }
             throw error
         }
-        configuration.listeners = [ListenerSpec(address: SocketAddressSpec(host: "127.0.0.1", port: 0))]
+        configuration.listeners = [listener]
         let proxy = try SluiceServer(configuration: configuration, threads: threads)
         do {
             try await proxy.start()

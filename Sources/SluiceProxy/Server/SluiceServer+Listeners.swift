@@ -1,0 +1,135 @@
+import NIOCore
+import NIOHTTP1
+import NIOHTTP2
+import NIOPosix
+import NIOSSL
+import SluiceConfig
+
+/// What a listener speaks. Every kind ends in the same `DownstreamHandler` per request (per
+/// HTTP/2 stream), so routing, forwarding and recording are one code path for all of them.
+enum ListenerKind: Sendable {
+    /// HTTP/1.1 in clear text.
+    case http1
+    /// HTTP/2 with prior knowledge in clear text (`h2c: true`).
+    case h2c
+    /// TLS 1.2+; ALPN picks `h2` or `http/1.1`.
+    case tls(NIOSSLContext)
+
+    init(_ spec: ListenerSpec) throws {
+        if let tls = spec.tls {
+            let chain: [NIOSSLCertificate]
+            let key: NIOSSLPrivateKey
+            do { chain = try NIOSSLCertificate.fromPEMFile(tls.cert) } catch {
+                throw TLSFileError(description: "\(tls.cert): not a readable PEM certificate chain (\(error))")
+            }
+            do { key = try NIOSSLPrivateKey(file: tls.key, format: .pem) } catch {
+                throw TLSFileError(description: "\(tls.key): not a readable PEM private key (\(error))")
+            }
+            var configuration = TLSConfiguration.makeServerConfiguration(
+                certificateChain: chain.map { .certificate($0) }, privateKey: .privateKey(key))
+            configuration.minimumTLSVersion = .tlsv12
+            configuration.applicationProtocols = ["h2", "http/1.1"]
+            self = .tls(try NIOSSLContext(configuration: configuration))
+        } else {
+            self = spec.h2c ? .h2c : .http1
+        }
+    }
+
+    var scheme: String {
+        if case .tls = self { return "https" }
+        return "http"
+    }
+}
+
+/// A certificate or key that cannot be used, naming the file.
+struct TLSFileError: Error, CustomStringConvertible {
+    let description: String
+}
+
+extension SluiceServer {
+    func bootstrap(_ kind: ListenerKind, settings: ServerSettings) -> ServerBootstrap {
+        let store = self.store
+        let contexts = self.contexts
+        var decoderLimits = NIOHTTPDecoderLimitConfiguration()
+        decoderLimits.maxHeaderListSize = settings.maxHeaderBytes
+        decoderLimits.maxHeaderFieldSize = settings.maxHeaderBytes
+        let limits = decoderLimits
+        let idle = TimeAmount(settings.idleTimeout)
+        let maxHeaderBytes = settings.maxHeaderBytes
+        return ServerBootstrap(group: group)
+            .serverChannelOption(.backlog, value: 4096)
+            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+            .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
+            .childChannelInitializer { channel in
+                let loop = contexts[ObjectIdentifier(channel.eventLoop)]!
+                switch kind {
+                case .http1:
+                    return channel.eventLoop.makeCompletedFuture {
+                        try SluiceServer.configureDownstream(channel, loop: loop.value, store: store, limits: limits, idle: idle)
+                    }
+                case .h2c:
+                    return channel.eventLoop.makeCompletedFuture {
+                        try SluiceServer.configureHTTP2(channel, contexts: contexts, store: store, scheme: "http",
+                                                maxHeaderBytes: maxHeaderBytes)
+                    }
+                case .tls(let context):
+                    do {
+                        try channel.pipeline.syncOperations.addHandler(NIOSSLServerHandler(context: context))
+                    } catch {
+                        return channel.eventLoop.makeFailedFuture(error)
+                    }
+                    return channel.configureHTTP2SecureUpgrade(
+                        h2ChannelConfigurator: { channel in
+                            channel.eventLoop.makeCompletedFuture {
+                                try SluiceServer.configureHTTP2(channel, contexts: contexts, store: store, scheme: "https",
+                                                        maxHeaderBytes: maxHeaderBytes)
+                            }
+                        },
+                        http1ChannelConfigurator: { channel in
+                            channel.eventLoop.makeCompletedFuture {
+                                try SluiceServer.configureDownstream(channel, loop: contexts[ObjectIdentifier(channel.eventLoop)]!.value,
+                                                             store: store, limits: limits, idle: idle, scheme: "https")
+                            }
+                        })
+                }
+            }
+    }
+
+    /// The HTTP/1.1 downstream pipeline, in order (see `DownstreamHandler`).
+    static func configureDownstream(_ channel: Channel, loop: LoopContext, store: SnapshotStore,
+                                    limits: NIOHTTPDecoderLimitConfiguration, idle: TimeAmount,
+                                    scheme: String = "http") throws {
+        let sync = channel.pipeline.syncOperations
+        try sync.addHandler(IdleStateHandler(readTimeout: idle))
+        try sync.configureHTTPServerPipeline(
+            withPipeliningAssistance: true,
+            withErrorHandling: false,
+            withOutboundHeaderValidation: false,
+            withEncoderConfiguration: HTTPResponseEncoder.Configuration(),
+            withDecoderLimitConfiguration: limits)
+        try sync.addHandler(DownstreamHandler(loop: loop, store: store, scheme: scheme))
+    }
+
+    /// HTTP/2: one `DownstreamHandler` per stream, behind the HTTP/2 → HTTP/1 part codec, so
+    /// every stream is routed and recorded exactly like an HTTP/1.1 request. Stream flow
+    /// control gives backpressure per stream; concurrent streams and header list size are capped.
+    static func configureHTTP2(_ channel: Channel, contexts: [ObjectIdentifier: NIOLoopBound<LoopContext>],
+                               store: SnapshotStore, scheme: String, maxHeaderBytes: Int) throws {
+        var connection = NIOHTTP2Handler.ConnectionConfiguration()
+        connection.initialSettings = [
+            HTTP2Setting(parameter: .maxConcurrentStreams, value: 256),
+            HTTP2Setting(parameter: .maxHeaderListSize, value: maxHeaderBytes),
+        ]
+        connection.maximumRecentlyResetStreams = 64
+        _ = try channel.pipeline.syncOperations.configureHTTP2Pipeline(
+            mode: .server, connectionConfiguration: connection, streamConfiguration: .init()
+        ) { stream in
+            stream.eventLoop.makeCompletedFuture {
+                let sync = stream.pipeline.syncOperations
+                try sync.addHandler(HTTP2FramePayloadToHTTP1ServerCodec())
+                try sync.addHandler(DownstreamHandler(loop: contexts[ObjectIdentifier(stream.eventLoop)]!.value,
+                                                      store: store, scheme: scheme))
+            }
+        }
+    }
+}

@@ -1,0 +1,103 @@
+import Foundation
+import Testing
+import SluiceConfig
+@testable import SluiceProxy
+
+/// Runs a command-line client (curl, openssl, h2load) with a time limit; returns exit status and output.
+private func run(_ tool: String, _ args: [String], input: String? = nil) throws -> (status: Int32, out: String) {
+    let p = Process()
+    p.executableURL = URL(fileURLWithPath: tool)
+    p.arguments = args
+    let out = Pipe()
+    p.standardOutput = out
+    p.standardError = out
+    let stdin = Pipe()
+    p.standardInput = stdin
+    try p.run()
+    if let input { stdin.fileHandleForWriting.write(Data(input.utf8)) }
+    try? stdin.fileHandleForWriting.close()
+    let data = out.fileHandleForReading.readDataToEndOfFile()
+    p.waitUntilExit()
+    return (p.terminationStatus, String(decoding: data, as: UTF8.self))
+}
+
+/// A self-signed certificate for 127.0.0.1, made by the test (openssl), in a fresh directory.
+private func makeCertificate() throws -> TLSSpec {
+    let dir = "/tmp/sluice-tls-\(UInt32.random(in: 0..<UInt32.max))"
+    try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+    let (status, out) = try run("/usr/bin/openssl", [
+        "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", dir + "/key.pem", "-out", dir + "/cert.pem",
+        "-days", "1", "-subj", "/CN=localhost", "-addext", "subjectAltName=IP:127.0.0.1",
+    ])
+    guard status == 0 else { throw CocoaError(.fileWriteUnknown, userInfo: [NSLocalizedDescriptionKey: out]) }
+    return TLSSpec(cert: dir + "/cert.pem", key: dir + "/key.pem")
+}
+
+private let split = """
+    listen: ["127.0.0.1:1"]
+    backends:
+      a: { version: v1, endpoints: ["${B0}"] }
+      b: { version: v2, endpoints: ["${B1}"] }
+    routes:
+      - name: web
+        split: { a: 50, b: 50 }
+    """
+
+private let any = SocketAddressSpec(host: "127.0.0.1", port: 0)
+
+extension EndToEnd {
+/// HTTP/2 (prior knowledge and over TLS with ALPN) and HTTP/1.1 over TLS, with real clients.
+/// Every stream goes through the same DownstreamHandler as an HTTP/1.1 request.
+@Suite(.enabled(if: FileManager.default.isExecutableFile(atPath: "/usr/bin/curl")
+                && FileManager.default.isExecutableFile(atPath: "/usr/bin/openssl")))
+struct HTTP2AndTLS {
+    @Test func h2cPriorKnowledgeIsRoutedLikeHTTP1() async throws {
+        try await Harness.withYAML(backends: [.init(version: "v1"), .init(version: "v2")], config: split,
+                                   listener: ListenerSpec(address: any, h2c: true)) { h in
+            let r = try run("/usr/bin/curl", ["-s", "--max-time", "10", "--http2-prior-knowledge",
+                                              "-w", "\n%{http_version} %{http_code}", "http://127.0.0.1:\(h.port)/h2?x=1"])
+            #expect(r.status == 0)
+            let lines = r.out.split(separator: "\n")
+            #expect(lines.last == "2 200")
+            let json = (try? JSONSerialization.jsonObject(with: Data(lines.first.map(String.init)?.utf8 ?? "".utf8))) as? [String: Any]
+            #expect(json?["path"] as? String == "/h2")
+            #expect((json?["headers"] as? [String: String])?["x-forwarded-proto"] == "http")
+            #expect((json?["headers"] as? [String: String])?["host"] == "127.0.0.1:\(h.port)")
+        }
+    }
+
+    @Test func manyStreamsOnFewConnectionsFollowTheSplit() async throws {
+        guard FileManager.default.isExecutableFile(atPath: "/usr/bin/h2load") else { return }
+        try await Harness.withYAML(backends: [.init(version: "v1"), .init(version: "v2")], config: split,
+                                   listener: ListenerSpec(address: any, h2c: true)) { h in
+            let r = try run("/usr/bin/h2load", ["-n", "2000", "-c", "2", "-m", "16", "http://127.0.0.1:\(h.port)/load"])
+            #expect(r.out.contains("2000 succeeded"), "\(r.out)")
+            // 2000 draws at p = 0.5: sd = sqrt(2000 * 0.25) = 22.4; 5 sd = 112 (two-sided tail ≈ 5.7e-7).
+            let v2 = h.backends[1].received.count
+            #expect(h.backends[0].received.count + v2 == 2000)
+            #expect(abs(v2 - 1000) <= 112, "v2 got \(v2) of 2000")
+        }
+    }
+
+    @Test func tlsNegotiatesH2AndHTTP1WithALPN() async throws {
+        let tls = try makeCertificate()
+        defer { try? FileManager.default.removeItem(atPath: (tls.cert as NSString).deletingLastPathComponent) }
+        try await Harness.withYAML(backends: [.init(version: "v1"), .init(version: "v2")], config: split,
+                                   listener: ListenerSpec(address: any, tls: tls)) { h in
+            let url = "https://127.0.0.1:\(h.port)/secure"
+            let h2 = try run("/usr/bin/curl", ["-s", "-k", "--max-time", "10", "--http2", "-w", "\n%{http_version} %{http_code}", url])
+            #expect(h2.out.split(separator: "\n").last == "2 200")
+            #expect(h2.out.contains("\"x-forwarded-proto\":\"https\""))
+            let h1 = try run("/usr/bin/curl", ["-s", "-k", "--max-time", "10", "--http1.1", "-w", "\n%{http_version} %{http_code}", url])
+            #expect(h1.out.split(separator: "\n").last == "1.1 200")
+            let alpn = try run("/usr/bin/openssl", ["s_client", "-connect", "127.0.0.1:\(h.port)", "-alpn", "h2",
+                                                    "-servername", "localhost"], input: "")
+            #expect(alpn.out.contains("ALPN protocol: h2"), "\(alpn.out.suffix(400))")
+            #expect(alpn.out.contains("CN = localhost") || alpn.out.contains("CN=localhost"))
+            // TLS 1.1 is refused (minimum TLS 1.2).
+            let old = try run("/usr/bin/openssl", ["s_client", "-connect", "127.0.0.1:\(h.port)", "-tls1_1"], input: "")
+            #expect(!old.out.contains("ALPN protocol") && !old.out.contains("Cipher is ECDHE"), "\(old.out.suffix(300))")
+        }
+    }
+}
+}
