@@ -101,3 +101,40 @@ struct HTTP2AndTLS {
     }
 }
 }
+
+extension EndToEnd.HTTP2AndTLS {
+    static let h2Backend = """
+        listen: ["127.0.0.1:1"]
+        backends:
+          grpc: { version: v1, endpoints: ["${B0}"], protocol: h2 }
+        routes:
+          - name: rpc
+            backend: grpc
+        """
+
+    @Test func h2BackendCarriesGRPCTrailersEndToEnd() async throws {
+        try await Harness.withYAML(backends: [.init(version: "v1", h2c: true)], config: Self.h2Backend,
+                                   listener: ListenerSpec(address: any, h2c: true)) { h in
+            // gRPC-style: h2 in, h2 out, trailers passed through.
+            let ok = try run("/usr/bin/curl", ["-sv", "--max-time", "10", "--http2-prior-knowledge", "-o", "/dev/null",
+                                               "-X", "POST", "-H", "content-type: application/grpc", "-H", "te: trailers",
+                                               "--data-binary", "x", "http://127.0.0.1:\(h.port)/grpc/0"])
+            #expect(ok.status == 0)
+            #expect(ok.out.contains("< HTTP/2 200"))
+            #expect(ok.out.contains("< grpc-status: 0"), "\(ok.out.suffix(600))")
+            let failed = try run("/usr/bin/curl", ["-sv", "--max-time", "10", "--http2-prior-knowledge", "-o", "/dev/null",
+                                                   "http://127.0.0.1:\(h.port)/grpc/13"])
+            #expect(failed.out.contains("< grpc-status: 13"), "\(failed.out.suffix(600))")
+            // Several requests (three clients) share one upstream HTTP/2 connection, as streams.
+            let bodies = try (0..<5).compactMap { i in
+                let one = try run("/usr/bin/curl", ["-s", "--max-time", "10", "--http2-prior-knowledge",
+                                                    "http://127.0.0.1:\(h.port)/json/\(i)"])
+                return (try? JSONSerialization.jsonObject(with: Data(one.out.utf8))) as? [String: Any]
+            }
+            #expect(bodies.count == 5)
+            #expect(Set(bodies.compactMap { $0["version"] as? String }) == ["v1"])
+            #expect(Set(bodies.compactMap { $0["peerPort"] as? Int }).count == 1)
+            #expect(h.backends[0].received.count == 7)
+        }
+    }
+}

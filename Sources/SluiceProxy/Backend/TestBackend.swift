@@ -2,6 +2,7 @@ import Foundation
 import NIOConcurrencyHelpers
 import NIOCore
 import NIOHTTP1
+import NIOHTTP2
 import NIOPosix
 
 /// `sluice backend`: the small app the demo, the tests and the load tests put behind the proxy.
@@ -11,6 +12,7 @@ import NIOPosix
 /// - `/bytes/N`       streams N bytes (the pattern `i % 251`) with backpressure;
 /// - `/status/N`      answers with status N;
 /// - `?delay_ms=N`    waits N ms before answering (on top of `--latency`);
+/// - `/grpc/CODE`     answers 200 `application/grpc` with trailers `grpc-status: CODE`;
 /// - `Upgrade: websocket` (GET) answers 101, sends `hello from VERSION\n`, then echoes every
 ///   byte it receives (a byte tunnel, enough to test the proxy's upgrade path end to end).
 /// `--error-rate F` answers that share of requests with 503.
@@ -19,11 +21,14 @@ public final class TestBackend: Sendable {
         public var version: String
         public var latency: Duration
         public var errorRate: Double
+        /// Serve HTTP/2 with prior knowledge instead of HTTP/1.1 (a gRPC-style backend).
+        public var h2c: Bool
 
-        public init(version: String, latency: Duration = .zero, errorRate: Double = 0) {
+        public init(version: String, latency: Duration = .zero, errorRate: Double = 0, h2c: Bool = false) {
             self.version = version
             self.latency = latency
             self.errorRate = errorRate
+            self.h2c = h2c
         }
     }
 
@@ -56,8 +61,19 @@ public final class TestBackend: Sendable {
             .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
             .childChannelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
-                    try channel.pipeline.syncOperations.configureHTTPServerPipeline(withErrorHandling: true)
-                    try channel.pipeline.syncOperations.addHandler(BackendHandler(options: options, log: log))
+                    if options.h2c {
+                        _ = try channel.pipeline.syncOperations.configureHTTP2Pipeline(
+                            mode: .server, connectionConfiguration: .init(), streamConfiguration: .init()
+                        ) { stream in
+                            stream.eventLoop.makeCompletedFuture {
+                                try stream.pipeline.syncOperations.addHandler(HTTP2FramePayloadToHTTP1ServerCodec())
+                                try stream.pipeline.syncOperations.addHandler(BackendHandler(options: options, log: log))
+                            }
+                        }
+                    } else {
+                        try channel.pipeline.syncOperations.configureHTTPServerPipeline(withErrorHandling: true)
+                        try channel.pipeline.syncOperations.addHandler(BackendHandler(options: options, log: log))
+                    }
                 }
             }
             .bind(host: host, port: port).get()
@@ -87,6 +103,7 @@ final class BackendHandler: ChannelDuplexHandler {
     typealias OutboundOut = HTTPServerResponsePart
 
     private enum Mode {
+        case grpc(Int)
         case json
         case echo
         case bytes(Int)
@@ -127,6 +144,8 @@ final class BackendHandler: ChannelDuplexHandler {
                 context.write(wrapOutboundOut(.head(HTTPResponseHead(version: head.version, status: .ok, headers: headers))), promise: nil)
             } else if path.hasPrefix("/bytes/"), let n = Int(path.dropFirst("/bytes/".count)) {
                 mode = .bytes(n)
+            } else if path.hasPrefix("/grpc/"), let n = Int(path.dropFirst("/grpc/".count)) {
+                mode = .grpc(n)
             } else if path.hasPrefix("/status/"), let n = Int(path.dropFirst("/status/".count)) {
                 mode = .status(n)
             } else {
@@ -182,6 +201,17 @@ final class BackendHandler: ChannelDuplexHandler {
             return
         case .status(let code):
             reply(context: context, head: head, status: HTTPResponseStatus(statusCode: code))
+        case .grpc(let code):
+            var headers = HTTPHeaders()
+            headers.add(name: "content-type", value: "application/grpc")
+            headers.add(name: "x-backend-version", value: options.version)
+            context.write(wrapOutboundOut(.head(HTTPResponseHead(version: head.version, status: .ok, headers: headers))), promise: nil)
+            context.write(wrapOutboundOut(.body(.byteBuffer(context.channel.allocator.buffer(bytes: [0, 0, 0, 0, 0])))), promise: nil)
+            var trailers = HTTPHeaders()
+            trailers.add(name: "grpc-status", value: String(code))
+            trailers.add(name: "grpc-message", value: code == 0 ? "ok" : "failed")
+            self.head = nil
+            context.writeAndFlush(wrapOutboundOut(.end(trailers)), promise: nil)
         case .json:
             if options.errorRate > 0, Double.random(in: 0..<1) < options.errorRate {
                 reply(context: context, head: head, status: .serviceUnavailable)

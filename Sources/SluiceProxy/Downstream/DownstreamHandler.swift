@@ -295,7 +295,8 @@ final class DownstreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
         let index = loop.nextEndpoint(backend: req.decision.backend.index, of: backend.endpoints.count,
                                       generation: req.snapshot.generation)
         let address = backend.endpoints[index]
-        if let conn = loop.pool.takeIdle(address) {
+        let h2 = backend.spec.upstreamProtocol == .h2
+        if !h2, let conn = loop.pool.takeIdle(address) {
             request = req
             attach(conn)
             return
@@ -303,7 +304,8 @@ final class DownstreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
         req.connecting = true
         request = req
         let timeout = TimeAmount(backend.spec.connectTimeout)
-        loop.pool.connect(address, timeout: timeout).whenComplete { [self] result in
+        let pending = h2 ? loop.pool.openStream(to: address, timeout: timeout) : loop.pool.connect(address, timeout: timeout)
+        pending.whenComplete { [self] result in
             guard var req = self.request, req.connecting else {
                 // The client went away while we were connecting.
                 if case .success(let conn) = result { self.loop.pool.release(conn) }

@@ -113,11 +113,14 @@ final class UpstreamConnection {
     /// Requests this connection has carried (a reused connection may have been closed by the
     /// backend while idle, which makes a bodyless request safe to retry once).
     var requestsServed = 0
+    /// An HTTP/2 stream (single-use), not a keep-alive connection.
+    let isStream: Bool
 
-    init(channel: Channel, handler: UpstreamHandler, address: SocketAddress) {
+    init(channel: Channel, handler: UpstreamHandler, address: SocketAddress, isStream: Bool = false) {
         self.channel = channel
         self.handler = handler
         self.address = address
+        self.isStream = isStream
     }
 }
 

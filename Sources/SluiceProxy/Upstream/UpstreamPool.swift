@@ -1,5 +1,6 @@
 import NIOCore
 import NIOHTTP1
+import NIOHTTP2
 import NIOPosix
 
 /// Keep-alive connections to backend endpoints, owned by ONE event loop.
@@ -58,9 +59,13 @@ final class UpstreamPool {
     }
 
     /// Returns a connection whose last exchange ended cleanly; it idles until leased again.
+    /// (An HTTP/2 stream is single-use: it is closed instead.)
     func release(_ conn: UpstreamConnection) {
         conn.handler.delegate = nil
-        guard conn.channel.isActive else { return }
+        guard conn.channel.isActive, !conn.isStream else {
+            if conn.isStream { conn.channel.close(promise: nil) }
+            return
+        }
         var list = idle[conn.address, default: []]
         guard list.count < maxIdlePerEndpoint else {
             conn.channel.close(promise: nil)
@@ -82,6 +87,71 @@ final class UpstreamPool {
         let all = idle.values.flatMap { $0 }
         idle.removeAll()
         for conn in all { conn.channel.close(promise: nil) }
+        let parents = http2.values
+        http2.removeAll()
+        for parent in parents { parent.channel.close(promise: nil) }
+    }
+
+    // MARK: HTTP/2 backends (`protocol: h2`)
+
+    /// One HTTP/2 connection per endpoint on this loop; each request is a stream on it.
+    private final class HTTP2Parent: Sendable {
+        let channel: Channel
+        let multiplexer: NIOHTTP2Handler.StreamMultiplexer
+        init(channel: Channel, multiplexer: NIOHTTP2Handler.StreamMultiplexer) {
+            self.channel = channel
+            self.multiplexer = multiplexer
+        }
+    }
+
+    private var http2: [SocketAddress: HTTP2Parent] = [:]
+    /// Connects in progress, so that concurrent requests share one connection.
+    private var http2Connecting: [SocketAddress: EventLoopFuture<HTTP2Parent>] = [:]
+
+    /// A new stream to `address` (prior-knowledge HTTP/2), on this loop's connection to it, as an
+    /// `UpstreamConnection` that speaks HTTP/1-style parts (the stream's codec converts them).
+    func openStream(to address: SocketAddress, timeout: TimeAmount) -> EventLoopFuture<UpstreamConnection>.Isolated {
+        parent(address, timeout: timeout).flatMap { parent in
+            parent.multiplexer.createStreamChannel { stream in
+                stream.eventLoop.makeCompletedFuture {
+                    try stream.pipeline.syncOperations.addHandler(HTTP2FramePayloadToHTTP1ClientCodec(httpProtocol: .http))
+                    try stream.pipeline.syncOperations.addHandler(UpstreamHandler())
+                }
+            }
+        }
+        .assumeIsolated()
+        .flatMapThrowing { stream in
+            let handler = try stream.pipeline.syncOperations.handler(type: UpstreamHandler.self)
+            return UpstreamConnection(channel: stream, handler: handler, address: address, isStream: true)
+        }
+    }
+
+    private func parent(_ address: SocketAddress, timeout: TimeAmount) -> EventLoopFuture<HTTP2Parent> {
+        if let parent = http2[address], parent.channel.isActive {
+            return eventLoop.makeSucceededFuture(parent)
+        }
+        if let pending = http2Connecting[address] { return pending }
+        let future = ClientBootstrap(group: eventLoop)
+            .connectTimeout(timeout)
+            .channelOption(.socketOption(.tcp_nodelay), value: 1)
+            .connect(to: address)
+            .flatMapThrowing { channel -> HTTP2Parent in
+                let multiplexer = try channel.pipeline.syncOperations.configureHTTP2Pipeline(
+                    mode: .client, connectionConfiguration: .init(), streamConfiguration: .init()
+                ) { $0.eventLoop.makeSucceededVoidFuture() }
+                return HTTP2Parent(channel: channel, multiplexer: multiplexer)
+            }
+        http2Connecting[address] = future
+        future.assumeIsolated().whenComplete { [unowned(unsafe) self] result in
+            self.http2Connecting[address] = nil
+            if case .success(let parent) = result {
+                self.http2[address] = parent
+                parent.channel.closeFuture.assumeIsolated().whenComplete { [unowned(unsafe) self] _ in
+                    if self.http2[address] === parent { self.http2[address] = nil }
+                }
+            }
+        }
+        return future
     }
 }
 
