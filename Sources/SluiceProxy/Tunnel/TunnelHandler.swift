@@ -67,7 +67,10 @@ final class TunnelHandler: ChannelDuplexHandler {
 
     private var isWritable: Bool { context?.channel.isWritable ?? false }
 
-    private func partnerWrite(_ data: NIOAny) { context?.write(data, promise: nil) }
+    /// Written and flushed at once: bytes can arrive outside a read cycle (the leftover that
+    /// the HTTP decoder forwards when it is removed after the 101), and a write left waiting
+    /// for a `channelReadComplete` that already passed would never go out.
+    private func partnerWrite(_ data: NIOAny) { context?.writeAndFlush(data, promise: nil) }
     private func partnerFlush() { context?.flush() }
     private func partnerClose() { context?.close(promise: nil) }
 
