@@ -134,18 +134,23 @@ final class DownstreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
     }
 
     func channelInactive(context: ChannelHandlerContext) {
-        if var req = request {
-            // The client left mid-exchange: the upstream connection is in an unknown state.
-            req.timeout?.cancel()
-            if let up = req.upstream {
-                up.handler.delegate = nil
-                up.channel.close(promise: nil)
-            }
-            req.upstream = nil
-            request = req
-            finish(code: 499, failure: nil)
-        }
+        // The client left mid-exchange (499, nginx's convention).
+        abandon(code: 499)
         context.fireChannelInactive()
+    }
+
+    /// Ends the request in progress, if any, without an answer: its upstream connection is in an
+    /// unknown state, so it is closed rather than pooled.
+    private func abandon(code: Int) {
+        guard var req = request else { return }
+        req.timeout?.cancel()
+        if let up = req.upstream {
+            up.handler.delegate = nil
+            up.channel.close(promise: nil)
+        }
+        req.upstream = nil
+        request = req
+        finish(code: code, failure: nil)
     }
 
     func errorCaught(context: ChannelHandlerContext, error: Error) {
@@ -155,16 +160,7 @@ final class DownstreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
             return
         }
         // A broken request body, or an I/O error: nothing sensible can follow on this connection.
-        if var req = request {
-            req.timeout?.cancel()
-            if let up = req.upstream {
-                up.handler.delegate = nil
-                up.channel.close(promise: nil)
-            }
-            req.upstream = nil
-            request = req
-            finish(code: error is HTTPParserError ? 400 : 499, failure: nil)
-        }
+        abandon(code: error is HTTPParserError ? 400 : 499)
         context.close(promise: nil)
     }
 

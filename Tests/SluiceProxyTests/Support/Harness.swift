@@ -51,17 +51,28 @@ struct Harness: Sendable {
             listeners: [ListenerSpec(address: SocketAddressSpec(host: "127.0.0.1", port: 0))],
             statePath: "/tmp/sluice-test-state.json",
             backends: backendSpecs, table: table, server: server)
-        let proxy = try SluiceServer(configuration: config, threads: threads)
+        try await run(config, backends: started, threads: threads, body)
+    }
+
+    /// Starts a proxy for `config` in front of `backends`, runs `body` on its own thread, and
+    /// stops the proxy and the backends whatever happens.
+    private static func run(_ config: Configuration, backends started: [TestBackend], threads: Int,
+                            _ body: @escaping @Sendable (Harness) throws -> Void) async throws {
         do {
-            try await proxy.start()
-            let harness = Harness(proxy: proxy, backends: started, port: proxy.boundAddresses.first!.port!)
-            try await onThread { try body(harness) }
-        } catch {
+            let proxy = try SluiceServer(configuration: config, threads: threads)
+            do {
+                try await proxy.start()
+                let harness = Harness(proxy: proxy, backends: started, port: proxy.boundAddresses.first!.port!)
+                try await onThread { try body(harness) }
+            } catch {
+                await proxy.shutdown(drainTimeout: .milliseconds(100))
+                throw error
+            }
             await proxy.shutdown(drainTimeout: .milliseconds(100))
+        } catch {
             for b in started { await b.stop() }
             throw error
         }
-        await proxy.shutdown(drainTimeout: .milliseconds(100))
         for b in started { await b.stop() }
     }
 }
@@ -90,18 +101,7 @@ extension Harness {
             throw error
         }
         configuration.listeners = [listener]
-        let proxy = try SluiceServer(configuration: configuration, threads: threads)
-        do {
-            try await proxy.start()
-            let harness = Harness(proxy: proxy, backends: started, port: proxy.boundAddresses.first!.port!)
-            try await onThread { try body(harness) }
-        } catch {
-            await proxy.shutdown(drainTimeout: .milliseconds(100))
-            for b in started { await b.stop() }
-            throw error
-        }
-        await proxy.shutdown(drainTimeout: .milliseconds(100))
-        for b in started { await b.stop() }
+        try await run(configuration, backends: started, threads: threads, body)
     }
 
     /// The proxy's merged statistics (blocking; test bodies run on their own thread).
