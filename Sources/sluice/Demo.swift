@@ -11,10 +11,11 @@ struct Demo: AsyncParsableCommand {
     @Option(name: .long, help: "Port of the proxy on 127.0.0.1.") var port: Int = 8080
     @Option(name: .long, help: "Port of v1; v2 gets the next one.") var backendPort: Int = 9101
 
-    static func configText(port: Int, v1: Int, v2: Int) -> String {
+    static func configText(port: Int, v1: Int, v2: Int, socket: String) -> String {
         """
         # The configuration `sluice demo` runs (written to a temporary directory).
         listen: ["127.0.0.1:\(port)"]
+        admin: { socket: "\(socket)" }
         backends:
           app-v1: { version: v1, endpoints: ["127.0.0.1:\(v1)"] }
           app-v2: { version: v2, endpoints: ["127.0.0.1:\(v2)"] }
@@ -40,24 +41,25 @@ struct Demo: AsyncParsableCommand {
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("sluice-demo-\(getpid())")
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
         let path = dir.appendingPathComponent("sluice.yaml").path
-        try Self.configText(port: port, v1: backendPort, v2: backendPort + 1).write(toFile: path, atomically: true, encoding: .utf8)
+        let socket = dir.appendingPathComponent("sluice.sock").path
+        try Self.configText(port: port, v1: backendPort, v2: backendPort + 1, socket: socket)
+            .write(toFile: path, atomically: true, encoding: .utf8)
         let configuration = try loadConfigOrExit(path)
 
         var backends: [TestBackend] = []
-        let server: SluiceServer
+        let app: RunningProxy
         do {
             for (i, version) in ["v1", "v2"].enumerated() {
                 backends.append(try await TestBackend.start(port: backendPort + i, options: .init(version: version)))
             }
-            server = try SluiceServer(configuration: configuration, threads: ProcessInfo.processInfo.activeProcessorCount)
-            try await server.start()
+            app = try await RunningProxy.start(configuration, threads: ProcessInfo.processInfo.activeProcessorCount)
         } catch {
             printError("sluice demo: \(error) (is another demo running? try --port and --backend-port)")
             for b in backends { await b.stop() }
             throw ExitCode(2)
         }
         let base = "http://127.0.0.1:\(port)"
-        print("""
+        let banner = """
         Sluice demo: proxy on \(base), app v1 on 127.0.0.1:\(backendPort), v2 on 127.0.0.1:\(backendPort + 1)
         Config: \(path)
 
@@ -71,10 +73,18 @@ struct Demo: AsyncParsableCommand {
           curl -s -H 'x-preview: 1' \(base)/api/orders          # preview header: v2
           curl -s \(base)/search?q=shoes                        # v1 answers; v2 gets a shadow copy
 
+        Live control and per-version figures (admin socket \(socket)):
+          sluice ctl --socket \(socket) status                  # routes, weights, p50/p95/p99 per version
+          sluice ctl --socket \(socket) weights web app-v1=50 app-v2=50
+          sluice ctl --socket \(socket) switch api              # blue-green: v2 becomes active
+          sluice ctl --socket \(socket) metrics                 # Prometheus text
+
         Press Ctrl-C to stop.
-        """)
+
+        """
+        FileHandle.standardOutput.write(Data(banner.utf8))
         await waitForTermination()
-        await server.shutdown(drainTimeout: .seconds(5))
+        await app.stop(drainTimeout: .seconds(5))
         for b in backends { await b.stop() }
     }
 }
