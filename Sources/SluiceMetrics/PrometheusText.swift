@@ -135,6 +135,11 @@ public enum PrometheusText {
         out.family("sluice_inflight_requests", "gauge", "Requests being served now.",
                    samples: rows.map { Line(base($0.key), text: String($0.stats.inflight)) })
 
+        // sluice_grpc_errors_total (calls whose grpc-status trailer was not 0)
+        out.family("sluice_grpc_errors_total", "counter",
+                   "gRPC calls answered with a non-zero grpc-status (their HTTP status is usually 200).",
+                   samples: rows.compactMap { $0.stats.grpcErrors == 0 ? nil : Line(base($0.key), uint: $0.stats.grpcErrors) })
+
         // sluice_open_tunnels (upgraded connections stay on the version their handshake chose)
         out.family("sluice_open_tunnels", "gauge",
                    "Upgraded connections (WebSocket tunnels) open now, by the version their handshake was routed to.",

@@ -83,6 +83,8 @@ public struct SeriesStats: Sendable, Equatable {
     public var inflight: Int = 0
     /// Upgraded connections (WebSocket tunnels) open now, on the version their handshake chose.
     public var tunnels: Int = 0
+    /// gRPC calls answered with a non-zero `grpc-status`.
+    public var grpcErrors: UInt64 = 0
     /// The last minute of primary requests (see `SlidingWindow`).
     public var window = SeriesWindow()
 
@@ -98,6 +100,7 @@ public struct SeriesStats: Sendable, Equatable {
         mirrorCodes.merge(other.mirrorCodes, uniquingKeysWith: +)
         inflight += other.inflight
         tunnels += other.tunnels
+        grpcErrors += other.grpcErrors
         window.merge(other.window)
     }
 
@@ -166,6 +169,15 @@ public final class StatShard {
     ) {
         ensure(id)
         series[id].recordRequest(code: code, seconds: seconds, now: now)
+    }
+
+    /// A gRPC call that ended with a non-zero `grpc-status` (its HTTP status is usually 200):
+    /// counted in `sluice_grpc_errors_total` and as an error in the one-minute window, so a
+    /// canary's error rate sees it. Recorded in addition to `recordRequest`.
+    public func recordGRPCError(series id: Int, now: UInt64 = DispatchTime.now().uptimeNanoseconds) {
+        ensure(id)
+        series[id].grpcErrors += 1
+        series[id].window.countError(now: now)
     }
 
     public func recordUpstreamError(series id: Int, reason: UpstreamErrorReason) {

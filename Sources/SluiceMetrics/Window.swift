@@ -48,6 +48,14 @@ public struct SeriesWindow: Sendable, Equatable {
         counts[base + 2 + bucket] += 1
     }
 
+    /// Marks one more error in the slice of `now` (a request already counted by `record`).
+    mutating func countError(now: UInt64) {
+        let epoch = now / SlidingWindow.sliceNanos
+        let slot = Int(epoch % UInt64(SlidingWindow.sliceCount))
+        guard stamps[slot] == epoch + 1 else { return }
+        counts[slot * SlidingWindow.stride + 1] += 1
+    }
+
     /// Slot by slot: the same slice is added; the older of two different slices is dropped.
     public mutating func merge(_ other: SeriesWindow) {
         for slot in 0..<SlidingWindow.sliceCount where other.stamps[slot] != 0 {

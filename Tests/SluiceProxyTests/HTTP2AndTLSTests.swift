@@ -125,6 +125,10 @@ extension EndToEnd.HTTP2AndTLS {
             let failed = try run("/usr/bin/curl", ["-sv", "--max-time", "10", "--http2-prior-knowledge", "-o", "/dev/null",
                                                    "http://127.0.0.1:\(h.port)/grpc/13"])
             #expect(failed.out.contains("< grpc-status: 13"), "\(failed.out.suffix(600))")
+            // The failed call counts as an error of its version; the successful one does not.
+            let stats = try h.statistics()
+            #expect(stats.series.reduce(0) { $0 + $1.grpcErrors } == 1)
+            #expect(stats.window(series: 0).errors == 1)
             // Several requests (three clients) share one upstream HTTP/2 connection, as streams.
             let bodies = try (0..<5).compactMap { i in
                 let one = try run("/usr/bin/curl", ["-s", "--max-time", "10", "--http2-prior-knowledge",

@@ -28,6 +28,8 @@ extension DownstreamHandler: UpstreamDelegate {
         if (!req.keepAlive || closeWhenIdle) && !req.tunnel { headers.add(name: "connection", value: "close") }
         req.responseHeadSent = true
         req.responseStatus = Int(head.status.code)
+        // A trailers-only gRPC answer carries grpc-status in the head.
+        req.grpcStatus = head.headers.first(name: "grpc-status")
         request = req
         context.write(wrapOutboundOut(.head(HTTPResponseHead(version: .http1_1, status: head.status, headers: headers))),
                       promise: nil)
@@ -53,9 +55,11 @@ extension DownstreamHandler: UpstreamDelegate {
             return
         }
         let close = !req.keepAlive || closeWhenIdle || !req.requestEnded
+        let grpcFailed = (trailers?.first(name: "grpc-status") ?? req.grpcStatus).map { $0 != "0" } ?? false
         // Finish first: writing the end lets the pipeline handler deliver the next pipelined
         // request into this handler right away, and that request must find a clean slate.
         finish(code: req.responseStatus, failure: nil)
+        if grpcFailed { loop.stats.recordGRPCError(series: req.series, now: NIODeadline.now().uptimeNanoseconds) }
         if close {
             context.writeAndFlush(wrapOutboundOut(.end(trailers))).assumeIsolated().whenComplete { _ in context.close(promise: nil) }
         } else {

@@ -74,6 +74,8 @@ final class DownstreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
         var upgrade: String?
         /// The backend agreed to the upgrade (101): the exchange becomes a byte tunnel.
         var tunnel = false
+        /// `grpc-status` from the response head (trailers-only gRPC answers).
+        var grpcStatus: String?
     }
 
     func handlerAdded(context: ChannelHandlerContext) {
