@@ -22,12 +22,12 @@ private func run(_ tool: String, _ args: [String], input: String? = nil) throws 
 }
 
 /// A self-signed certificate for 127.0.0.1, made by the test (openssl), in a fresh directory.
-private func makeCertificate() throws -> TLSSpec {
+private func makeCertificate(commonName: String = "localhost") throws -> TLSSpec {
     let dir = "/tmp/sluice-tls-\(UInt32.random(in: 0..<UInt32.max))"
     try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
     let (status, out) = try run("/usr/bin/openssl", [
         "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", dir + "/key.pem", "-out", dir + "/cert.pem",
-        "-days", "1", "-subj", "/CN=localhost", "-addext", "subjectAltName=IP:127.0.0.1",
+        "-days", "1", "-subj", "/CN=\(commonName)", "-addext", "subjectAltName=IP:127.0.0.1",
     ])
     guard status == 0 else { throw CocoaError(.fileWriteUnknown, userInfo: [NSLocalizedDescriptionKey: out]) }
     return TLSSpec(cert: dir + "/cert.pem", key: dir + "/key.pem")
@@ -94,6 +94,17 @@ struct HTTP2AndTLS {
                                                     "-servername", "localhost"], input: "")
             #expect(alpn.out.contains("ALPN protocol: h2"), "\(alpn.out.suffix(400))")
             #expect(alpn.out.contains("CN = localhost") || alpn.out.contains("CN=localhost"))
+            // A reload with a new certificate applies to new connections; a broken one changes nothing.
+            let renewed = try makeCertificate(commonName: "renewed")
+            defer { try? FileManager.default.removeItem(atPath: (renewed.cert as NSString).deletingLastPathComponent) }
+            #expect(throws: (any Error).self) {
+                try h.proxy.reloadTLS([ListenerSpec(address: any, tls: TLSSpec(cert: "/nonexistent.pem", key: renewed.key))])
+            }
+            let still = try run("/usr/bin/openssl", ["s_client", "-connect", "127.0.0.1:\(h.port)"], input: "")
+            #expect(still.out.contains("CN = localhost") || still.out.contains("CN=localhost"))
+            try h.proxy.reloadTLS([ListenerSpec(address: any, tls: renewed)])
+            let after = try run("/usr/bin/openssl", ["s_client", "-connect", "127.0.0.1:\(h.port)"], input: "")
+            #expect(after.out.contains("CN = renewed") || after.out.contains("CN=renewed"), "\(after.out.prefix(600))")
             // TLS 1.1 is refused (minimum TLS 1.2).
             let old = try run("/usr/bin/openssl", ["s_client", "-connect", "127.0.0.1:\(h.port)", "-tls1_1"], input: "")
             #expect(!old.out.contains("ALPN protocol") && !old.out.contains("Cipher is ECDHE"), "\(old.out.suffix(300))")

@@ -81,6 +81,15 @@ public final class ControlPlane: @unchecked Sendable {
             log("sluice: reload failed, still serving generation \(server.store.load().generation): \(text)")
             return .failure(Failure(status: 422, description: text))
         }
+        do {
+            try server.reloadTLS(next.listeners)
+        } catch {
+            reloadsError += 1
+            let text = "\(error)"
+            lastReload = ReloadRecord(ok: false, error: text, at: Date())
+            log("sluice: reload failed, still serving generation \(server.store.load().generation): \(text)")
+            return .failure(Failure(status: 422, description: text))
+        }
         let kept = Self.surviving(live, in: next)
         let generation = server.store.load().generation + 1
         do {

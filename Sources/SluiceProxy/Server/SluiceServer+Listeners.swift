@@ -1,3 +1,4 @@
+import NIOConcurrencyHelpers
 import NIOCore
 import NIOHTTP1
 import NIOHTTP2
@@ -12,11 +13,20 @@ enum ListenerKind: Sendable {
     case http1
     /// HTTP/2 with prior knowledge in clear text (`h2c: true`).
     case h2c
-    /// TLS 1.2+; ALPN picks `h2` or `http/1.1`.
-    case tls(NIOSSLContext)
+    /// TLS 1.2+; ALPN picks `h2` or `http/1.1`. The context is read per new connection, so a
+    /// reload that brings a new certificate applies to new connections only.
+    case tls(TLSContextBox)
 
     init(_ spec: ListenerSpec) throws {
         if let tls = spec.tls {
+            self = .tls(TLSContextBox(try Self.makeContext(tls)))
+        } else {
+            self = spec.h2c ? .h2c : .http1
+        }
+    }
+
+    /// The server TLS context for a certificate and key: TLS 1.2+, ALPN h2 and http/1.1.
+    static func makeContext(_ tls: TLSSpec) throws -> NIOSSLContext {
             let chain: [NIOSSLCertificate]
             let key: NIOSSLPrivateKey
             do { chain = try NIOSSLCertificate.fromPEMFile(tls.cert) } catch {
@@ -29,10 +39,7 @@ enum ListenerKind: Sendable {
                 certificateChain: chain.map { .certificate($0) }, privateKey: .privateKey(key))
             configuration.minimumTLSVersion = .tlsv12
             configuration.applicationProtocols = ["h2", "http/1.1"]
-            self = .tls(try NIOSSLContext(configuration: configuration))
-        } else {
-            self = spec.h2c ? .h2c : .http1
-        }
+            return try NIOSSLContext(configuration: configuration)
     }
 
     var scheme: String {
@@ -41,12 +48,33 @@ enum ListenerKind: Sendable {
     }
 }
 
+/// The TLS context a listener hands to each new connection; replaced by a reload.
+final class TLSContextBox: Sendable {
+    private let context: NIOLockedValueBox<NIOSSLContext>
+    init(_ context: NIOSSLContext) { self.context = NIOLockedValueBox(context) }
+    var current: NIOSSLContext { context.withLockedValue { $0 } }
+    func replace(_ new: NIOSSLContext) { context.withLockedValue { $0 = new } }
+}
+
 /// A certificate or key that cannot be used, naming the file.
 struct TLSFileError: Error, CustomStringConvertible {
     let description: String
 }
 
 extension SluiceServer {
+    /// Builds the TLS contexts of `listeners` (matched to the running ones by address) and, only
+    /// if every one builds, swaps them in: new connections get the new certificates, open ones
+    /// keep theirs. Throws naming the file at fault; nothing changes then.
+    public func reloadTLS(_ listeners: [ListenerSpec]) throws {
+        let boxes = tlsBoxes.withLockedValue { $0 }
+        var next: [(TLSContextBox, NIOSSLContext)] = []
+        for listener in listeners {
+            guard let tls = listener.tls, let box = boxes[listener.address.description] else { continue }
+            next.append((box, try ListenerKind.makeContext(tls)))
+        }
+        for (box, context) in next { box.replace(context) }
+    }
+
     func bootstrap(_ kind: ListenerKind, settings: ServerSettings) -> ServerBootstrap {
         let store = self.store
         let contexts = self.contexts
@@ -72,9 +100,9 @@ extension SluiceServer {
                         try SluiceServer.configureHTTP2(channel, contexts: contexts, store: store, scheme: "http",
                                                 maxHeaderBytes: maxHeaderBytes)
                     }
-                case .tls(let context):
+                case .tls(let box):
                     do {
-                        try channel.pipeline.syncOperations.addHandler(NIOSSLServerHandler(context: context))
+                        try channel.pipeline.syncOperations.addHandler(NIOSSLServerHandler(context: box.current))
                     } catch {
                         return channel.eventLoop.makeFailedFuture(error)
                     }

@@ -20,6 +20,8 @@ public final class SluiceServer: Sendable {
     let contexts: [ObjectIdentifier: NIOLoopBound<LoopContext>]
     private let listeners: NIOLockedValueBox<[Channel]>
     private let stopped = ManagedAtomic(false)
+    /// The TLS context holder of each TLS listener, by its configured address.
+    let tlsBoxes = NIOLockedValueBox<[String: TLSContextBox]>([:])
     private let logger: Logger
 
     /// Builds the proxy for `configuration` on `threads` event loops (default: one per core).
@@ -53,6 +55,7 @@ public final class SluiceServer: Sendable {
             let channel: Channel
             do {
                 let kind = try ListenerKind(listener)
+                if case .tls(let box) = kind { tlsBoxes.withLockedValue { $0[listener.address.description] = box } }
                 channel = try await bootstrap(kind, settings: config.server)
                     .bind(host: listener.address.host, port: listener.address.port).get()
             } catch {
