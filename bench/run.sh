@@ -23,6 +23,8 @@
 #        s4 Sluice (bench/sluice-reload.yaml) receiving SIGHUP every 100 ms during the run;
 #           non-2xx and socket errors must be 0. A proxy that dies on SIGHUP (no handler yet)
 #           is reported as "SIGHUP unsupported", not as a bench failure.
+#        s6 HTTP/2 with prior knowledge: Sluice (bench/sluice-h2c.yaml) :18083 and nginx
+#           (`listen ... http2`) :18084, `h2load -c 10 -m 10 -D D` on core 1
 #   3. s5: 10,000 idle keep-alive connections (bench/idle_conns.py, one request each) held
 #      against each proxy; VmRSS of the proxy (plus its children: nginx's worker) before/after.
 #   4. Instructions per request: each proxy under `valgrind --tool=callgrind`, driven by
@@ -63,6 +65,7 @@ WRK_THREADS=1
 IDLE_CONNS=10000
 COOKIE='Cookie: uid=bench-user-42; beta=0'
 PORT_SLUICE=18080; PORT_NGINX=18081; PORT_HAPROXY=18082
+PORT_SLUICE_H2=18083; PORT_NGINX_H2=18084   # s6: HTTP/2 with prior knowledge (h2c)
 PORT_ORIGIN1=19001; PORT_ORIGIN2=19002; PORT_SHADOW=19003
 PROXY_CORE=0; LOAD_CORE=1
 
@@ -267,6 +270,25 @@ scenario_load() { # SCENARIO KIND [CONFIG] ROUND
   record "$sc" "$kind" "$round" "$f" "$note"
 }
 
+# s6: HTTP/2 with prior knowledge, h2load with 10 connections x 10 streams, on the load core.
+# nginx serves it from the same config (a second server block with `listen ... http2`).
+scenario_h2() { # KIND ROUND
+  local kind=$1 round=$2 f port rps mean failed
+  if [[ $kind == sluice ]]; then start_proxy sluice "$BENCH/sluice-h2c.yaml"; port=$PORT_SLUICE_H2
+  else start_proxy nginx; port=$PORT_NGINX_H2; fi
+  wait_port "$port" "$PROXY_PID" 15 "$kind-h2"
+  f="$OUT/h2load-s6-$kind-r$round.txt"
+  taskset -c "$LOAD_CORE" h2load -D "$WARMUP" -c 10 -m 10 -t 1 "http://127.0.0.1:$port/" >/dev/null 2>&1 || true
+  taskset -c "$LOAD_CORE" h2load -D "$DURATION" -c 10 -m 10 -t 1 "http://127.0.0.1:$port/" >"$f" 2>&1 || true
+  stop_pid "$PROXY_PID"
+  rps=$(awk '/^finished in/ {gsub(",", "", $4); print $4}' "$f")
+  mean=$(awk '/^time for request:/ {print $6}' "$f")
+  failed=$(awk '/^requests:/ {print $8}' "$f")
+  case $mean in *ms) mean=$(awk -v v="${mean%ms}" 'BEGIN {print v * 1000}') ;; *us) mean=${mean%us} ;; *s) mean=$(awk -v v="${mean%s}" 'BEGIN {print v * 1000000}') ;; esac
+  printf 's6\t%s\t%s\t%s\t%s\t\t0\t0\t0\t%s\t0\t%s\n' "$kind" "$round" "$rps" "$mean" "${failed:-0}" "h2load -c 10 -m 10" >>"$OUT/raw.tsv"
+  log "  s6 $kind round $round: ${rps} req/s, mean ${mean} us, failed ${failed:-?}"
+}
+
 SIGHUP_STATE=unknown   # unknown | supported | unsupported
 # The config generation from GET /status on the admin socket ("?" when there is none).
 admin_generation() {
@@ -402,7 +424,7 @@ LOADAVG_START=$(cut -d' ' -f1-3 /proc/loadavg)   # before our own build and load
 ulimit -n 20000 2>/dev/null || die "cannot set ulimit -n 20000 (hard limit: $(ulimit -Hn))"
 ensure_tools
 build_sluice
-for p in $PORT_SLUICE $PORT_NGINX $PORT_HAPROXY $PORT_ORIGIN1 $PORT_ORIGIN2 $PORT_SHADOW; do
+for p in $PORT_SLUICE $PORT_NGINX $PORT_HAPROXY $PORT_SLUICE_H2 $PORT_NGINX_H2 $PORT_ORIGIN1 $PORT_ORIGIN2 $PORT_SHADOW; do
   port_open "$p" && die "port 127.0.0.1:$p is already in use; stop whatever listens there"
 done
 
@@ -422,6 +444,8 @@ for (( round = 1; round <= ROUNDS; round++ )); do
   scenario_load s2 sluice "$BENCH/sluice-canary.yaml" "$round"
   scenario_load s3 sluice "$BENCH/sluice-shadow.yaml" "$round"
   scenario_reload "$round"
+  scenario_h2 sluice "$round"
+  scenario_h2 nginx "$round"
 done
 
 log "s5: $IDLE_CONNS idle keep-alive connections per proxy"
