@@ -283,7 +283,7 @@ scenario_h2() { # KIND ROUND
   stop_pid "$PROXY_PID"
   rps=$(awk '/^finished in/ {gsub(",", "", $4); print $4}' "$f")
   mean=$(awk '/^time for request:/ {print $6}' "$f")
-  failed=$(awk '/^requests:/ {print $8}' "$f")
+  failed=$(awk '/^requests:/ {print $10}' "$f")
   case $mean in *ms) mean=$(awk -v v="${mean%ms}" 'BEGIN {print v * 1000}') ;; *us) mean=${mean%us} ;; *s) mean=$(awk -v v="${mean%s}" 'BEGIN {print v * 1000000}') ;; esac
   printf 's6\t%s\t%s\t%s\t%s\t\t0\t0\t0\t%s\t0\t%s\n' "$kind" "$round" "$rps" "$mean" "${failed:-0}" "h2load -c 10 -m 10" >>"$OUT/raw.tsv"
   log "  s6 $kind round $round: ${rps} req/s, mean ${mean} us, failed ${failed:-?}"
