@@ -35,7 +35,11 @@ struct Check: ParsableCommand {
     @Argument(help: "The config file.") var file: String
 
     func run() throws {
-        _ = try loadConfigOrExit(file)
+        let configuration = try loadConfigOrExit(file)
+        // The loader checks that certificate and key files exist; this loads them as `run` will.
+        let problems = TLSCheck.problems(configuration.listeners)
+        for problem in problems { printError("\(file): \(problem)") }
+        if !problems.isEmpty { throw ExitCode(1) }
         print("\(file): ok")
     }
 }

@@ -184,3 +184,19 @@ extension EndToEnd.HTTP2AndTLS {
         }
     }
 }
+
+@Suite struct TLSCheckTests {
+    @Test func aBrokenCertificateOrKeyIsNamed() throws {
+        let dir = "/tmp/sluice-tlscheck-\(UInt32.random(in: 0..<UInt32.max))"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        try "not a certificate\n".write(toFile: dir + "/cert.pem", atomically: true, encoding: .utf8)
+        try "not a key\n".write(toFile: dir + "/key.pem", atomically: true, encoding: .utf8)
+        let listener = ListenerSpec(address: SocketAddressSpec(host: "127.0.0.1", port: 8443),
+                                    tls: TLSSpec(cert: dir + "/cert.pem", key: dir + "/key.pem"))
+        let problems = TLSCheck.problems([listener, ListenerSpec(address: SocketAddressSpec(host: "127.0.0.1", port: 8080))])
+        #expect(problems.count == 1)
+        #expect(problems.first?.contains("listener 127.0.0.1:8443") == true)
+        #expect(problems.first?.contains(dir + "/cert.pem") == true)
+    }
+}

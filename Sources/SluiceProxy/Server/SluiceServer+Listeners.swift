@@ -161,3 +161,19 @@ extension SluiceServer {
         }
     }
 }
+
+/// Loads every TLS listener's certificate and key the way `run` would, for `sluice check`.
+public enum TLSCheck {
+    /// One message per listener whose certificate or key cannot be used, naming the file.
+    public static func problems(_ listeners: [ListenerSpec]) -> [String] {
+        listeners.compactMap { listener in
+            guard let tls = listener.tls else { return nil }
+            do {
+                _ = try ListenerKind.makeContext(tls)
+                return nil
+            } catch {
+                return "listener \(listener.address): \(error)"
+            }
+        }
+    }
+}
