@@ -65,40 +65,45 @@ enum HeaderRewrite {
     /// rules the decoder leaves to us (no CL+TE, TE ending in chunked, one Host on HTTP/1.1).
     static func forwardRequest(_ head: HTTPRequestHead, clientAddress: String, scheme: String) -> ForwardedRequest {
         var out = ForwardedRequest()
-        var headers = HTTPHeaders()
-        headers.reserveCapacity(head.headers.count + 3)
         var hostCount = 0
         var transferEncodings = 0
         var lastTransferEncoding = ""
+        var lengthCount = 0
         var conflictingLengths = false
         var priorForwardedFor: String?
         var connectionValues: [String] = []
+        // Names to take out of the copy; most requests have none, and then the copy below is
+        // the client's own header storage plus three appended fields.
+        var remove: [String] = []
         for (name, value) in head.headers {
             switch kind(of: name) {
             case .other:
-                headers.add(name: name, value: value)
-            case .hopByHop, .forwardedProto, .forwardedHost:
                 continue
+            case .hopByHop, .forwardedProto, .forwardedHost:
+                remove.append(name)
+            case .expect:
+                remove.append(name)
+                if value.lowercased() == "100-continue" { out.expectsContinue = true }
             case .connection:
                 connectionValues.append(value)
+                remove.append(name)
             case .transferEncoding:
                 transferEncodings += 1
                 lastTransferEncoding = value
+                remove.append(name)
             case .contentLength:
+                lengthCount += 1
                 if let seen = out.contentLength {
                     if seen != value { conflictingLengths = true }
                 } else {
                     out.contentLength = value
-                    headers.add(name: name, value: value)
                 }
             case .host:
                 hostCount += 1
                 if out.host == nil { out.host = value }
-                headers.add(name: name, value: value)
-            case .expect:
-                if value.lowercased() == "100-continue" { out.expectsContinue = true }
             case .forwardedFor:
                 priorForwardedFor = priorForwardedFor.map { "\($0), \(value)" } ?? value
+                remove.append(name)
             }
         }
         if transferEncodings > 0 {
@@ -118,6 +123,13 @@ enum HeaderRewrite {
             if hostCount == 0 { out.problem = (.badRequest, "malformed request: missing Host header") }
             if hostCount > 1 { out.problem = (.badRequest, "malformed request: more than one Host header") }
         }
+        if out.problem != nil { return out }
+        var headers = head.headers
+        for name in remove { headers.remove(name: name) }
+        if lengthCount > 1, let length = out.contentLength {
+            headers.remove(name: "content-length")
+            headers.add(name: "content-length", value: length)
+        }
         removeListed(in: connectionValues, from: &headers)
         if out.chunked { headers.add(name: "transfer-encoding", value: "chunked") }
         headers.add(name: "x-forwarded-for", value: priorForwardedFor.map { "\($0), \(clientAddress)" } ?? clientAddress)
@@ -129,26 +141,30 @@ enum HeaderRewrite {
 
     /// The response fields to pass downstream (hop-by-hop out), and whether the upstream
     /// message was framed (a `Content-Length` or chunked), i.e. not delimited by close.
+    /// Without hop-by-hop fields the upstream's own header storage is passed on untouched.
     static func forwardResponse(_ source: HTTPHeaders) -> (headers: HTTPHeaders, framed: Bool) {
-        var headers = HTTPHeaders()
-        headers.reserveCapacity(source.count + 2)
         var framed = false
+        var remove: [String] = []
         var connectionValues: [String] = []
         for (name, value) in source {
             switch kind(of: name) {
             case .hopByHop:
-                continue
+                remove.append(name)
             case .connection:
                 connectionValues.append(value)
+                remove.append(name)
             case .transferEncoding:
                 if value.split(separator: ",").last?.trimmingSpaces.lowercased() == "chunked" { framed = true }
+                remove.append(name)
             case .contentLength:
                 framed = true
-                headers.add(name: name, value: value)
             default:
-                headers.add(name: name, value: value)
+                continue
             }
         }
+        guard !remove.isEmpty else { return (source, framed) }
+        var headers = source
+        for name in remove { headers.remove(name: name) }
         removeListed(in: connectionValues, from: &headers)
         return (headers, framed)
     }
