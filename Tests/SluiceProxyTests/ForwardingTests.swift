@@ -157,6 +157,17 @@ extension EndToEnd {
         }
     }
 
+    @Test func http10ClientGetsAnHTTP10AnswerAndTheCloseItExpects() async throws {
+        try await Harness.with(backends: [.init(version: "v1")]) { h in
+            let c = try h.client()
+            try c.send("GET /old HTTP/1.0\r\nHost: t\r\n\r\n")
+            let r = try c.readResponse()
+            #expect(r.rawHead.hasPrefix("HTTP/1.0 200 OK\r\n"))
+            #expect(r.json["path"] as? String == "/old")
+            #expect(c.waitForClose())
+        }
+    }
+
     @Test func connectionCloseIsHonoured() async throws {
         try await Harness.with(backends: [.init(version: "v1")]) { h in
             let c = try h.client()

@@ -10,8 +10,7 @@ extension DownstreamHandler: UpstreamDelegate {
         req.timeout?.cancel()
         req.timeout = nil
         var (headers, framed) = HeaderRewrite.forwardResponse(head.headers)
-        let noBody = req.isHEAD || head.status.code == 204 || head.status.code == 304
-        req.upstreamReusable = head.isKeepAlive && (framed || noBody)
+        req.upstreamReusable = HeaderRewrite.upstreamReusable(head, framed: framed, requestWasHEAD: req.isHEAD)
         if head.status == .switchingProtocols, req.upgrade != nil,
            let upgrade = head.headers.first(name: "upgrade") {
             // The backend accepted the WebSocket handshake: pass the 101 on with its upgrade
@@ -23,15 +22,17 @@ extension DownstreamHandler: UpstreamDelegate {
         if let cookie = req.decision.assignCookie {
             headers.add(name: "set-cookie", value: cookie.headerValue)
         }
-        // A close-delimited body can only be passed on to an HTTP/1.0 client by closing too.
-        if !framed && !noBody && req.upstreamHead.version.minor == 0 { req.keepAlive = false }
+        // A body whose end is unknown is chunked for HTTP/1.1 clients; an HTTP/1.0 client gets
+        // it raw, ended by closing the connection.
+        if req.clientIsHTTP10 && !req.upstreamReusable && !framed { req.keepAlive = false }
         if (!req.keepAlive || closeWhenIdle) && !req.tunnel { headers.add(name: "connection", value: "close") }
         req.responseHeadSent = true
         req.responseStatus = Int(head.status.code)
         // A trailers-only gRPC answer carries grpc-status in the head.
         req.grpcStatus = head.headers.first(name: "grpc-status")
         request = req
-        context.write(wrapOutboundOut(.head(HTTPResponseHead(version: .http1_1, status: head.status, headers: headers))),
+        let version: HTTPVersion = req.clientIsHTTP10 ? .http1_0 : .http1_1
+        context.write(wrapOutboundOut(.head(HTTPResponseHead(version: version, status: head.status, headers: headers))),
                       promise: nil)
     }
 

@@ -51,6 +51,8 @@ final class DownstreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
         let series: Int
         let start: NIODeadline
         let isHEAD: Bool
+        /// The client speaks HTTP/1.0: a body whose end only the close marks is sent unchunked.
+        let clientIsHTTP10: Bool
         /// The head to send upstream (already rewritten); kept for a retry.
         let upstreamHead: HTTPRequestHead
         /// Client wants keep-alive and nothing forces a close.
@@ -238,7 +240,7 @@ final class DownstreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
         }
         request = RequestState(
             snapshot: snapshot, decision: decision, series: series, start: start,
-            isHEAD: head.method == .HEAD, upstreamHead: upstreamHead,
+            isHEAD: head.method == .HEAD, clientIsHTTP10: head.version == .http1_0, upstreamHead: upstreamHead,
             keepAlive: head.isKeepAlive && !closeWhenIdle,
             bodyless: !forwarded.chunked && (forwarded.contentLength ?? "0") == "0")
         loop.stats.adjustInflight(series: series, by: 1)

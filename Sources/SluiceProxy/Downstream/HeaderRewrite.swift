@@ -179,10 +179,11 @@ enum HeaderRewrite {
         }
     }
 
-    /// True when `Transfer-Encoding` is present and its final coding is `chunked`.
-    static func isChunked(_ headers: HTTPHeaders) -> Bool {
-        guard let last = headers["transfer-encoding"].last?.split(separator: ",").last else { return false }
-        return last.trimmingSpaces.lowercased() == "chunked"
+    /// Whether the upstream connection can carry another request after this response: the
+    /// backend keeps it alive and the body's end is known without the connection closing
+    /// (framed, or a response that has no body: to HEAD, 204, 304).
+    static func upstreamReusable(_ head: HTTPResponseHead, framed: Bool, requestWasHEAD: Bool) -> Bool {
+        head.isKeepAlive && (framed || requestWasHEAD || head.status.code == 204 || head.status.code == 304)
     }
 }
 

@@ -136,8 +136,8 @@ final class MirrorExchange: UpstreamDelegate {
 
     func upstreamResponseHead(_ head: HTTPResponseHead) {
         code = Int(head.status.code)
-        reusable = head.isKeepAlive && (head.headers.contains(name: "content-length") || HeaderRewrite.isChunked(head.headers)
-                                        || mirror.head.method == .HEAD || head.status.code == 204 || head.status.code == 304)
+        reusable = HeaderRewrite.upstreamReusable(head, framed: HeaderRewrite.forwardResponse(head.headers).framed,
+                                                  requestWasHEAD: mirror.head.method == .HEAD)
     }
 
     func upstreamResponseBody(_ body: ByteBuffer) {}

@@ -22,10 +22,9 @@ public final class SluiceServer: Sendable {
     private let stopped = ManagedAtomic(false)
     /// The TLS context holder of each TLS listener, by its configured address.
     let tlsBoxes = NIOLockedValueBox<[String: TLSContextBox]>([:])
-    private let logger: Logger
 
     /// Builds the proxy for `configuration` on `threads` event loops (default: one per core).
-    public init(configuration: Configuration, threads: Int = System.coreCount, logger: Logger = Logger(label: "sluice")) throws {
+    public init(configuration: Configuration, threads: Int = System.coreCount) throws {
         let registry = SeriesRegistry()
         self.registry = registry
         self.store = SnapshotStore(try Snapshot(generation: 1, configuration: configuration,
@@ -39,7 +38,6 @@ public final class SluiceServer: Sendable {
         }
         self.contexts = contexts
         self.listeners = NIOLockedValueBox([])
-        self.logger = logger
     }
 
     /// The addresses the listeners are bound to (ports resolved when the config says 0).
