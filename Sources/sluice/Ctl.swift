@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import SluiceConfig
+import SluiceProxy
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -37,7 +38,8 @@ struct Ctl: ParsableCommand {
             let status: Int
             let text: String
             do {
-                (status, text) = try AdminClient.request(socket: socket, method: method, path: path, body: body)
+                let response = try AdminSocketClient.request(socket: socket, method, path, body: body, timeout: 30)
+                (status, text) = (response.status, response.body)
             } catch {
                 printError("sluice ctl: \(error)")
                 throw ExitCode(1)
@@ -144,56 +146,6 @@ struct Ctl: ParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Print the Prometheus metrics.")
         @OptionGroup var options: Options
         func run() throws { print(try options.call("GET", "/metrics"), terminator: "") }
-    }
-}
-
-/// A minimal HTTP/1.1 client over a unix socket (one request per connection).
-enum AdminClient {
-    struct Failure: Error, CustomStringConvertible { let description: String }
-
-    static func request(socket path: String, method: String, path target: String, body: String?) throws -> (Int, String) {
-        let fd = Glibc.socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
-        guard fd >= 0 else { throw fail(path, "cannot create a socket") }
-        defer { close(fd) }
-        var addr = sockaddr_un()
-        addr.sun_family = sa_family_t(AF_UNIX)
-        let bytes = Array(path.utf8)
-        guard bytes.count < MemoryLayout.size(ofValue: addr.sun_path) else { throw fail(path, "socket path too long") }
-        withUnsafeMutableBytes(of: &addr.sun_path) { raw in
-            for (i, b) in bytes.enumerated() { raw[i] = b }
-            raw[bytes.count] = 0
-        }
-        let rc = withUnsafePointer(to: &addr) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
-        }
-        guard rc == 0 else { throw fail(path, String(cString: strerror(errno))) }
-        var request = "\(method) \(target) HTTP/1.1\r\nHost: sluice\r\nConnection: close\r\n"
-        let payload = Array((body ?? "").utf8)
-        if body != nil { request += "Content-Type: application/json\r\n" }
-        request += "Content-Length: \(payload.count)\r\n\r\n"
-        let out = Array(request.utf8) + payload
-        var sent = 0
-        while sent < out.count {
-            let n = out[sent...].withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
-            guard n > 0 else { throw fail(path, "write failed") }
-            sent += n
-        }
-        var response: [UInt8] = []
-        var chunk = [UInt8](repeating: 0, count: 65_536)
-        while true {
-            let n = chunk.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
-            if n <= 0 { break }
-            response += chunk[0..<n]
-        }
-        let text = String(decoding: response, as: UTF8.self)
-        guard let split = text.range(of: "\r\n\r\n") else { throw fail(path, "no HTTP response") }
-        let statusLine = text[..<split.lowerBound].split(separator: "\r\n").first ?? ""
-        let status = statusLine.split(separator: " ").dropFirst().first.flatMap { Int($0) } ?? 0
-        return (status, String(text[split.upperBound...]))
-    }
-
-    private static func fail(_ path: String, _ reason: String) -> Failure {
-        Failure(description: "cannot reach the admin socket \(path): \(reason)")
     }
 }
 
