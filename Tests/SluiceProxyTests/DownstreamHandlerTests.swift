@@ -19,11 +19,8 @@ import SluiceRouting
             backendNames: ["b0"])
         let config = Configuration(path: "/x.yaml", listeners: [], statePath: "/x.json", backends: backends, table: table)
         let store = SnapshotStore(try Snapshot(generation: 1, configuration: config, table: table, registry: SeriesRegistry()))
-        var limits = NIOHTTPDecoderLimitConfiguration()
-        limits.maxHeaderListSize = 1024
-        limits.maxHeaderFieldSize = 1024
         try SluiceServer.configureDownstream(channel, loop: LoopContext(eventLoop: channel.embeddedEventLoop),
-                                             store: store, limits: limits, idle: .seconds(60))
+                                             store: store, maxHeaderBytes: 1024, idle: .seconds(60))
         try channel.connect(to: SocketAddress(ipAddress: "127.0.0.1", port: 40000)).wait()
         return channel
     }

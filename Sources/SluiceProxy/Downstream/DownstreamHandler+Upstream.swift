@@ -6,7 +6,7 @@ extension DownstreamHandler: UpstreamDelegate {
     var downstreamIsWritable: Bool { context?.channel.isWritable ?? false }
 
     func upstreamResponseHead(_ head: HTTPResponseHead) {
-        guard var req = request, let context else { return }
+        guard let req = request, context != nil else { return }
         req.timeout?.cancel()
         req.timeout = nil
         var (headers, framed) = HeaderRewrite.forwardResponse(head.headers)
@@ -30,28 +30,25 @@ extension DownstreamHandler: UpstreamDelegate {
         req.responseStatus = Int(head.status.code)
         // A trailers-only gRPC answer carries grpc-status in the head.
         req.grpcStatus = head.headers.first(name: "grpc-status")
-        request = req
         let version: HTTPVersion = req.clientIsHTTP10 ? .http1_0 : .http1_1
-        context.write(wrapOutboundOut(.head(HTTPResponseHead(version: version, status: head.status, headers: headers))),
-                      promise: nil)
+        send(.head(HTTPResponseHead(version: version, status: head.status, headers: headers)))
     }
 
     func upstreamResponseBody(_ body: ByteBuffer) {
-        guard let context, request != nil else { return }
-        context.write(wrapOutboundOut(.body(.byteBuffer(body))), promise: nil)
+        guard request != nil else { return }
+        send(.body(.byteBuffer(body)))
     }
 
     func upstreamReadComplete() {
-        context?.flush()
+        flushClient()
     }
 
     func upstreamResponseEnd(_ trailers: HTTPHeaders?) {
-        guard var req = request, let context else { return }
+        guard let req = request, let context else { return }
         if req.tunnel, let conn = req.upstream {
             req.upstream = nil
-            request = req
             finish(code: 101, failure: nil)
-            context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
+            sendEnd(nil, close: false)
             startTunnel(to: conn, series: req.series, context: context)
             return
         }
@@ -61,21 +58,16 @@ extension DownstreamHandler: UpstreamDelegate {
         // request into this handler right away, and that request must find a clean slate.
         finish(code: req.responseStatus, failure: nil)
         if grpcFailed { loop.stats.recordGRPCError(series: req.series, now: NIODeadline.now().uptimeNanoseconds) }
-        if close {
-            context.writeAndFlush(wrapOutboundOut(.end(trailers))).assumeIsolated().whenComplete { _ in context.close(promise: nil) }
-        } else {
-            context.writeAndFlush(wrapOutboundOut(.end(trailers)), promise: nil)
-        }
+        sendEnd(trailers, close: close)
     }
 
     func upstreamFailed(_ reason: UpstreamFailure) {
-        guard var req = request, let context else { return }
+        guard let req = request, let context else { return }
         let conn = req.upstream
         req.upstream = nil
         conn?.channel.close(promise: nil)
         if req.responseHeadSent {
             // Part of the response is out: the only honest signal left is to close.
-            request = req
             finish(code: req.responseStatus, failure: reason)
             context.close(promise: nil)
             return
@@ -87,11 +79,9 @@ extension DownstreamHandler: UpstreamDelegate {
             req.timeout?.cancel()
             req.timeout = nil
             req.buffered = [.end(nil)]
-            request = req
             connectUpstream()
             return
         }
-        request = req
         let name = req.snapshot.backends[req.decision.backend.index].spec.name
         switch reason {
         case .timeout:
@@ -106,8 +96,6 @@ extension DownstreamHandler: UpstreamDelegate {
     }
 
     func upstreamWritabilityChanged(isWritable: Bool) {
-        guard isWritable, readPending, let context else { return }
-        readPending = false
-        context.read()
+        if isWritable { resumeRead() }
     }
 }

@@ -8,10 +8,13 @@ import SluiceRouting
 /// The proxy's per-client-connection handler: it routes each request, leases an upstream
 /// connection from its loop's pool, and glues the two byte streams together.
 ///
-/// Pipeline (written in one place, `SluiceServer.configureDownstream`):
-/// `IdleStateHandler` → `HTTPRequestDecoder`/`HTTPResponseEncoder` → `HTTPServerPipelineHandler`
-/// → `DownstreamHandler`. The pipeline handler serialises pipelined requests, so this handler
-/// sees at most one request at a time and is itself the "exchange" of that request.
+/// Two ways in (pipelines written in one place, `SluiceServer+Listeners`):
+/// - HTTP/1.1: `IdleStateHandler` → `HTTP1ServerHandler`, which parses requests, serialises
+///   pipelined ones and calls this handler directly (`receive`); responses go back through
+///   `send`/`sendEnd` to that codec. This handler is then not in the pipeline itself.
+/// - HTTP/2: one stream channel per request, `HTTP2FramePayloadToHTTP1ServerCodec` →
+///   `DownstreamHandler`, which then reads and writes HTTP parts through its pipeline.
+/// Either way it sees at most one request at a time and is itself the "exchange" of that request.
 ///
 /// Backpressure (NIO's GlueHandler pattern): the client is read only while the upstream
 /// channel is writable, and the upstream only while the client is writable, so a 1 GiB body
@@ -28,6 +31,8 @@ final class DownstreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
     private let scheme: String
     var context: ChannelHandlerContext?
     var clientAddress: String?
+    /// The HTTP/1.1 codec driving this exchange; nil on an HTTP/2 stream.
+    var http1: HTTP1ServerHandler?
 
     /// The request in progress, nil between requests.
     var request: RequestState?
@@ -45,7 +50,9 @@ final class DownstreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
 
     // MARK: Per-request state
 
-    struct RequestState {
+    /// A class, not a struct: the exchange updates it from many callbacks, and a struct this
+    /// size was copied (with a retain per reference field) at every `guard let req = request`.
+    final class RequestState {
         let snapshot: Snapshot
         let decision: Decision
         let series: Int
@@ -78,6 +85,19 @@ final class DownstreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
         var tunnel = false
         /// `grpc-status` from the response head (trailers-only gRPC answers).
         var grpcStatus: String?
+
+        init(snapshot: Snapshot, decision: Decision, series: Int, start: NIODeadline, isHEAD: Bool,
+             clientIsHTTP10: Bool, upstreamHead: HTTPRequestHead, keepAlive: Bool, bodyless: Bool) {
+            self.snapshot = snapshot
+            self.decision = decision
+            self.series = series
+            self.start = start
+            self.isHEAD = isHEAD
+            self.clientIsHTTP10 = clientIsHTTP10
+            self.upstreamHead = upstreamHead
+            self.keepAlive = keepAlive
+            self.bodyless = bodyless
+        }
     }
 
     func handlerAdded(context: ChannelHandlerContext) {
@@ -93,27 +113,30 @@ final class DownstreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
     // MARK: Client → proxy
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        switch unwrapInboundIn(data) {
+        receive(unwrapInboundIn(data), context: context)
+    }
+
+    /// One part of the client's request, from the HTTP/1 codec or the HTTP/2 stream pipeline.
+    func receive(_ part: HTTPServerRequestPart, context: ChannelHandlerContext) {
+        switch part {
         case .head(let head):
             startRequest(head, context: context)
         case .body(let body):
-            guard var req = request, !req.requestEnded else { return }
+            guard let req = request, !req.requestEnded else { return }
             req.requestBodyBytes += body.readableBytes
             if req.mirror != nil, !req.mirror!.append(body) {
                 loop.stats.recordMirror(series: req.mirror!.series, result: .dropped)
                 req.mirror = nil
             }
-            forward(.body(.byteBuffer(body)), in: &req)
-            request = req
+            forward(.body(.byteBuffer(body)), in: req)
         case .end(let trailers):
-            guard var req = request, !req.requestEnded else { return }
+            guard let req = request, !req.requestEnded else { return }
             req.requestEnded = true
             if let mirror = req.mirror {
                 req.mirror = nil
                 loop.mirrors.send(mirror, snapshot: req.snapshot)
             }
-            forward(.end(trailers), in: &req)
-            request = req
+            forward(.end(trailers), in: req)
             if req.upstream != nil { flushUpstream() }
         }
     }
@@ -124,12 +147,24 @@ final class DownstreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
     }
 
     func read(context: ChannelHandlerContext) {
-        if let req = request, !req.requestEnded,
-           req.connecting || (req.upstream.map { !$0.channel.isWritable } ?? false) {
+        if holdsRead {
             readPending = true
             return
         }
         context.read()
+    }
+
+    /// The client's body must wait: the upstream connection is being opened or cannot take more.
+    var holdsRead: Bool {
+        guard let req = request, !req.requestEnded else { return false }
+        return req.connecting || (req.upstream.map { !$0.channel.isWritable } ?? false)
+    }
+
+    /// Lets a held-back read go ahead (through the HTTP/1 codec's own hold, when there is one).
+    func resumeRead() {
+        guard readPending else { return }
+        readPending = false
+        if let http1 { http1.resumeRead() } else { context?.read() }
     }
 
     func channelWritabilityChanged(context: ChannelHandlerContext) {
@@ -145,15 +180,14 @@ final class DownstreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
 
     /// Ends the request in progress, if any, without an answer: its upstream connection is in an
     /// unknown state, so it is closed rather than pooled.
-    private func abandon(code: Int) {
-        guard var req = request else { return }
+    func abandon(code: Int) {
+        guard let req = request else { return }
         req.timeout?.cancel()
         if let up = req.upstream {
             up.handler.delegate = nil
             up.channel.close(promise: nil)
         }
         req.upstream = nil
-        request = req
         finish(code: code, failure: nil)
     }
 
@@ -235,8 +269,8 @@ final class DownstreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
         }
         let upstreamHead = HTTPRequestHead(version: .http1_1, method: head.method, uri: head.uri, headers: upstreamHeaders)
         if head.version.minor >= 1, forwarded.expectsContinue {
-            context.writeAndFlush(wrapOutboundOut(.head(HTTPResponseHead(version: head.version, status: .continue))),
-                                  promise: nil)
+            send(.head(HTTPResponseHead(version: head.version, status: .continue)))
+            flushClient()
         }
         request = RequestState(
             snapshot: snapshot, decision: decision, series: series, start: start,
@@ -284,10 +318,9 @@ final class DownstreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
     // MARK: Upstream connection
 
     func connectUpstream() {
-        guard var req = request else { return }
+        guard let req = request else { return }
         let backend = req.snapshot.backends[req.decision.backend.index]
         guard !backend.endpoints.isEmpty else {
-            request = req
             failBeforeResponse(.serviceUnavailable, "no endpoint available for backend '\(backend.spec.name)'",
                                failure: nil)
             return
@@ -297,22 +330,19 @@ final class DownstreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
         let address = backend.endpoints[index]
         let h2 = backend.spec.upstreamProtocol == .h2
         if !h2, let conn = loop.pool.takeIdle(address) {
-            request = req
             attach(conn)
             return
         }
         req.connecting = true
-        request = req
         let timeout = TimeAmount(backend.spec.connectTimeout)
         let pending = h2 ? loop.pool.openStream(to: address, timeout: timeout) : loop.pool.connect(address, timeout: timeout)
         pending.whenComplete { [self] result in
-            guard var req = self.request, req.connecting else {
+            guard let req = self.request, req.connecting else {
                 // The client went away while we were connecting.
                 if case .success(let conn) = result { self.loop.pool.release(conn) }
                 return
             }
             req.connecting = false
-            self.request = req
             switch result {
             case .success(let conn):
                 self.attach(conn)
@@ -330,32 +360,27 @@ final class DownstreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
     }
 
     private func attach(_ conn: UpstreamConnection) {
-        guard var req = request, let context else {
+        guard let req = request, let context else {
             loop.pool.release(conn)
             return
         }
         conn.handler.delegate = self
         conn.requestsServed += 1
         req.upstream = conn
-        let channel = conn.channel
-        channel.write(HTTPClientRequestPart.head(req.upstreamHead), promise: nil)
-        for part in req.buffered { channel.write(part, promise: nil) }
+        conn.handler.send(.head(req.upstreamHead))
+        for part in req.buffered { conn.handler.send(part) }
         req.buffered.removeAll()
-        channel.flush()
+        conn.handler.flush()
         let timeout = TimeAmount(req.snapshot.backends[req.decision.backend.index].spec.timeout)
         req.timeout = context.eventLoop.assumeIsolated().scheduleTask(in: timeout) { [self] in
             self.responseTimedOut()
         }
-        request = req
-        if readPending, channel.isWritable {
-            readPending = false
-            context.read()
-        }
+        if conn.channel.isWritable { resumeRead() }
     }
 
-    private func forward(_ part: HTTPClientRequestPart, in req: inout RequestState) {
+    private func forward(_ part: HTTPClientRequestPart, in req: RequestState) {
         if let up = req.upstream {
-            up.channel.write(part, promise: nil)
+            up.handler.send(part)
             needsFlush = true
         } else if req.connecting || req.retried {
             req.buffered.append(part)
@@ -366,16 +391,15 @@ final class DownstreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
     private func flushUpstream() {
         guard needsFlush else { return }
         needsFlush = false
-        request?.upstream?.channel.flush()
+        request?.upstream?.handler.flush()
     }
 
     private func responseTimedOut() {
-        guard var req = request, !req.responseHeadSent, let up = req.upstream else { return }
+        guard let req = request, !req.responseHeadSent, let up = req.upstream else { return }
         req.timeout = nil
         up.handler.delegate = nil
         up.channel.close(promise: nil)
         req.upstream = nil
-        request = req
         let name = req.snapshot.backends[req.decision.backend.index].spec.name
         failBeforeResponse(.gatewayTimeout, "upstream response timeout: backend '\(name)'", failure: .timeout)
     }
@@ -384,12 +408,11 @@ final class DownstreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
 
     /// Answers with a proxy-made error before any response byte went out, and records it.
     func failBeforeResponse(_ status: HTTPResponseStatus, _ message: String, failure: UpstreamFailure?) {
-        guard let context, var req = request else { return }
+        guard let context, let req = request else { return }
         req.timeout?.cancel()
         req.timeout = nil
         req.upstream = nil
         req.responseStatus = Int(status.code)
-        request = req
         // A body still on its way is not drained: the connection closes after the answer.
         let close = !req.keepAlive || !(req.requestEnded || req.bodyless)
         finish(code: Int(status.code), failure: failure)
@@ -397,20 +420,46 @@ final class DownstreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
     }
 
     /// A short `text/plain` response made by the proxy itself.
-    private func respondLocally(status: HTTPResponseStatus, message: String, close: Bool, context: ChannelHandlerContext) {
+    func respondLocally(status: HTTPResponseStatus, message: String, close: Bool, context: ChannelHandlerContext) {
         var headers = HTTPHeaders()
         headers.add(name: "content-type", value: "text/plain; charset=utf-8")
         headers.add(name: "content-length", value: String(message.utf8.count + 1))
         if close { headers.add(name: "connection", value: "close") }
-        context.write(wrapOutboundOut(.head(HTTPResponseHead(version: .http1_1, status: status, headers: headers))), promise: nil)
+        send(.head(HTTPResponseHead(version: .http1_1, status: status, headers: headers)))
         var body = context.channel.allocator.buffer(capacity: message.utf8.count + 1)
         body.writeString(message)
         body.writeString("\n")
-        context.write(wrapOutboundOut(.body(.byteBuffer(body))), promise: nil)
-        if close {
-            context.writeAndFlush(wrapOutboundOut(.end(nil))).assumeIsolated().whenComplete { _ in context.close(promise: nil) }
+        send(.body(.byteBuffer(body)))
+        sendEnd(nil, close: close)
+    }
+
+    // MARK: Writing to the client
+
+    /// A response part for the client: serialised by the HTTP/1 codec, or written down the
+    /// stream pipeline on HTTP/2.
+    func send(_ part: HTTPServerResponsePart) {
+        if let http1 {
+            http1.write(part)
         } else {
-            context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
+            context?.write(wrapOutboundOut(part), promise: nil)
+        }
+    }
+
+    func flushClient() {
+        if let http1 { http1.flush() } else { context?.flush() }
+    }
+
+    /// Ends the response and flushes it; with `close`, the connection closes once it is out.
+    func sendEnd(_ trailers: HTTPHeaders?, close: Bool) {
+        if let http1 {
+            http1.end(trailers, close: close)
+            return
+        }
+        guard let context else { return }
+        if close {
+            context.writeAndFlush(wrapOutboundOut(.end(trailers))).assumeIsolated().whenComplete { _ in context.close(promise: nil) }
+        } else {
+            context.writeAndFlush(wrapOutboundOut(.end(trailers)), promise: nil)
         }
     }
 
@@ -453,10 +502,7 @@ final class DownstreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
                 up.channel.close(promise: nil)
             }
         }
-        if readPending, let context {
-            readPending = false
-            context.read()
-        }
+        resumeRead()
     }
 }
 

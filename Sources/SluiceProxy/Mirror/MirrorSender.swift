@@ -118,9 +118,10 @@ final class MirrorExchange: UpstreamDelegate {
         timeout = conn.channel.eventLoop.assumeIsolated().scheduleTask(in: timeoutAmount) { [self] in
             self.upstreamFailed(.timeout)
         }
-        conn.channel.write(HTTPClientRequestPart.head(mirror.head), promise: nil)
-        if let body = mirror.body { conn.channel.write(HTTPClientRequestPart.body(.byteBuffer(body)), promise: nil) }
-        conn.channel.writeAndFlush(HTTPClientRequestPart.end(nil), promise: nil)
+        conn.handler.send(.head(mirror.head))
+        if let body = mirror.body { conn.handler.send(.body(.byteBuffer(body))) }
+        conn.handler.send(.end(nil))
+        conn.handler.flush()
     }
 
     func finish(ok: Bool, conn: UpstreamConnection?) {

@@ -78,10 +78,6 @@ extension SluiceServer {
     func bootstrap(_ kind: ListenerKind, settings: ServerSettings) -> ServerBootstrap {
         let store = self.store
         let contexts = self.contexts
-        var decoderLimits = NIOHTTPDecoderLimitConfiguration()
-        decoderLimits.maxHeaderListSize = settings.maxHeaderBytes
-        decoderLimits.maxHeaderFieldSize = settings.maxHeaderBytes
-        let limits = decoderLimits
         let idle = TimeAmount(settings.idleTimeout)
         let maxHeaderBytes = settings.maxHeaderBytes
         return ServerBootstrap(group: group)
@@ -94,7 +90,7 @@ extension SluiceServer {
                 switch kind {
                 case .http1:
                     return channel.eventLoop.makeCompletedFuture {
-                        try SluiceServer.configureDownstream(channel, loop: loop.value, store: store, limits: limits, idle: idle)
+                        try SluiceServer.configureDownstream(channel, loop: loop.value, store: store, maxHeaderBytes: maxHeaderBytes, idle: idle)
                     }
                 case .h2c:
                     return channel.eventLoop.makeCompletedFuture {
@@ -117,26 +113,20 @@ extension SluiceServer {
                         http1ChannelConfigurator: { channel in
                             channel.eventLoop.makeCompletedFuture {
                                 try SluiceServer.configureDownstream(channel, loop: contexts[ObjectIdentifier(channel.eventLoop)]!.value,
-                                                             store: store, limits: limits, idle: idle, scheme: "https")
+                                                             store: store, maxHeaderBytes: maxHeaderBytes, idle: idle, scheme: "https")
                             }
                         })
                 }
             }
     }
 
-    /// The HTTP/1.1 downstream pipeline, in order (see `DownstreamHandler`).
+    /// The HTTP/1.1 downstream pipeline, in order (see `DownstreamHandler`, `HTTP1ServerHandler`).
     static func configureDownstream(_ channel: Channel, loop: LoopContext, store: SnapshotStore,
-                                    limits: NIOHTTPDecoderLimitConfiguration, idle: TimeAmount,
-                                    scheme: String = "http") throws {
+                                    maxHeaderBytes: Int, idle: TimeAmount, scheme: String = "http") throws {
         let sync = channel.pipeline.syncOperations
         try sync.addHandler(IdleStateHandler(readTimeout: idle))
-        try sync.configureHTTPServerPipeline(
-            withPipeliningAssistance: true,
-            withErrorHandling: false,
-            withOutboundHeaderValidation: false,
-            withEncoderConfiguration: HTTPResponseEncoder.Configuration(),
-            withDecoderLimitConfiguration: limits)
-        try sync.addHandler(DownstreamHandler(loop: loop, store: store, scheme: scheme))
+        try sync.addHandler(HTTP1ServerHandler(exchange: DownstreamHandler(loop: loop, store: store, scheme: scheme),
+                                               maxHeaderBytes: maxHeaderBytes))
     }
 
     /// HTTP/2: one `DownstreamHandler` per stream, behind the HTTP/2 → HTTP/1 part codec, so

@@ -13,21 +13,19 @@ extension DownstreamHandler {
         let (client, server) = TunnelHandler.pair { loop.stats.adjustTunnels(series: series, by: -1) }
         conn.handler.delegate = nil
         do {
-            // Upstream: the response decoder goes last, so bytes the backend sent right after
-            // its 101 are forwarded (leftover strategy) into the tunnel, not dropped.
+            // Upstream: the HTTP/1 codec goes, handing on the bytes the backend sent right
+            // after its 101 (they are the tunnel's first bytes).
+            guard let codec = conn.handler as? HTTP1UpstreamHandler else { throw ChannelError.inappropriateOperationForState }
             let up = conn.channel.pipeline.syncOperations
             try up.addHandler(server)
-            _ = up.removeHandler(conn.handler)
-            _ = up.removeHandler(try up.handler(type: HTTPRequestEncoder.self))
-            _ = up.removeHandler(try up.handler(type: ByteToMessageHandler<HTTPResponseDecoder>.self))
-            // Downstream: the HTTP handlers go; a client sends no frame before the 101 (RFC 6455 §4.1).
+            _ = up.removeHandler(codec)
+            // Downstream: the HTTP/1 codec goes (handing on any bytes it holds; a client should
+            // send no frame before the 101, RFC 6455 §4.1). Only HTTP/1.1 exchanges upgrade.
+            guard let http1 else { throw ChannelError.inappropriateOperationForState }
             let down = context.pipeline.syncOperations
-            try down.addHandler(client, position: .after(self))
-            _ = down.removeHandler(try down.handler(type: HTTPServerPipelineHandler.self))
-            _ = down.removeHandler(try down.handler(type: HTTPResponseEncoder.self))
-            _ = down.removeHandler(try down.handler(type: ByteToMessageHandler<HTTPRequestDecoder>.self))
+            try down.addHandler(client, position: .after(http1))
             _ = down.removeHandler(try down.handler(type: IdleStateHandler.self))
-            _ = down.removeHandler(self)
+            _ = down.removeHandler(http1)
         } catch {
             conn.channel.close(promise: nil)
             context.close(promise: nil)

@@ -24,32 +24,200 @@ enum UpstreamFailure: String, Error {
     case protocolError = "protocol"
 }
 
-/// The last handler of an upstream (proxy → backend) pipeline:
-/// `HTTPRequestEncoder` → `HTTPResponseDecoder` → `UpstreamHandler`.
+/// The last handler of an upstream (proxy → backend) channel, in two kinds:
+/// - `HTTP1UpstreamHandler` on an HTTP/1.1 connection: it is the codec itself (the same
+///   `HTTP1Parser` and `HTTP1Writer` as the client side), so no `NIOAny`-boxed parts travel
+///   between handlers on the hot path;
+/// - `StreamUpstreamHandler` on an HTTP/2 stream, behind `HTTP2FramePayloadToHTTP1ClientCodec`.
 ///
-/// It forwards response parts to its current delegate and applies backpressure in the other
-/// direction: it only lets the channel read while the downstream connection is writable.
-final class UpstreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
-    typealias InboundIn = HTTPClientResponsePart
-    typealias OutboundIn = HTTPClientRequestPart
-    typealias OutboundOut = HTTPClientRequestPart
-
+/// Both forward the response to their current delegate (the request leasing the connection)
+/// and apply backpressure in the other direction: the channel reads only while the downstream
+/// connection is writable. This base holds what they share; it is not a handler by itself.
+class UpstreamHandler {
     /// The request leasing this connection; nil while the connection idles in the pool.
-    weak var delegate: UpstreamDelegate?
+    final weak var delegate: UpstreamDelegate?
     /// The pool that holds this connection while it idles; told when the channel closes.
     /// `unowned(unsafe)`: a pool lives as long as its event loop, longer than any connection.
-    unowned(unsafe) var pool: UpstreamPool?
+    final unowned(unsafe) var pool: UpstreamPool?
     /// The connection's endpoint, for the pool's bookkeeping.
-    var address: SocketAddress?
-    private var readPending = false
-    private var context: ChannelHandlerContext?
+    final var address: SocketAddress?
+    final var readPending = false
+    final var context: ChannelHandlerContext?
+
+    /// Queues a request part (sent at the next `flush`).
+    func send(_ part: HTTPClientRequestPart) { preconditionFailure("overridden") }
+    func flush() { context?.flush() }
+
+    /// The downstream side drained: resume reading the response.
+    final func resumeReading() {
+        guard readPending, let context else { return }
+        readPending = false
+        context.read()
+    }
+
+    final func gateRead(context: ChannelHandlerContext) {
+        if let delegate, !delegate.downstreamIsWritable {
+            readPending = true
+        } else {
+            context.read()
+        }
+    }
+
+    /// The channel closed: the leasing request (if any) learns the connection is gone.
+    final func connectionClosed() {
+        if let delegate {
+            self.delegate = nil
+            delegate.upstreamFailed(.reset)
+        }
+        if let pool, let address { pool.forget(self, address: address) }
+        pool = nil
+    }
+
+    final func failed(_ reason: UpstreamFailure, context: ChannelHandlerContext) {
+        if let delegate {
+            self.delegate = nil
+            delegate.upstreamFailed(reason)
+        }
+        context.close(promise: nil)
+    }
+}
+
+@available(*, unavailable)
+extension UpstreamHandler: Sendable {}
+
+/// HTTP/1.1 to a backend: serialises the request, parses the response (see `UpstreamHandler`).
+final class HTTP1UpstreamHandler: UpstreamHandler, ChannelDuplexHandler, RemovableChannelHandler {
+    typealias InboundIn = ByteBuffer
+    typealias InboundOut = ByteBuffer
+    typealias OutboundIn = ByteBuffer
+    typealias OutboundOut = ByteBuffer
+
+    private var parser = HTTP1Parser(kind: .response, maxHeadBytes: 65_536)
+    private var input: ByteBuffer?
+    private var output = HTTP1Output()
 
     func handlerAdded(context: ChannelHandlerContext) { self.context = context }
     func handlerRemoved(context: ChannelHandlerContext) { self.context = nil }
 
+    /// Removed when the connection becomes a tunnel (after a 101): bytes the backend sent right
+    /// after its 101 belong to the tunnel, so they are passed on first.
+    func removeHandler(context: ChannelHandlerContext, removalToken: ChannelHandlerContext.RemovalToken) {
+        if let input, input.readableBytes > 0 {
+            self.input = nil
+            context.fireChannelRead(wrapInboundOut(input))
+        }
+        context.leavePipeline(removalToken: removalToken)
+    }
+
+    override func send(_ part: HTTPClientRequestPart) {
+        guard let context else { return }
+        let allocator = context.channel.allocator
+        switch part {
+        case .head(let head):
+            output.head(allocator: allocator) { HTTP1Writer.writeRequestHead(head, into: &$0) }
+            parser.respondingToHEAD = head.method == .HEAD
+        case .body(.byteBuffer(let body)):
+            output.body(body, allocator: allocator) { context.write(wrapOutboundOut($0), promise: nil) }
+        case .body(.fileRegion):
+            preconditionFailure("the proxy never sends file regions")
+        case .end(let trailers):
+            output.end(trailers, allocator: allocator)
+        }
+    }
+
+    private func writeOutput(context: ChannelHandlerContext) {
+        if let bytes = output.take() { context.write(wrapOutboundOut(bytes), promise: nil) }
+    }
+
+    override func flush() {
+        guard let context else { return }
+        writeOutput(context: context)
+        context.flush()
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        let bytes = unwrapInboundIn(data)
+        if input == nil {
+            input = bytes
+        } else {
+            input!.writeImmutableBuffer(bytes)
+        }
+        guard var buffer = input else { return }
+        input = nil
+        while !parser.isUpgraded {
+            guard let delegate else {
+                // A response nobody asked for (or bytes after one): the connection is unusable.
+                if buffer.readableBytes > 0 { context.close(promise: nil) }
+                return
+            }
+            let event: HTTP1Parser.Event?
+            do {
+                event = try parser.next(from: &buffer)
+            } catch {
+                failed(.protocolError, context: context)
+                return
+            }
+            guard let event else { break }
+            if parser.isUpgraded {
+                // The 101's end: the bytes after it are the tunnel's, and the delegate removes
+                // this handler right away (`removeHandler` passes `input` on).
+                input = buffer.readableBytes > 0 ? buffer : nil
+                buffer.clear()
+            }
+            switch event {
+            case .responseHead(let head): delegate.upstreamResponseHead(head)
+            case .body(let body): delegate.upstreamResponseBody(body)
+            case .end(let trailers): delegate.upstreamResponseEnd(trailers)
+            case .requestHead: preconditionFailure("a response parser yields no request heads")
+            }
+        }
+        if buffer.readableBytes > 0 { input = buffer }
+    }
+
+    func channelReadComplete(context: ChannelHandlerContext) {
+        delegate?.upstreamReadComplete()
+    }
+
+    func channelWritabilityChanged(context: ChannelHandlerContext) {
+        delegate?.upstreamWritabilityChanged(isWritable: context.channel.isWritable)
+        context.fireChannelWritabilityChanged()
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        // A body delimited by the close has just ended (RFC 9112 §6.3, last rule).
+        if parser.readsUntilClose, let delegate, case .end(let trailers)? = parser.inputClosed() {
+            delegate.upstreamResponseEnd(trailers)
+        }
+        connectionClosed()
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: Error) {
+        failed(.reset, context: context)
+    }
+
+    func read(context: ChannelHandlerContext) {
+        gateRead(context: context)
+    }
+}
+
+@available(*, unavailable)
+extension HTTP1UpstreamHandler: Sendable {}
+
+/// An HTTP/2 stream to a backend (`protocol: h2`), behind NIO's part codec (see `UpstreamHandler`).
+final class StreamUpstreamHandler: UpstreamHandler, ChannelDuplexHandler, RemovableChannelHandler {
+    typealias InboundIn = HTTPClientResponsePart
+    typealias OutboundIn = HTTPClientRequestPart
+    typealias OutboundOut = HTTPClientRequestPart
+
+    func handlerAdded(context: ChannelHandlerContext) { self.context = context }
+    func handlerRemoved(context: ChannelHandlerContext) { self.context = nil }
+
+    override func send(_ part: HTTPClientRequestPart) {
+        context?.write(wrapOutboundOut(part), promise: nil)
+    }
+
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         guard let delegate else {
-            // A response nobody asked for (or bytes after one): the connection is unusable.
             context.close(promise: nil)
             return
         }
@@ -70,40 +238,20 @@ final class UpstreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
     }
 
     func channelInactive(context: ChannelHandlerContext) {
-        if let delegate {
-            self.delegate = nil
-            delegate.upstreamFailed(.reset)
-        }
-        if let pool, let address { pool.forget(self, address: address) }
-        pool = nil
+        connectionClosed()
     }
 
     func errorCaught(context: ChannelHandlerContext, error: Error) {
-        if let delegate {
-            self.delegate = nil
-            delegate.upstreamFailed(error is HTTPParserError ? .protocolError : .reset)
-        }
-        context.close(promise: nil)
+        failed(error is HTTPParserError ? .protocolError : .reset, context: context)
     }
 
     func read(context: ChannelHandlerContext) {
-        if let delegate, !delegate.downstreamIsWritable {
-            readPending = true
-        } else {
-            context.read()
-        }
-    }
-
-    /// The downstream side drained: resume reading the response.
-    func resumeReading() {
-        guard readPending, let context else { return }
-        readPending = false
-        context.read()
+        gateRead(context: context)
     }
 }
 
 @available(*, unavailable)
-extension UpstreamHandler: Sendable {}
+extension StreamUpstreamHandler: Sendable {}
 
 /// A pooled keep-alive connection to one endpoint.
 final class UpstreamConnection {

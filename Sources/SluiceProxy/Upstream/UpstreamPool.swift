@@ -35,23 +35,14 @@ final class UpstreamPool {
             .connectTimeout(timeout)
             .channelOption(.socketOption(.tcp_nodelay), value: 1)
             .channelInitializer { channel in
-                do {
-                    var encoderConfig = HTTPRequestEncoder.Configuration()
-                    // Framing is decided by the proxy from the client's own framing.
-                    encoderConfig.automaticallySetFramingHeaders = false
-                    let sync = channel.pipeline.syncOperations
-                    try sync.addHandler(HTTPRequestEncoder(configuration: encoderConfig))
-                    try sync.addHandler(ByteToMessageHandler(HTTPResponseDecoder(leftOverBytesStrategy: .forwardBytes)))
-                    try sync.addHandler(UpstreamHandler())
-                    return channel.eventLoop.makeSucceededVoidFuture()
-                } catch {
-                    return channel.eventLoop.makeFailedFuture(error)
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandler(HTTP1UpstreamHandler())
                 }
             }
             .connect(to: address)
             .assumeIsolated()
             .flatMapThrowing { [unowned(unsafe) self] channel in
-                let handler = try channel.pipeline.syncOperations.handler(type: UpstreamHandler.self)
+                let handler = try channel.pipeline.syncOperations.handler(type: HTTP1UpstreamHandler.self)
                 handler.pool = self
                 handler.address = address
                 return UpstreamConnection(channel: channel, handler: handler, address: address)
@@ -115,13 +106,13 @@ final class UpstreamPool {
             parent.multiplexer.createStreamChannel { stream in
                 stream.eventLoop.makeCompletedFuture {
                     try stream.pipeline.syncOperations.addHandler(HTTP2FramePayloadToHTTP1ClientCodec(httpProtocol: .http))
-                    try stream.pipeline.syncOperations.addHandler(UpstreamHandler())
+                    try stream.pipeline.syncOperations.addHandler(StreamUpstreamHandler())
                 }
             }
         }
         .assumeIsolated()
         .flatMapThrowing { stream in
-            let handler = try stream.pipeline.syncOperations.handler(type: UpstreamHandler.self)
+            let handler = try stream.pipeline.syncOperations.handler(type: StreamUpstreamHandler.self)
             return UpstreamConnection(channel: stream, handler: handler, address: address, isStream: true)
         }
     }

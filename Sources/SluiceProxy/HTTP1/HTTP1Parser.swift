@@ -1,0 +1,480 @@
+import NIOCore
+import NIOHTTP1
+
+/// RFC 9112 message parsing for the proxy's HTTP/1.1 connections: requests from clients and
+/// responses from backends.
+///
+/// Why Sluice parses HTTP/1 itself instead of using NIO's `HTTPRequestDecoder` (llhttp) and
+/// `HTTPServerPipelineHandler`: on the proxy's hot path those cost about a third of all
+/// instructions per request — llhttp's callback layer builds the head field by field, and every
+/// part then crosses three handlers boxed in `NIOAny`, each unboxing a generic enum through a
+/// dynamic cast (see the README's Performance section). This parser reads a complete head in one
+/// pass over contiguous bytes and hands the owning handler plain values; the handler calls the
+/// exchange directly.
+///
+/// It is a value: `next(from:)` consumes bytes from the front of `buffer` and returns one
+/// event, or nil when it needs more input. Body parts are slices of the input (never copied).
+///
+/// What it enforces (the request-smuggling rules of RFC 9112 §6 and the syntax of §2–5):
+/// CRLF line ends (a bare LF is accepted, RFC 9112 §2.2; a bare CR is refused), token methods
+/// and field names, no whitespace before a field's colon, no obs-fold, no control characters in
+/// values, `HTTP/1.x` versions, one agreed `Content-Length` made of digits, `Transfer-Encoding`
+/// ending in `chunked` (requests; a response with another coding is read until close), never
+/// both `Content-Length` and `Transfer-Encoding`, hexadecimal chunk sizes, and a head no larger
+/// than `maxHeadBytes` (431 for a request).
+struct HTTP1Parser {
+    enum Kind { case request, response }
+
+    enum Event {
+        case requestHead(HTTPRequestHead)
+        case responseHead(HTTPResponseHead)
+        case body(ByteBuffer)
+        case end(HTTPHeaders?)
+    }
+
+    /// Why a message was refused; for a request, the status and text of the proxy's answer.
+    struct Failure: Error, Equatable {
+        let status: HTTPResponseStatus
+        let message: String
+
+        static let tooLarge = Failure(status: .requestHeaderFieldsTooLarge, message: "request header fields too large")
+        static func bad(_ what: String) -> Failure { Failure(status: .badRequest, message: "malformed request: \(what)") }
+    }
+
+    private enum State {
+        case head
+        case fixed(Int)
+        case chunkSize
+        case chunkData(Int)
+        case chunkDataEnd
+        case trailers
+        case untilClose
+        /// A 101 was parsed: its end comes next, then the connection no longer carries HTTP.
+        case upgradeEnd
+        case upgraded
+    }
+
+    let kind: Kind
+    /// The largest head (field section; a request line may add 8 KiB on top) accepted.
+    let maxHeadBytes: Int
+    private var state = State.head
+    /// How much of an incomplete head has been searched for its end already.
+    private var searched = 0
+    /// Response side: the request being answered was HEAD, so the response has no body. Set by
+    /// the owner before each request is sent.
+    var respondingToHEAD = false
+
+    init(kind: Kind, maxHeadBytes: Int) {
+        self.kind = kind
+        self.maxHeadBytes = maxHeadBytes
+    }
+
+    /// Between messages: the next bytes start a new head.
+    var isAtMessageStart: Bool { if case .head = state { true } else { false } }
+    /// A 101 response was parsed: the rest of the input belongs to the upgraded protocol.
+    var isUpgraded: Bool { if case .upgraded = state { true } else { false } }
+    /// The body in progress is delimited by the connection's close (responses only).
+    var readsUntilClose: Bool { if case .untilClose = state { true } else { false } }
+
+    /// The next event from the front of `buffer`, or nil when more bytes are needed.
+    mutating func next(from buffer: inout ByteBuffer) throws(Failure) -> Event? {
+        switch state {
+        case .head:
+            return try parseHead(&buffer)
+        case .fixed(let remaining):
+            if remaining == 0 {
+                state = .head
+                return .end(nil)
+            }
+            guard buffer.readableBytes > 0 else { return nil }
+            let n = min(remaining, buffer.readableBytes)
+            state = .fixed(remaining - n)
+            return .body(buffer.readSlice(length: n)!)
+        case .chunkSize:
+            guard let line = try readLine(&buffer, limit: 4096, failure: .bad("invalid chunk size")) else { return nil }
+            let size = try Self.chunkSize(line)
+            state = size == 0 ? .trailers : .chunkData(size)
+            return try next(from: &buffer)
+        case .chunkData(let remaining):
+            guard buffer.readableBytes > 0 else { return nil }
+            let n = min(remaining, buffer.readableBytes)
+            state = n == remaining ? .chunkDataEnd : .chunkData(remaining - n)
+            return .body(buffer.readSlice(length: n)!)
+        case .chunkDataEnd:
+            guard let line = try readLine(&buffer, limit: 2, failure: .bad("invalid chunk size")) else { return nil }
+            guard line.isEmpty else { throw .bad("invalid chunk size") }
+            state = .chunkSize
+            return try next(from: &buffer)
+        case .trailers:
+            return try parseTrailers(&buffer)
+        case .untilClose:
+            guard buffer.readableBytes > 0 else { return nil }
+            return .body(buffer.readSlice(length: buffer.readableBytes)!)
+        case .upgradeEnd:
+            state = .upgraded
+            return .end(nil)
+        case .upgraded:
+            return nil
+        }
+    }
+
+    /// The input ended (the peer closed): the event that completes a body delimited by close.
+    mutating func inputClosed() -> Event? {
+        guard case .untilClose = state else { return nil }
+        state = .head
+        return .end(nil)
+    }
+
+    // MARK: Heads
+
+    private mutating func parseHead(_ buffer: inout ByteBuffer) throws(Failure) -> Event? {
+        if kind == .request {
+            // RFC 9112 §2.2: empty lines before a request line are ignored.
+            while let byte = buffer.readableBytesView.first, byte == .cr || byte == .lf {
+                buffer.moveReaderIndex(forwardBy: 1)
+            }
+        }
+        guard let length = headLength(buffer) else {
+            if buffer.readableBytes > maxHeadBytes + 8192 {
+                throw kind == .request ? .tooLarge : .bad("response head too large")
+            }
+            return nil
+        }
+        searched = 0
+        let parsed = buffer.withUnsafeReadableBytes { bytes -> Result<Event?, Failure> in
+            do throws(Failure) {
+                return .success(try parseHeadBytes(UnsafeRawBufferPointer(rebasing: bytes[..<length])))
+            } catch {
+                return .failure(error)
+            }
+        }
+        let event = try parsed.get()
+        buffer.moveReaderIndex(forwardBy: length)
+        // nil: an interim response was skipped; the final head may already be buffered.
+        if let event { return event }
+        return try next(from: &buffer)
+    }
+
+    /// The length of the head at the front of `buffer` (through its empty line), if complete.
+    private mutating func headLength(_ buffer: ByteBuffer) -> Int? {
+        buffer.withUnsafeReadableBytes { bytes -> Int? in
+            var i = max(searched - 3, 0)
+            let count = bytes.count
+            while i < count {
+                if bytes[i] == .lf {
+                    if i + 1 < count, bytes[i + 1] == .lf { return i + 2 }
+                    if i + 2 < count, bytes[i + 1] == .cr, bytes[i + 2] == .lf { return i + 3 }
+                }
+                i += 1
+            }
+            searched = count
+            return nil
+        }
+    }
+
+    private mutating func parseHeadBytes(_ bytes: UnsafeRawBufferPointer) throws(Failure) -> Event? {
+        var lines = LineCursor(bytes: bytes)
+        guard let startLine = try lines.next() else { throw .bad("empty head") }
+        var fields = FieldCollector()
+        var fieldBytes = 0
+        while let line = try lines.next(), !line.isEmpty {
+            fieldBytes += line.count + 2
+            if fieldBytes > maxHeadBytes { throw kind == .request ? .tooLarge : .bad("response head too large") }
+            try fields.add(line)
+        }
+        switch kind {
+        case .request:
+            let (method, uri, version) = try Self.requestLine(startLine)
+            let framing = try fields.requestFraming()
+            switch framing {
+            case .none: state = .fixed(0)
+            case .length(let n): state = .fixed(n)
+            case .chunked: state = .chunkSize
+            case .untilClose: state = .untilClose
+            }
+            return .requestHead(HTTPRequestHead(version: version, method: method, uri: uri,
+                                                headers: HTTPHeaders(fields.headers)))
+        case .response:
+            let (version, status) = try Self.statusLine(startLine)
+            let code = status.code
+            if code == 101 {
+                state = .upgradeEnd
+            } else if code / 100 == 1 {
+                // An interim response (100, 103, ...) says nothing the client asked for here
+                // (the proxy answers Expect itself): it is skipped, the final one follows.
+                state = .head
+                return nil
+            } else if respondingToHEAD || code == 204 || code == 304 {
+                state = .fixed(0)
+            } else {
+                switch try fields.responseFraming() {
+                case .none: state = .fixed(0)
+                case .length(let n): state = .fixed(n)
+                case .chunked: state = .chunkSize
+                case .untilClose: state = .untilClose
+                }
+            }
+            return .responseHead(HTTPResponseHead(version: version, status: status, headers: HTTPHeaders(fields.headers)))
+        }
+    }
+
+    private static func requestLine(_ line: UnsafeRawBufferPointer) throws(Failure) -> (HTTPMethod, String, HTTPVersion) {
+        guard let sp1 = line.firstIndex(of: .space), sp1 > 0 else { throw .bad("invalid method") }
+        let method = UnsafeRawBufferPointer(rebasing: line[..<sp1])
+        guard method.allSatisfy(\.isTokenChar) else { throw .bad("invalid method") }
+        let rest = line[(sp1 + 1)...]
+        guard let sp2 = rest.firstIndex(of: .space), sp2 > rest.startIndex else { throw .bad("invalid request target") }
+        let target = UnsafeRawBufferPointer(rebasing: line[rest.startIndex..<sp2])
+        guard target.allSatisfy({ $0 > 0x20 && $0 != 0x7F }) else { throw .bad("invalid request target") }
+        guard let version = httpVersion(UnsafeRawBufferPointer(rebasing: line[(sp2 + 1)...])) else {
+            throw .bad("invalid HTTP version")
+        }
+        return (knownMethod(method), String(decoding: target, as: UTF8.self), version)
+    }
+
+    private static func statusLine(_ line: UnsafeRawBufferPointer) throws(Failure) -> (HTTPVersion, HTTPResponseStatus) {
+        guard line.count >= 12, let version = httpVersion(UnsafeRawBufferPointer(rebasing: line[..<8])),
+              line[8] == .space else { throw .bad("invalid status line") }
+        var code = 0
+        for i in 9..<12 {
+            guard line[i] >= .zero, line[i] <= .nine else { throw .bad("invalid status line") }
+            code = code * 10 + Int(line[i] - .zero)
+        }
+        guard code >= 100, line.count == 12 || line[12] == .space else { throw .bad("invalid status line") }
+        return (version, HTTPResponseStatus(statusCode: code))
+    }
+
+    private static func httpVersion(_ bytes: UnsafeRawBufferPointer) -> HTTPVersion? {
+        guard bytes.count == 8, bytes[0] == UInt8(ascii: "H"), bytes[1] == UInt8(ascii: "T"),
+              bytes[2] == UInt8(ascii: "T"), bytes[3] == UInt8(ascii: "P"), bytes[4] == UInt8(ascii: "/"),
+              bytes[5] == UInt8(ascii: "1"), bytes[6] == UInt8(ascii: "."),
+              bytes[7] >= .zero, bytes[7] <= .nine else { return nil }
+        return HTTPVersion(major: 1, minor: Int(bytes[7] - .zero))
+    }
+
+    /// The method without going through `HTTPMethod(rawValue:)`'s string switch for the common ones.
+    private static func knownMethod(_ bytes: UnsafeRawBufferPointer) -> HTTPMethod {
+        switch bytes.count {
+        case 3 where bytes[0] == UInt8(ascii: "G") && bytes[1] == UInt8(ascii: "E") && bytes[2] == UInt8(ascii: "T"):
+            return .GET
+        case 4 where bytes[0] == UInt8(ascii: "P") && bytes[1] == UInt8(ascii: "O") && bytes[2] == UInt8(ascii: "S")
+            && bytes[3] == UInt8(ascii: "T"):
+            return .POST
+        case 4 where bytes[0] == UInt8(ascii: "H") && bytes[1] == UInt8(ascii: "E") && bytes[2] == UInt8(ascii: "A")
+            && bytes[3] == UInt8(ascii: "D"):
+            return .HEAD
+        default:
+            return HTTPMethod(rawValue: String(decoding: bytes, as: UTF8.self))
+        }
+    }
+
+    // MARK: Chunked bodies
+
+    /// One line from the front of `buffer` (without its line end), or nil when incomplete.
+    private func readLine(_ buffer: inout ByteBuffer, limit: Int, failure: Failure) throws(Failure) -> [UInt8]? {
+        guard let lf = buffer.readableBytesView.firstIndex(of: .lf) else {
+            if buffer.readableBytes > limit { throw failure }
+            return nil
+        }
+        let length = lf - buffer.readerIndex
+        var line = buffer.readBytes(length: length)!
+        buffer.moveReaderIndex(forwardBy: 1)
+        if line.last == .cr { line.removeLast() }
+        guard line.count <= limit, !line.contains(.cr) else { throw failure }
+        return line
+    }
+
+    /// `chunk-size [ chunk-ext ]`: hexadecimal digits, extensions ignored.
+    private static func chunkSize(_ line: [UInt8]) throws(Failure) -> Int {
+        var size = 0
+        var digits = 0
+        for byte in line {
+            let value: Int
+            switch byte {
+            case .zero ... .nine: value = Int(byte - .zero)
+            case UInt8(ascii: "a") ... UInt8(ascii: "f"): value = Int(byte - UInt8(ascii: "a")) + 10
+            case UInt8(ascii: "A") ... UInt8(ascii: "F"): value = Int(byte - UInt8(ascii: "A")) + 10
+            case .semicolon, .space, .tab:
+                guard digits > 0 else { throw .bad("invalid chunk size") }
+                return size
+            default:
+                throw .bad("invalid chunk size")
+            }
+            digits += 1
+            guard digits <= 15 else { throw .bad("invalid chunk size") }
+            size = size << 4 | value
+        }
+        guard digits > 0 else { throw .bad("invalid chunk size") }
+        return size
+    }
+
+    private mutating func parseTrailers(_ buffer: inout ByteBuffer) throws(Failure) -> Event? {
+        // No trailer fields: just the empty line.
+        let view = buffer.readableBytesView
+        if let first = view.first {
+            if first == .lf || (first == .cr && view.dropFirst().first == .lf) {
+                buffer.moveReaderIndex(forwardBy: first == .lf ? 1 : 2)
+                state = .head
+                return .end(nil)
+            }
+        } else {
+            return nil
+        }
+        guard let length = headLength(buffer) else {
+            if buffer.readableBytes > maxHeadBytes { throw .tooLarge }
+            return nil
+        }
+        searched = 0
+        let parsed = buffer.withUnsafeReadableBytes { bytes -> Result<HTTPHeaders, Failure> in
+            do throws(Failure) {
+                var lines = LineCursor(bytes: UnsafeRawBufferPointer(rebasing: bytes[..<length]))
+                var fields = FieldCollector()
+                while let line = try lines.next(), !line.isEmpty { try fields.add(line) }
+                return .success(HTTPHeaders(fields.headers))
+            } catch {
+                return .failure(error)
+            }
+        }
+        let trailers = try parsed.get()
+        buffer.moveReaderIndex(forwardBy: length)
+        state = .head
+        return .end(trailers)
+    }
+}
+
+/// Walks the lines of a complete head. A line ends in CRLF or a bare LF; a CR anywhere else is
+/// refused (RFC 9112 §2.2).
+private struct LineCursor {
+    let bytes: UnsafeRawBufferPointer
+    var position = 0
+
+    mutating func next() throws(HTTP1Parser.Failure) -> UnsafeRawBufferPointer? {
+        guard position < bytes.count else { return nil }
+        var end = position
+        while end < bytes.count, bytes[end] != .lf { end += 1 }
+        var lineEnd = end
+        if lineEnd > position, bytes[lineEnd - 1] == .cr { lineEnd -= 1 }
+        let line = UnsafeRawBufferPointer(rebasing: bytes[position..<lineEnd])
+        position = end + 1
+        if line.contains(.cr) { throw .bad("invalid line ending") }
+        return line
+    }
+}
+
+/// Collects a field section, checking each line's syntax and noting the framing fields.
+private struct FieldCollector {
+    enum Framing { case none, length(Int), chunked, untilClose }
+
+    var headers: [(String, String)] = []
+    private var contentLength: Int?
+    private var conflictingLengths = false
+    private var invalidLength = false
+    private var lastTransferCoding: UnsafeRawBufferPointer?
+    private var hasTransferEncoding = false
+
+    init() { headers.reserveCapacity(16) }
+
+    mutating func add(_ line: UnsafeRawBufferPointer) throws(HTTP1Parser.Failure) {
+        // obs-fold (a line starting with whitespace) is refused (RFC 9112 §5.2).
+        guard let colon = line.firstIndex(of: .colon), colon > 0, line[0] != .space, line[0] != .tab else {
+            throw .bad("invalid header field")
+        }
+        let name = UnsafeRawBufferPointer(rebasing: line[..<colon])
+        guard name.allSatisfy(\.isTokenChar) else { throw .bad("invalid header field") }
+        var start = colon + 1
+        var end = line.count
+        while start < end, line[start] == .space || line[start] == .tab { start += 1 }
+        while end > start, line[end - 1] == .space || line[end - 1] == .tab { end -= 1 }
+        let value = UnsafeRawBufferPointer(rebasing: line[start..<end])
+        guard value.allSatisfy({ $0 >= 0x20 && $0 != 0x7F || $0 == .tab }) else { throw .bad("invalid header value") }
+        if name.count == 14, name.equalsIgnoringCase("content-length") {
+            if let n = Self.decimal(value) {
+                if let seen = contentLength, seen != n { conflictingLengths = true }
+                contentLength = n
+            } else {
+                invalidLength = true
+            }
+        } else if name.count == 17, name.equalsIgnoringCase("transfer-encoding") {
+            hasTransferEncoding = true
+            lastTransferCoding = value
+        }
+        headers.append((String(decoding: name, as: UTF8.self), String(decoding: value, as: UTF8.self)))
+    }
+
+    /// A request's body framing (RFC 9112 §6.3), refusing every ambiguous form.
+    func requestFraming() throws(HTTP1Parser.Failure) -> Framing {
+        if hasTransferEncoding {
+            if contentLength != nil || invalidLength { throw .bad("both Content-Length and Transfer-Encoding") }
+            guard endsInChunked else { throw .bad("Transfer-Encoding must end in chunked") }
+            return .chunked
+        }
+        if invalidLength { throw .bad("invalid Content-Length") }
+        if conflictingLengths { throw .bad("conflicting Content-Length values") }
+        return contentLength.map { .length($0) } ?? .none
+    }
+
+    /// A response's body framing: chunked, a length, or (anything else) until the close.
+    func responseFraming() throws(HTTP1Parser.Failure) -> Framing {
+        if hasTransferEncoding { return endsInChunked ? .chunked : .untilClose }
+        if invalidLength || conflictingLengths { throw .bad("invalid Content-Length") }
+        return contentLength.map { .length($0) } ?? .untilClose
+    }
+
+    /// Whether the last transfer coding named is `chunked`. The pointer is only read while the
+    /// head's bytes are still borrowed (the collector never outlives `parseHeadBytes`).
+    private var endsInChunked: Bool {
+        guard let value = lastTransferCoding else { return false }
+        var end = value.count
+        while end > 0, value[end - 1] == .space || value[end - 1] == .tab { end -= 1 }
+        var start = end
+        while start > 0, value[start - 1] != .comma { start -= 1 }
+        while start < end, value[start] == .space || value[start] == .tab { start += 1 }
+        return end - start == 7 && UnsafeRawBufferPointer(rebasing: value[start..<end]).equalsIgnoringCase("chunked")
+    }
+
+    private static func decimal(_ bytes: UnsafeRawBufferPointer) -> Int? {
+        guard !bytes.isEmpty, bytes.count <= 18 else { return nil }
+        var n = 0
+        for byte in bytes {
+            guard byte >= .zero, byte <= .nine else { return nil }
+            n = n * 10 + Int(byte - .zero)
+        }
+        return n
+    }
+}
+
+extension UnsafeRawBufferPointer {
+    /// ASCII case-insensitive comparison with a lowercase literal of the same length.
+    func equalsIgnoringCase(_ lower: StaticString) -> Bool {
+        guard count == lower.utf8CodeUnitCount else { return false }
+        let l = lower.utf8Start
+        for i in 0..<count where self[i] | 0x20 != l[i] { return false }
+        return true
+    }
+}
+
+extension UInt8 {
+    static let cr = UInt8(ascii: "\r")
+    static let lf = UInt8(ascii: "\n")
+    static let space = UInt8(ascii: " ")
+    static let tab = UInt8(ascii: "\t")
+    static let colon = UInt8(ascii: ":")
+    static let semicolon = UInt8(ascii: ";")
+    static let comma = UInt8(ascii: ",")
+    static let zero = UInt8(ascii: "0")
+    static let nine = UInt8(ascii: "9")
+
+    /// RFC 9110 §5.6.2 `tchar`.
+    var isTokenChar: Bool {
+        switch self {
+        case UInt8(ascii: "a") ... UInt8(ascii: "z"), UInt8(ascii: "A") ... UInt8(ascii: "Z"), .zero ... .nine:
+            return true
+        case UInt8(ascii: "!"), UInt8(ascii: "#"), UInt8(ascii: "$"), UInt8(ascii: "%"), UInt8(ascii: "&"),
+             UInt8(ascii: "'"), UInt8(ascii: "*"), UInt8(ascii: "+"), UInt8(ascii: "-"), UInt8(ascii: "."),
+             UInt8(ascii: "^"), UInt8(ascii: "_"), UInt8(ascii: "`"), UInt8(ascii: "|"), UInt8(ascii: "~"):
+            return true
+        default:
+            return false
+        }
+    }
+}

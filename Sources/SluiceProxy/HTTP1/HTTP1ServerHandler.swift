@@ -1,0 +1,235 @@
+import NIOCore
+import NIOHTTP1
+
+/// The HTTP/1.1 codec towards clients: it parses requests (`HTTP1Parser`), serialises
+/// responses (`HTTP1Writer`) and drives its connection's `DownstreamHandler` by direct calls.
+///
+/// Pipeline: `IdleStateHandler` → `HTTP1ServerHandler` (which owns the `DownstreamHandler`).
+/// HTTP/2 streams put the `DownstreamHandler` itself in their pipeline behind NIO's part codec;
+/// both paths run the same exchange code.
+///
+/// Pipelining (RFC 9112 §9.3.2): responses must go out in request order, and the exchange
+/// handles one request at a time, so the next request is parsed only once the previous
+/// response has ended. Input that arrives meanwhile waits here, and the socket is not read
+/// further while it waits (memory stays bounded by one read).
+///
+/// Writes are coalesced: a response head and small body parts are copied into one buffer that
+/// goes out at the next flush (one `writev` entry instead of three); large parts are written as
+/// they are.
+final class HTTP1ServerHandler: ChannelDuplexHandler, RemovableChannelHandler {
+    typealias InboundIn = ByteBuffer
+    typealias InboundOut = ByteBuffer
+    typealias OutboundIn = ByteBuffer
+    typealias OutboundOut = ByteBuffer
+
+    let exchange: DownstreamHandler
+    private var parser: HTTP1Parser
+    private var context: ChannelHandlerContext?
+    /// Received bytes not parsed yet (a pipelined request waiting for the previous response).
+    private var input: ByteBuffer?
+    /// Response bytes not handed to the channel yet.
+    private var output = HTTP1Output()
+    /// A request head went to the exchange and its response has not ended.
+    private var responsePending = false
+    private var requestIsHEAD = false
+    /// A `read` held back because pipelined input is already waiting.
+    private var readHeldForPipelining = false
+    /// Input is ignored after a framing error (the connection is closing).
+    private var failed = false
+
+    init(exchange: DownstreamHandler, maxHeaderBytes: Int) {
+        self.exchange = exchange
+        self.parser = HTTP1Parser(kind: .request, maxHeadBytes: maxHeaderBytes)
+    }
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        self.context = context
+        exchange.http1 = self
+        exchange.handlerAdded(context: context)
+    }
+
+    func handlerRemoved(context: ChannelHandlerContext) {
+        exchange.handlerRemoved(context: context)
+        exchange.http1 = nil
+        self.context = nil
+    }
+
+    /// Removed when the connection becomes a tunnel: bytes already received but not parsed
+    /// belong to the tunnel, so they are passed on first.
+    func removeHandler(context: ChannelHandlerContext, removalToken: ChannelHandlerContext.RemovalToken) {
+        if let input, input.readableBytes > 0 {
+            self.input = nil
+            context.fireChannelRead(wrapInboundOut(input))
+        }
+        context.leavePipeline(removalToken: removalToken)
+    }
+
+    // MARK: Requests in
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        guard !failed else { return }
+        let bytes = unwrapInboundIn(data)
+        if input == nil {
+            input = bytes
+        } else {
+            input!.writeImmutableBuffer(bytes)
+        }
+        process(context: context)
+    }
+
+    /// Parses and delivers as much of `input` as the exchange may take now.
+    private func process(context: ChannelHandlerContext) {
+        guard var buffer = input else { return }
+        input = nil
+        while !failed {
+            let atStart = parser.isAtMessageStart
+            if atStart && (responsePending || exchange.request != nil) { break }
+            let event: HTTP1Parser.Event?
+            do {
+                event = try parser.next(from: &buffer)
+            } catch {
+                refuse(error, atStart: atStart, context: context)
+                return
+            }
+            guard let event else { break }
+            switch event {
+            case .requestHead(let head):
+                responsePending = true
+                requestIsHEAD = head.method == .HEAD
+                exchange.receive(.head(head), context: context)
+            case .body(let body):
+                exchange.receive(.body(body), context: context)
+            case .end(let trailers):
+                exchange.receive(.end(trailers), context: context)
+            case .responseHead:
+                preconditionFailure("a request parser yields no response heads")
+            }
+        }
+        if buffer.readableBytes > 0 && !failed {
+            input = buffer
+        }
+    }
+
+    /// A request the parser refused: a 400/431 when it was a new head (the exchange is idle),
+    /// otherwise (a broken body) the exchange is abandoned. The connection closes either way.
+    private func refuse(_ failure: HTTP1Parser.Failure, atStart: Bool, context: ChannelHandlerContext) {
+        failed = true
+        input = nil
+        if atStart && !responsePending {
+            exchange.respondLocally(status: failure.status, message: failure.message, close: true, context: context)
+        } else {
+            exchange.abandon(code: 400)
+            context.close(promise: nil)
+        }
+    }
+
+    func channelReadComplete(context: ChannelHandlerContext) {
+        exchange.channelReadComplete(context: context)
+    }
+
+    func read(context: ChannelHandlerContext) {
+        if exchange.holdsRead {
+            exchange.readPending = true
+        } else if input != nil && responsePending {
+            readHeldForPipelining = true
+        } else {
+            context.read()
+        }
+    }
+
+    /// A read the exchange held back may go ahead (subject to the pipelining hold).
+    func resumeRead() {
+        guard let context else { return }
+        read(context: context)
+    }
+
+    func channelWritabilityChanged(context: ChannelHandlerContext) {
+        exchange.channelWritabilityChanged(context: context)
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        exchange.channelInactive(context: context)
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: Error) {
+        exchange.errorCaught(context: context, error: error)
+    }
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        exchange.userInboundEventTriggered(context: context, event: event)
+    }
+
+    // MARK: Responses out
+
+    /// Serialises a response head or body part into the pending output.
+    func write(_ part: HTTPServerResponsePart) {
+        guard let context else { return }
+        let allocator = context.channel.allocator
+        switch part {
+        case .head(let head):
+            // An interim response (100 Continue) does not frame the body that follows.
+            let interim = head.status.code / 100 == 1 && head.status.code != 101
+            output.head(allocator: allocator, framesBody: !interim) { buffer in
+                HTTP1Writer.writeResponseHead(head, bodySuppressed: requestIsHEAD, into: &buffer)
+            }
+        case .body(.byteBuffer(let body)):
+            output.body(body, allocator: allocator) { context.write(wrapOutboundOut($0), promise: nil) }
+        case .body(.fileRegion):
+            preconditionFailure("the proxy never sends file regions")
+        case .end(let trailers):
+            output.end(trailers, allocator: allocator)
+        }
+    }
+
+    private func writeOutput(context: ChannelHandlerContext, promise: EventLoopPromise<Void>? = nil) {
+        if let bytes = output.take() {
+            context.write(wrapOutboundOut(bytes), promise: promise)
+        } else if let promise {
+            context.write(wrapOutboundOut(context.channel.allocator.buffer(capacity: 0)), promise: promise)
+        }
+    }
+
+    func flush() {
+        guard let context else { return }
+        writeOutput(context: context)
+        context.flush()
+    }
+
+    /// Ends the response in progress; with `close`, the connection closes once it is written.
+    /// Otherwise the next pipelined request, if one is waiting, is taken up.
+    func end(_ trailers: HTTPHeaders?, close: Bool) {
+        guard let context else { return }
+        write(.end(trailers))
+        responsePending = false
+        requestIsHEAD = false
+        if close {
+            failed = true
+            input = nil
+            let promise = context.eventLoop.makePromise(of: Void.self)
+            writeOutput(context: context, promise: promise)
+            context.flush()
+            promise.futureResult.assumeIsolated().whenComplete { _ in context.close(promise: nil) }
+            return
+        }
+        writeOutput(context: context)
+        context.flush()
+        if input != nil {
+            // Taken up on the next loop tick: the exchange that ended this response is still
+            // on the stack.
+            context.eventLoop.assumeIsolated().execute { [self] in
+                guard let context = self.context else { return }
+                self.process(context: context)
+                if self.readHeldForPipelining {
+                    self.readHeldForPipelining = false
+                    self.read(context: context)
+                }
+            }
+        } else if readHeldForPipelining {
+            readHeldForPipelining = false
+            read(context: context)
+        }
+    }
+}
+
+@available(*, unavailable)
+extension HTTP1ServerHandler: Sendable {}
