@@ -9,10 +9,13 @@ extension DownstreamHandler: UpstreamDelegate {
         guard let req = request, context != nil else { return }
         req.timeout?.cancel()
         req.timeout = nil
-        var (headers, framed) = HeaderRewrite.forwardResponse(head.headers)
-        req.upstreamReusable = HeaderRewrite.upstreamReusable(head, framed: framed, requestWasHEAD: req.isHEAD)
+        let forwarded = HeaderRewrite.forwardResponse(head)
+        var headers = forwarded.headers
+        let framed = forwarded.framed
+        req.upstreamReusable = HeaderRewrite.upstreamReusable(status: head.status, keepAlive: forwarded.keepAlive,
+                                                              framed: framed, requestWasHEAD: req.isHEAD)
         if head.status == .switchingProtocols, req.upgrade != nil,
-           let upgrade = head.headers.first(name: "upgrade") {
+           let upgrade = forwarded.upgrade {
             // The backend accepted the WebSocket handshake: pass the 101 on with its upgrade
             // fields; the tunnel starts when the response ends.
             headers.add(name: "connection", value: "upgrade")
@@ -29,7 +32,7 @@ extension DownstreamHandler: UpstreamDelegate {
         req.responseHeadSent = true
         req.responseStatus = Int(head.status.code)
         // A trailers-only gRPC answer carries grpc-status in the head.
-        req.grpcStatus = head.headers.first(name: "grpc-status")
+        req.grpcStatus = forwarded.grpcStatus
         let version: HTTPVersion = req.clientIsHTTP10 ? .http1_0 : .http1_1
         send(.head(HTTPResponseHead(version: version, status: head.status, headers: headers)))
     }

@@ -249,11 +249,11 @@ final class DownstreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
             return
         }
         let snapshot = store.load()
-        guard let decision = snapshot.table.decide(RequestHeadFacts(head: head), random: &loop.random) else {
+        guard let decision = snapshot.table.decide(RequestHeadFacts(head: head, host: forwarded.host), random: &loop.random) else {
             loop.stats.recordUnrouted()
             let target = head.uri.split(separator: "?", maxSplits: 1).first.map(String.init) ?? "/"
             respondLocally(status: .notFound, message: "no route for \(head.method.rawValue) \(target)",
-                           close: !head.isKeepAlive || forwarded.chunked || (forwarded.contentLength.map { $0 != "0" } ?? false),
+                           close: !forwarded.keepAlive || forwarded.chunked || (forwarded.contentLength.map { $0 != "0" } ?? false),
                            context: context)
             return
         }
@@ -261,7 +261,7 @@ final class DownstreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
         // A WebSocket handshake keeps its Upgrade/Connection fields (RFC 9110 §7.8): the proxy
         // takes part in the upgrade and then tunnels bytes. Other upgrades (h2c, ...) are
         // hop-by-hop fields like any other and are dropped.
-        let upgrade = Self.webSocketUpgrade(head)
+        let upgrade = Self.webSocketUpgrade(head, forwarded)
         var upstreamHeaders = forwarded.headers
         if let upgrade {
             upstreamHeaders.add(name: "connection", value: "upgrade")
@@ -275,7 +275,7 @@ final class DownstreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
         request = RequestState(
             snapshot: snapshot, decision: decision, series: series, start: start,
             isHEAD: head.method == .HEAD, clientIsHTTP10: head.version == .http1_0, upstreamHead: upstreamHead,
-            keepAlive: head.isKeepAlive && !closeWhenIdle,
+            keepAlive: forwarded.keepAlive && !closeWhenIdle,
             bodyless: !forwarded.chunked && (forwarded.contentLength ?? "0") == "0")
         loop.stats.adjustInflight(series: series, by: 1)
         request!.upgrade = upgrade
@@ -287,14 +287,10 @@ final class DownstreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
     }
 
     /// The `Upgrade` value when `head` is a WebSocket handshake (GET, `Upgrade: websocket`,
-    /// `Connection: upgrade`).
-    private static func webSocketUpgrade(_ head: HTTPRequestHead) -> String? {
-        guard head.method == .GET, head.version.minor >= 1,
-              let value = head.headers.first(name: "upgrade"),
-              value.lowercased().contains("websocket"),
-              head.headers["connection"].contains(where: { v in
-                  v.split(separator: ",").contains { $0.trimmingSpaces.lowercased() == "upgrade" }
-              }) else { return nil }
+    /// `Connection: upgrade`; the header pass noted both).
+    private static func webSocketUpgrade(_ head: HTTPRequestHead, _ forwarded: HeaderRewrite.ForwardedRequest) -> String? {
+        guard head.method == .GET, head.version.major == 1, head.version.minor >= 1,
+              let value = forwarded.upgrade, value.lowercased().contains("websocket") else { return nil }
         return value
     }
 

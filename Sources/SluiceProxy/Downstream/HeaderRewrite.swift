@@ -13,8 +13,10 @@ import NIOHTTP1
 enum HeaderRewrite {
     /// What a field name means to the proxy.
     enum Kind {
-        case other, hopByHop, connection, transferEncoding, contentLength, host, expect
+        case other, hopByHop, upgrade, connection, transferEncoding, contentLength, host, expect
         case forwardedFor, forwardedProto, forwardedHost
+        /// Not hop-by-hop: noted on responses for gRPC error counting.
+        case grpcStatus
     }
 
     /// Classifies `name` without allocating: by length first, then an ASCII case-insensitive compare.
@@ -31,8 +33,9 @@ enum HeaderRewrite {
             case 2: return eq("te") ? .hopByHop : .other
             case 4: return eq("host") ? .host : .other
             case 6: return eq("expect") ? .expect : .other
-            case 7: return eq("trailer") || eq("upgrade") ? .hopByHop : .other
+            case 7: return eq("trailer") ? .hopByHop : eq("upgrade") ? .upgrade : .other
             case 10: return eq("connection") ? .connection : eq("keep-alive") ? .hopByHop : .other
+            case 11: return eq("grpc-status") ? .grpcStatus : .other
             case 14: return eq("content-length") ? .contentLength : .other
             case 15: return eq("x-forwarded-for") ? .forwardedFor : .other
             case 16:
@@ -57,12 +60,20 @@ enum HeaderRewrite {
         var chunked = false
         var contentLength: String?
         var host: String?
+        /// The client wants the connection kept open (RFC 9112 §9.3).
+        var keepAlive = true
+        /// The `Upgrade` value, when `Connection` lists `upgrade` (the field is not forwarded
+        /// unless the exchange decides to take part in the upgrade).
+        var upgrade: String?
     }
 
-    /// Copies `head`'s fields for the upstream request in one pass: hop-by-hop fields out,
-    /// `Expect` answered by the proxy (so dropped), `x-forwarded-for` appended, `-proto` and
-    /// `-host` set (Sluice is the edge), framing re-stated explicitly. Also checks the RFC 9112
-    /// rules the decoder leaves to us (no CL+TE, TE ending in chunked, one Host on HTTP/1.1).
+    /// Copies `head`'s fields for the upstream request: hop-by-hop fields out, `Expect`
+    /// answered by the proxy (so dropped), `x-forwarded-for` appended, `-proto` and `-host` set
+    /// (Sluice is the edge), framing re-stated explicitly. Also checks the RFC 9112 rules the
+    /// decoder leaves to us (no CL+TE, TE ending in chunked, one Host on HTTP/1.1).
+    ///
+    /// One pass classifies the fields; the copy is then built as a new list (no copy-on-write of
+    /// the client's storage followed by removals, no per-field validation of `HTTPHeaders.add`).
     static func forwardRequest(_ head: HTTPRequestHead, clientAddress: String, scheme: String) -> ForwardedRequest {
         var out = ForwardedRequest()
         var hostCount = 0
@@ -71,26 +82,27 @@ enum HeaderRewrite {
         var lengthCount = 0
         var conflictingLengths = false
         var priorForwardedFor: String?
-        var connectionValues: [String] = []
-        // Names to take out of the copy; most requests have none, and then the copy below is
-        // the client's own header storage plus three appended fields.
-        var remove: [String] = []
+        var connection = ConnectionTokens()
+        var dropped = 0
         for (name, value) in head.headers {
             switch kind(of: name) {
-            case .other:
+            case .other, .grpcStatus:
                 continue
             case .hopByHop, .forwardedProto, .forwardedHost:
-                remove.append(name)
+                dropped += 1
+            case .upgrade:
+                out.upgrade = value
+                dropped += 1
             case .expect:
-                remove.append(name)
-                if value.lowercased() == "100-continue" { out.expectsContinue = true }
+                dropped += 1
+                if value.utf8.count == 12, value.lowercased() == "100-continue" { out.expectsContinue = true }
             case .connection:
-                connectionValues.append(value)
-                remove.append(name)
+                connection.scan(value)
+                dropped += 1
             case .transferEncoding:
                 transferEncodings += 1
                 lastTransferEncoding = value
-                remove.append(name)
+                dropped += 1
             case .contentLength:
                 lengthCount += 1
                 if let seen = out.contentLength {
@@ -103,7 +115,7 @@ enum HeaderRewrite {
                 if out.host == nil { out.host = value }
             case .forwardedFor:
                 priorForwardedFor = priorForwardedFor.map { "\($0), \(value)" } ?? value
-                remove.append(name)
+                dropped += 1
             }
         }
         if transferEncodings > 0 {
@@ -119,71 +131,158 @@ enum HeaderRewrite {
         if conflictingLengths {
             out.problem = (.badRequest, "malformed request: conflicting Content-Length values")
         }
-        if head.version.major == 1, head.version.minor >= 1 {
+        let http11 = head.version.major == 1 && head.version.minor >= 1
+        if http11 {
             if hostCount == 0 { out.problem = (.badRequest, "malformed request: missing Host header") }
             if hostCount > 1 { out.problem = (.badRequest, "malformed request: more than one Host header") }
         }
+        out.keepAlive = connection.keepAlive(http11: http11 || head.version.major > 1)
+        if !connection.upgradeToken { out.upgrade = nil }
         if out.problem != nil { return out }
-        var headers = head.headers
-        for name in remove { headers.remove(name: name) }
-        if lengthCount > 1, let length = out.contentLength {
-            headers.remove(name: "content-length")
-            headers.add(name: "content-length", value: length)
+        var fields: [(String, String)] = []
+        fields.reserveCapacity(head.headers.count - dropped + 4)
+        var lengthWritten = false
+        for (name, value) in head.headers {
+            switch kind(of: name) {
+            case .other, .grpcStatus:
+                if connection.lists(name) { continue }
+                fields.append((name, value))
+            case .contentLength:
+                // Several agreeing Content-Length fields become one.
+                if !lengthWritten { fields.append((name, value)) }
+                lengthWritten = true
+            case .host:
+                fields.append((name, value))
+            case .hopByHop, .upgrade, .connection, .transferEncoding, .expect, .forwardedFor, .forwardedProto, .forwardedHost:
+                continue
+            }
         }
-        removeListed(in: connectionValues, from: &headers)
-        if out.chunked { headers.add(name: "transfer-encoding", value: "chunked") }
-        headers.add(name: "x-forwarded-for", value: priorForwardedFor.map { "\($0), \(clientAddress)" } ?? clientAddress)
-        headers.add(name: "x-forwarded-proto", value: scheme)
-        if let host = out.host { headers.add(name: "x-forwarded-host", value: host) }
-        out.headers = headers
+        if out.chunked { fields.append(("transfer-encoding", "chunked")) }
+        fields.append(("x-forwarded-for", priorForwardedFor.map { "\($0), \(clientAddress)" } ?? clientAddress))
+        fields.append(("x-forwarded-proto", scheme))
+        if let host = out.host { fields.append(("x-forwarded-host", host)) }
+        out.headers = HTTPHeaders(fields)
         return out
     }
 
-    /// The response fields to pass downstream (hop-by-hop out), and whether the upstream
-    /// message was framed (a `Content-Length` or chunked), i.e. not delimited by close.
-    /// Without hop-by-hop fields the upstream's own header storage is passed on untouched.
-    static func forwardResponse(_ source: HTTPHeaders) -> (headers: HTTPHeaders, framed: Bool) {
+    /// The response as it goes downstream, and what the pass learned about the upstream message.
+    struct ForwardedResponse {
+        var headers: HTTPHeaders
+        /// Framed by a `Content-Length` or chunked, i.e. not delimited by the close.
+        var framed: Bool
+        /// The backend keeps the connection open.
+        var keepAlive: Bool
+        /// The `Upgrade` value (a 101 passes it on).
+        var upgrade: String?
+        /// `grpc-status` in the head (a trailers-only gRPC answer).
+        var grpcStatus: String?
+    }
+
+    /// The response fields to pass downstream (hop-by-hop out), whether the upstream message was
+    /// framed, and whether the backend keeps the connection. Without hop-by-hop fields the
+    /// upstream's own header storage is passed on untouched.
+    static func forwardResponse(_ head: HTTPResponseHead) -> ForwardedResponse {
         var framed = false
-        var remove: [String] = []
-        var connectionValues: [String] = []
-        for (name, value) in source {
+        var dropped = 0
+        var connection = ConnectionTokens()
+        var upgrade: String?
+        var grpcStatus: String?
+        for (name, value) in head.headers {
             switch kind(of: name) {
             case .hopByHop:
-                remove.append(name)
+                dropped += 1
+            case .upgrade:
+                upgrade = value
+                dropped += 1
+            case .grpcStatus:
+                grpcStatus = value
             case .connection:
-                connectionValues.append(value)
-                remove.append(name)
+                connection.scan(value)
+                dropped += 1
             case .transferEncoding:
                 if value.split(separator: ",").last?.trimmingSpaces.lowercased() == "chunked" { framed = true }
-                remove.append(name)
+                dropped += 1
             case .contentLength:
                 framed = true
             default:
                 continue
             }
         }
-        guard !remove.isEmpty else { return (source, framed) }
-        var headers = source
-        for name in remove { headers.remove(name: name) }
-        removeListed(in: connectionValues, from: &headers)
-        return (headers, framed)
+        let keepAlive = connection.keepAlive(http11: head.version.major > 1 || head.version.minor >= 1)
+        guard dropped > 0 || connection.listsAny else {
+            return ForwardedResponse(headers: head.headers, framed: framed, keepAlive: keepAlive,
+                                     upgrade: upgrade, grpcStatus: grpcStatus)
+        }
+        var fields: [(String, String)] = []
+        fields.reserveCapacity(head.headers.count)
+        for (name, value) in head.headers {
+            switch kind(of: name) {
+            case .hopByHop, .upgrade, .connection, .transferEncoding:
+                continue
+            default:
+                if connection.lists(name) { continue }
+                fields.append((name, value))
+            }
+        }
+        return ForwardedResponse(headers: HTTPHeaders(fields), framed: framed, keepAlive: keepAlive,
+                                 upgrade: upgrade, grpcStatus: grpcStatus)
     }
 
-    /// Removes the fields that `Connection` values name (other than `close`/`keep-alive`).
-    private static func removeListed(in connectionValues: [String], from headers: inout HTTPHeaders) {
-        for value in connectionValues {
-            for token in value.split(separator: ",") {
-                let name = token.trimmingSpaces.lowercased()
-                if !name.isEmpty, name != "close", name != "keep-alive" { headers.remove(name: name) }
+    /// The tokens of `Connection` fields: `close`, `keep-alive`, and the names of other fields
+    /// that are hop-by-hop for this message (RFC 9110 §7.6.1). Scanned as bytes; a name is only
+    /// made a `String` in the rare message that lists one.
+    struct ConnectionTokens {
+        private(set) var close = false
+        private(set) var keepAliveToken = false
+        private(set) var upgradeToken = false
+        private var listed: [String] = []
+
+        var listsAny: Bool { !listed.isEmpty }
+
+        mutating func scan(_ value: String) {
+            var value = value
+            value.withUTF8 { bytes in
+                var start = 0
+                while start < bytes.count {
+                    var end = start
+                    while end < bytes.count, bytes[end] != UInt8(ascii: ",") { end += 1 }
+                    var a = start
+                    var b = end
+                    while a < b, bytes[a] == .space || bytes[a] == .tab { a += 1 }
+                    while b > a, bytes[b - 1] == .space || bytes[b - 1] == .tab { b -= 1 }
+                    let token = UnsafeRawBufferPointer(rebasing: UnsafeRawBufferPointer(bytes)[a..<b])
+                    if token.equalsIgnoringCase("close") {
+                        close = true
+                    } else if token.equalsIgnoringCase("keep-alive") {
+                        keepAliveToken = true
+                    } else if token.equalsIgnoringCase("upgrade") {
+                        upgradeToken = true
+                    } else if !token.isEmpty {
+                        listed.append(String(decoding: token, as: UTF8.self).lowercased())
+                    }
+                    start = end + 1
+                }
             }
+        }
+
+        /// Persistence (RFC 9112 §9.3): HTTP/1.1 unless `close`; HTTP/1.0 only with `keep-alive`.
+        func keepAlive(http11: Bool) -> Bool {
+            close ? false : (http11 || keepAliveToken)
+        }
+
+        /// Whether `name` is listed (other than `close`/`keep-alive`).
+        func lists(_ name: String) -> Bool {
+            guard !listed.isEmpty else { return false }
+            let lower = name.lowercased()
+            return listed.contains(lower)
         }
     }
 
     /// Whether the upstream connection can carry another request after this response: the
     /// backend keeps it alive and the body's end is known without the connection closing
     /// (framed, or a response that has no body: to HEAD, 204, 304).
-    static func upstreamReusable(_ head: HTTPResponseHead, framed: Bool, requestWasHEAD: Bool) -> Bool {
-        head.isKeepAlive && (framed || requestWasHEAD || head.status.code == 204 || head.status.code == 304)
+    static func upstreamReusable(status: HTTPResponseStatus, keepAlive: Bool, framed: Bool, requestWasHEAD: Bool) -> Bool {
+        keepAlive && (framed || requestWasHEAD || status.code == 204 || status.code == 304)
     }
 }
 

@@ -5,10 +5,12 @@ import SluiceRouting
 /// the routing core asks only for what its matchers need.
 struct RequestHeadFacts: RequestFacts {
     let head: HTTPRequestHead
+    /// The first `Host` value, found by the header pass already.
+    let host: String?
 
     var method: String { head.method.rawValue }
 
-    var authority: String? { head.headers.first(name: "host") }
+    var authority: String? { host }
 
     var path: Substring {
         let uri = head.uri[...]

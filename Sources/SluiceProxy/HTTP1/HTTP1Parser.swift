@@ -1,3 +1,8 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
 import NIOCore
 import NIOHTTP1
 
@@ -158,14 +163,14 @@ struct HTTP1Parser {
     /// The length of the head at the front of `buffer` (through its empty line), if complete.
     private mutating func headLength(_ buffer: ByteBuffer) -> Int? {
         buffer.withUnsafeReadableBytes { bytes -> Int? in
-            var i = max(searched - 3, 0)
+            guard let base = bytes.baseAddress else { return nil }
             let count = bytes.count
-            while i < count {
-                if bytes[i] == .lf {
-                    if i + 1 < count, bytes[i + 1] == .lf { return i + 2 }
-                    if i + 2 < count, bytes[i + 1] == .cr, bytes[i + 2] == .lf { return i + 3 }
-                }
-                i += 1
+            var i = max(searched - 3, 0)
+            while i < count, let found = memchr(base + i, Int32(UInt8.lf), count - i) {
+                let lf = base.distance(to: UnsafeRawPointer(found))
+                if lf + 1 < count, bytes[lf + 1] == .lf { return lf + 2 }
+                if lf + 2 < count, bytes[lf + 1] == .cr, bytes[lf + 2] == .lf { return lf + 3 }
+                i = lf + 1
             }
             searched = count
             return nil
@@ -349,15 +354,17 @@ private struct LineCursor {
     var position = 0
 
     mutating func next() throws(HTTP1Parser.Failure) -> UnsafeRawBufferPointer? {
-        guard position < bytes.count else { return nil }
-        var end = position
-        while end < bytes.count, bytes[end] != .lf { end += 1 }
+        guard position < bytes.count, let base = bytes.baseAddress else { return nil }
+        let end = memchr(base + position, Int32(UInt8.lf), bytes.count - position)
+            .map { base.distance(to: UnsafeRawPointer($0)) } ?? bytes.count
         var lineEnd = end
         if lineEnd > position, bytes[lineEnd - 1] == .cr { lineEnd -= 1 }
-        let line = UnsafeRawBufferPointer(rebasing: bytes[position..<lineEnd])
+        let start = position
         position = end + 1
-        if line.contains(.cr) { throw .bad("invalid line ending") }
-        return line
+        if lineEnd > start, memchr(base + start, Int32(UInt8.cr), lineEnd - start) != nil {
+            throw .bad("invalid line ending")
+        }
+        return UnsafeRawBufferPointer(start: base + start, count: lineEnd - start)
     }
 }
 
@@ -375,26 +382,32 @@ private struct FieldCollector {
     init() { headers.reserveCapacity(16) }
 
     mutating func add(_ line: UnsafeRawBufferPointer) throws(HTTP1Parser.Failure) {
-        // obs-fold (a line starting with whitespace) is refused (RFC 9112 §5.2).
-        guard let colon = line.firstIndex(of: .colon), colon > 0, line[0] != .space, line[0] != .tab else {
+        // obs-fold (a line starting with whitespace) is refused (RFC 9112 §5.2), and so is
+        // whitespace between the name and the colon (§5.1): neither is a token character.
+        guard let base = line.baseAddress, let found = memchr(base, Int32(UInt8.colon), line.count) else {
             throw .bad("invalid header field")
         }
-        let name = UnsafeRawBufferPointer(rebasing: line[..<colon])
-        guard name.allSatisfy(\.isTokenChar) else { throw .bad("invalid header field") }
+        let colon = base.distance(to: UnsafeRawPointer(found))
+        guard colon > 0 else { throw .bad("invalid header field") }
+        for i in 0..<colon where !line[i].isTokenChar { throw .bad("invalid header field") }
         var start = colon + 1
         var end = line.count
         while start < end, line[start] == .space || line[start] == .tab { start += 1 }
         while end > start, line[end - 1] == .space || line[end - 1] == .tab { end -= 1 }
-        let value = UnsafeRawBufferPointer(rebasing: line[start..<end])
-        guard value.allSatisfy({ $0 >= 0x20 && $0 != 0x7F || $0 == .tab }) else { throw .bad("invalid header value") }
-        if name.count == 14, name.equalsIgnoringCase("content-length") {
+        for i in start..<end {
+            let byte = line[i]
+            if byte < 0x20 && byte != .tab || byte == 0x7F { throw .bad("invalid header value") }
+        }
+        let name = UnsafeRawBufferPointer(start: base, count: colon)
+        let value = UnsafeRawBufferPointer(start: base + start, count: end - start)
+        if colon == 14, name.equalsIgnoringCase("content-length") {
             if let n = Self.decimal(value) {
                 if let seen = contentLength, seen != n { conflictingLengths = true }
                 contentLength = n
             } else {
                 invalidLength = true
             }
-        } else if name.count == 17, name.equalsIgnoringCase("transfer-encoding") {
+        } else if colon == 17, name.equalsIgnoringCase("transfer-encoding") {
             hasTransferEncoding = true
             lastTransferCoding = value
         }
@@ -464,17 +477,15 @@ extension UInt8 {
     static let zero = UInt8(ascii: "0")
     static let nine = UInt8(ascii: "9")
 
-    /// RFC 9110 §5.6.2 `tchar`.
+    /// RFC 9110 §5.6.2 `tchar`, as two 64-bit masks over ASCII.
     var isTokenChar: Bool {
+        // !#$%&'*+-.^_`|~ digits and letters.
+        let low: UInt64 = 0x03FF_6CFA_0000_0000
+        let high: UInt64 = 0x57FF_FFFF_C7FF_FFFE
         switch self {
-        case UInt8(ascii: "a") ... UInt8(ascii: "z"), UInt8(ascii: "A") ... UInt8(ascii: "Z"), .zero ... .nine:
-            return true
-        case UInt8(ascii: "!"), UInt8(ascii: "#"), UInt8(ascii: "$"), UInt8(ascii: "%"), UInt8(ascii: "&"),
-             UInt8(ascii: "'"), UInt8(ascii: "*"), UInt8(ascii: "+"), UInt8(ascii: "-"), UInt8(ascii: "."),
-             UInt8(ascii: "^"), UInt8(ascii: "_"), UInt8(ascii: "`"), UInt8(ascii: "|"), UInt8(ascii: "~"):
-            return true
-        default:
-            return false
+        case 0..<64: return low >> UInt64(self) & 1 == 1
+        case 64..<128: return high >> UInt64(self - 64) & 1 == 1
+        default: return false
         }
     }
 }

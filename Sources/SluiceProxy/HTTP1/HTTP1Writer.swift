@@ -12,31 +12,17 @@ enum BodyFraming {
 }
 
 /// Serialising HTTP/1.1 messages for the proxy's own codec (`HTTP1ServerHandler` towards
-/// clients, `UpstreamHandler` towards backends). Framing follows what NIO's encoders did before
-/// (same headers, same bytes), so a message looks the same on the wire.
+/// clients, `HTTP1UpstreamHandler` towards backends). Framing follows what NIO's encoders did
+/// before (same fields, same bytes), so a message looks the same on the wire. Each field is one
+/// capacity check and two memory copies.
 enum HTTP1Writer {
-    /// Writes a response head, adding or removing framing fields, and returns the body framing.
-    /// `bodySuppressed`: the request was HEAD (fields stay as they are, no body is sent).
+    /// Writes a response head and returns the body framing. `Transfer-Encoding` is the proxy's to
+    /// state: it is dropped, and `chunked` is declared for a body without `Content-Length` on
+    /// HTTP/1.1. 1xx, 204 and 304 carry neither. `bodySuppressed`: the request was HEAD (the
+    /// fields still describe the body a GET would get; none is sent).
     static func writeResponseHead(_ head: HTTPResponseHead, bodySuppressed: Bool, into buffer: inout ByteBuffer) -> BodyFraming {
         let code = head.status.code
-        var headers = head.headers
-        var framing = BodyFraming.raw
-        if code / 100 == 1 {
-            framing = .none
-            if code != 101 {
-                headers.remove(name: "content-length")
-                headers.remove(name: "transfer-encoding")
-            }
-        } else if code == 204 || code == 304 {
-            headers.remove(name: "content-length")
-            headers.remove(name: "transfer-encoding")
-            framing = .none
-        } else if headers.contains(name: "content-length") {
-            if headers.contains(name: "transfer-encoding") { headers.remove(name: "transfer-encoding") }
-        } else if head.version.minor >= 1 {
-            headers.replaceOrAdd(name: "transfer-encoding", value: "chunked")
-            framing = .chunked
-        }
+        let mayHaveBody = !(code / 100 == 1 || code == 204 || code == 304)
         buffer.writeStaticString(head.version.minor == 0 ? "HTTP/1.0 " : "HTTP/1.1 ")
         buffer.writeInteger(UInt8(truncatingIfNeeded: 0x30 + code / 100))
         buffer.writeInteger(UInt8(truncatingIfNeeded: 0x30 + code / 10 % 10))
@@ -44,7 +30,29 @@ enum HTTP1Writer {
         buffer.writeInteger(UInt8.space)
         buffer.writeString(head.status.reasonPhrase)
         buffer.writeStaticString("\r\n")
-        writeFields(headers, into: &buffer)
+        var hasLength = false
+        for (name, value) in head.headers {
+            switch framingField(name) {
+            case .transferEncoding:
+                continue
+            case .contentLength:
+                guard mayHaveBody else { continue }
+                hasLength = true
+            case .other:
+                break
+            }
+            writeField(name, value, into: &buffer)
+        }
+        var framing = BodyFraming.none
+        if mayHaveBody {
+            if hasLength || head.version.minor == 0 {
+                framing = .raw
+            } else {
+                buffer.writeStaticString("transfer-encoding: chunked\r\n")
+                framing = .chunked
+            }
+        }
+        buffer.writeStaticString("\r\n")
         return bodySuppressed ? .none : framing
     }
 
@@ -56,26 +64,66 @@ enum HTTP1Writer {
         buffer.writeString(head.uri)
         buffer.writeStaticString(" HTTP/1.1\r\n")
         var framing = BodyFraming.none
-        for (name, _) in head.headers {
-            switch HeaderRewrite.kind(of: name) {
+        for (name, value) in head.headers {
+            switch framingField(name) {
             case .contentLength: if framing == .none { framing = .raw }
             case .transferEncoding: framing = .chunked
-            default: break
+            case .other: break
             }
+            writeField(name, value, into: &buffer)
         }
-        writeFields(head.headers, into: &buffer)
+        buffer.writeStaticString("\r\n")
         return framing
     }
 
-    /// `name: value\r\n` for each field, then the empty line.
+    /// `name: value\r\n` for each field, then the empty line (trailers).
     static func writeFields(_ headers: HTTPHeaders, into buffer: inout ByteBuffer) {
-        for (name, value) in headers {
-            buffer.writeString(name)
-            buffer.writeStaticString(": ")
-            buffer.writeString(value)
-            buffer.writeStaticString("\r\n")
-        }
+        for (name, value) in headers { writeField(name, value, into: &buffer) }
         buffer.writeStaticString("\r\n")
+    }
+
+    private enum FramingField { case other, contentLength, transferEncoding }
+
+    private static func framingField(_ name: String) -> FramingField {
+        switch name.utf8.count {
+        case 14: return asciiLowercaseEquals(name, "content-length") ? .contentLength : .other
+        case 17: return asciiLowercaseEquals(name, "transfer-encoding") ? .transferEncoding : .other
+        default: return .other
+        }
+    }
+
+    private static func asciiLowercaseEquals(_ name: String, _ lower: StaticString) -> Bool {
+        name.utf8.withContiguousStorageIfAvailable { UnsafeRawBufferPointer($0).equalsIgnoringCase(lower) }
+            ?? (name.lowercased() == lower.description)
+    }
+
+    /// One field line, written with a single capacity check.
+    private static func writeField(_ name: String, _ value: String, into buffer: inout ByteBuffer) {
+        let n = name.utf8.count
+        let v = value.utf8.count
+        buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: n + v + 4) { out in
+            var at = copyUTF8(name, to: out, at: 0)
+            out[at] = .colon
+            out[at + 1] = .space
+            at = copyUTF8(value, to: out, at: at + 2)
+            out[at] = .cr
+            out[at + 1] = .lf
+            return at + 2
+        }
+    }
+
+    private static func copyUTF8(_ string: String, to out: UnsafeMutableRawBufferPointer, at offset: Int) -> Int {
+        let copied = string.utf8.withContiguousStorageIfAvailable { bytes -> Int in
+            if let base = bytes.baseAddress { (out.baseAddress! + offset).copyMemory(from: base, byteCount: bytes.count) }
+            return bytes.count
+        }
+        if let copied { return offset + copied }
+        var at = offset
+        for byte in string.utf8 {
+            out[at] = byte
+            at += 1
+        }
+        return at
     }
 
     /// The line before a chunk of `size` bytes.

@@ -137,7 +137,8 @@ final class MirrorExchange: UpstreamDelegate {
 
     func upstreamResponseHead(_ head: HTTPResponseHead) {
         code = Int(head.status.code)
-        reusable = HeaderRewrite.upstreamReusable(head, framed: HeaderRewrite.forwardResponse(head.headers).framed,
+        let forwarded = HeaderRewrite.forwardResponse(head)
+        reusable = HeaderRewrite.upstreamReusable(status: head.status, keepAlive: forwarded.keepAlive, framed: forwarded.framed,
                                                   requestWasHEAD: mirror.head.method == .HEAD)
     }
 

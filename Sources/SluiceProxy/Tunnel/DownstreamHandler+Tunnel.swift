@@ -13,18 +13,19 @@ extension DownstreamHandler {
         let (client, server) = TunnelHandler.pair { loop.stats.adjustTunnels(series: series, by: -1) }
         conn.handler.delegate = nil
         do {
-            // Upstream: the HTTP/1 codec goes, handing on the bytes the backend sent right
-            // after its 101 (they are the tunnel's first bytes).
-            guard let codec = conn.handler as? HTTP1UpstreamHandler else { throw ChannelError.inappropriateOperationForState }
+            // Both codecs go, each handing on the bytes it holds: the backend's first frames
+            // may have arrived with its 101, and a client may (against RFC 6455 §4.1) have sent
+            // early. Both tunnel ends are in place before either codec leaves, so those bytes
+            // reach the other side. Only HTTP/1.1 exchanges upgrade.
+            guard let codec = conn.handler as? HTTP1UpstreamHandler, let http1 else {
+                throw ChannelError.inappropriateOperationForState
+            }
             let up = conn.channel.pipeline.syncOperations
-            try up.addHandler(server)
-            _ = up.removeHandler(codec)
-            // Downstream: the HTTP/1 codec goes (handing on any bytes it holds; a client should
-            // send no frame before the 101, RFC 6455 §4.1). Only HTTP/1.1 exchanges upgrade.
-            guard let http1 else { throw ChannelError.inappropriateOperationForState }
             let down = context.pipeline.syncOperations
+            try up.addHandler(server)
             try down.addHandler(client, position: .after(http1))
             _ = down.removeHandler(try down.handler(type: IdleStateHandler.self))
+            _ = up.removeHandler(codec)
             _ = down.removeHandler(http1)
         } catch {
             conn.channel.close(promise: nil)
