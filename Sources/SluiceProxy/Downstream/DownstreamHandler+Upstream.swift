@@ -7,8 +7,7 @@ extension DownstreamHandler: UpstreamDelegate {
 
     func upstreamResponseHead(_ head: HTTPResponseHead) {
         guard let req = request, context != nil else { return }
-        req.timeout?.cancel()
-        req.timeout = nil
+        req.responseDeadline = nil
         let forwarded = HeaderRewrite.forwardResponse(head)
         var headers = forwarded.headers
         let framed = forwarded.framed
@@ -79,8 +78,7 @@ extension DownstreamHandler: UpstreamDelegate {
         // the backend never answered is safe to send again, once, on a fresh connection.
         if let conn, conn.requestsServed > 1, !req.retried, req.requestEnded, req.requestBodyBytes == 0 {
             req.retried = true
-            req.timeout?.cancel()
-            req.timeout = nil
+            req.responseDeadline = nil
             req.buffered = [.end(nil)]
             connectUpstream()
             return

@@ -76,7 +76,8 @@ final class DownstreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
         var responseStatus = 0
         var upstreamReusable = false
         var retried = false
-        var timeout: Scheduled<Void>?
+        /// When the response head must have arrived by; nil when no deadline is armed.
+        var responseDeadline: NIODeadline?
         /// The shadow copy being collected, when the route mirrors this request.
         var mirror: PendingMirror?
         /// The `Upgrade` value of a WebSocket handshake; nil for ordinary requests.
@@ -182,7 +183,7 @@ final class DownstreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
     /// unknown state, so it is closed rather than pooled.
     func abandon(code: Int) {
         guard let req = request else { return }
-        req.timeout?.cancel()
+        req.responseDeadline = nil
         if let up = req.upstream {
             up.handler.delegate = nil
             up.channel.close(promise: nil)
@@ -356,7 +357,7 @@ final class DownstreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
     }
 
     private func attach(_ conn: UpstreamConnection) {
-        guard let req = request, let context else {
+        guard let req = request, context != nil else {
             loop.pool.release(conn)
             return
         }
@@ -368,9 +369,7 @@ final class DownstreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
         req.buffered.removeAll()
         conn.handler.flush()
         let timeout = TimeAmount(req.snapshot.backends[req.decision.backend.index].spec.timeout)
-        req.timeout = context.eventLoop.assumeIsolated().scheduleTask(in: timeout) { [self] in
-            self.responseTimedOut()
-        }
+        loop.deadlines.arm(req, owner: self, in: timeout)
         if conn.channel.isWritable { resumeRead() }
     }
 
@@ -390,9 +389,8 @@ final class DownstreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
         request?.upstream?.handler.flush()
     }
 
-    private func responseTimedOut() {
+    func responseTimedOut() {
         guard let req = request, !req.responseHeadSent, let up = req.upstream else { return }
-        req.timeout = nil
         up.handler.delegate = nil
         up.channel.close(promise: nil)
         req.upstream = nil
@@ -405,8 +403,7 @@ final class DownstreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
     /// Answers with a proxy-made error before any response byte went out, and records it.
     func failBeforeResponse(_ status: HTTPResponseStatus, _ message: String, failure: UpstreamFailure?) {
         guard let context, let req = request else { return }
-        req.timeout?.cancel()
-        req.timeout = nil
+        req.responseDeadline = nil
         req.upstream = nil
         req.responseStatus = Int(status.code)
         // A body still on its way is not drained: the connection closes after the answer.
@@ -481,7 +478,7 @@ final class DownstreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
     func finish(code: Int, failure: UpstreamFailure?) {
         guard let req = request else { return }
         request = nil
-        req.timeout?.cancel()
+        req.responseDeadline = nil
         let end = NIODeadline.now()
         let seconds = Double((end - req.start).nanoseconds) / 1e9
         loop.stats.recordRequest(series: req.series, code: code, seconds: seconds, now: end.uptimeNanoseconds)

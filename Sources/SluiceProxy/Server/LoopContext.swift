@@ -9,6 +9,8 @@ final class LoopContext {
     let eventLoop: EventLoop
     let pool: UpstreamPool
     let stats = StatShard()
+    /// Response timeouts of this loop's requests.
+    let deadlines: ResponseDeadlines
     /// Access log lines and upstream errors of this loop's requests.
     let logger = Logger(label: "sluice")
     /// Shadow traffic of this loop (set right after init: it refers back to the context).
@@ -23,6 +25,7 @@ final class LoopContext {
     init(eventLoop: EventLoop) {
         self.eventLoop = eventLoop
         self.pool = UpstreamPool(eventLoop: eventLoop)
+        self.deadlines = ResponseDeadlines(eventLoop: eventLoop)
         self.random = LoopRandom()
         self.mirrors = MirrorSender(loop: self)
     }
