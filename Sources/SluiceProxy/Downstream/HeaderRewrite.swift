@@ -72,50 +72,47 @@ enum HeaderRewrite {
     /// (Sluice is the edge), framing re-stated explicitly. Also checks the RFC 9112 rules the
     /// decoder leaves to us (no CL+TE, TE ending in chunked, one Host on HTTP/1.1).
     ///
-    /// One pass classifies the fields; the copy is then built as a new list (no copy-on-write of
-    /// the client's storage followed by removals, no per-field validation of `HTTPHeaders.add`).
+    /// One pass classifies the fields and builds the new list (no copy-on-write of the client's
+    /// storage followed by removals, no per-field validation of `HTTPHeaders.add`).
     static func forwardRequest(_ head: HTTPRequestHead, clientAddress: String, scheme: String) -> ForwardedRequest {
         var out = ForwardedRequest()
         var hostCount = 0
         var transferEncodings = 0
         var lastTransferEncoding = ""
-        var lengthCount = 0
         var conflictingLengths = false
         var priorForwardedFor: String?
         var connection = ConnectionTokens()
-        var dropped = 0
+        var fields: [(String, String)] = []
+        fields.reserveCapacity(head.headers.count + 4)
         for (name, value) in head.headers {
             switch kind(of: name) {
             case .other, .grpcStatus:
-                continue
+                fields.append((name, value))
             case .hopByHop, .forwardedProto, .forwardedHost:
-                dropped += 1
+                continue
             case .upgrade:
                 out.upgrade = value
-                dropped += 1
             case .expect:
-                dropped += 1
                 if value.utf8.count == 12, value.lowercased() == "100-continue" { out.expectsContinue = true }
             case .connection:
                 connection.scan(value)
-                dropped += 1
             case .transferEncoding:
                 transferEncodings += 1
                 lastTransferEncoding = value
-                dropped += 1
             case .contentLength:
-                lengthCount += 1
+                // Several agreeing Content-Length fields become one.
                 if let seen = out.contentLength {
                     if seen != value { conflictingLengths = true }
                 } else {
                     out.contentLength = value
+                    fields.append((name, value))
                 }
             case .host:
                 hostCount += 1
                 if out.host == nil { out.host = value }
+                fields.append((name, value))
             case .forwardedFor:
                 priorForwardedFor = priorForwardedFor.map { "\($0), \(value)" } ?? value
-                dropped += 1
             }
         }
         if transferEncodings > 0 {
@@ -139,24 +136,8 @@ enum HeaderRewrite {
         out.keepAlive = connection.keepAlive(http11: http11 || head.version.major > 1)
         if !connection.upgradeToken { out.upgrade = nil }
         if out.problem != nil { return out }
-        var fields: [(String, String)] = []
-        fields.reserveCapacity(head.headers.count - dropped + 4)
-        var lengthWritten = false
-        for (name, value) in head.headers {
-            switch kind(of: name) {
-            case .other, .grpcStatus:
-                if connection.lists(name) { continue }
-                fields.append((name, value))
-            case .contentLength:
-                // Several agreeing Content-Length fields become one.
-                if !lengthWritten { fields.append((name, value)) }
-                lengthWritten = true
-            case .host:
-                fields.append((name, value))
-            case .hopByHop, .upgrade, .connection, .transferEncoding, .expect, .forwardedFor, .forwardedProto, .forwardedHost:
-                continue
-            }
-        }
+        // Fields named by Connection may come before it: they are taken out afterwards (rare).
+        if connection.listsAny { fields.removeAll { connection.lists($0.0) } }
         if out.chunked { fields.append(("transfer-encoding", "chunked")) }
         fields.append(("x-forwarded-for", priorForwardedFor.map { "\($0), \(clientAddress)" } ?? clientAddress))
         fields.append(("x-forwarded-proto", scheme))
@@ -179,51 +160,38 @@ enum HeaderRewrite {
     }
 
     /// The response fields to pass downstream (hop-by-hop out), whether the upstream message was
-    /// framed, and whether the backend keeps the connection. Without hop-by-hop fields the
-    /// upstream's own header storage is passed on untouched.
+    /// framed, and whether the backend keeps the connection: one pass that builds the new list.
     static func forwardResponse(_ head: HTTPResponseHead) -> ForwardedResponse {
         var framed = false
-        var dropped = 0
         var connection = ConnectionTokens()
         var upgrade: String?
         var grpcStatus: String?
+        var fields: [(String, String)] = []
+        fields.reserveCapacity(head.headers.count + 2)
         for (name, value) in head.headers {
             switch kind(of: name) {
             case .hopByHop:
-                dropped += 1
+                continue
             case .upgrade:
                 upgrade = value
-                dropped += 1
-            case .grpcStatus:
-                grpcStatus = value
+                continue
             case .connection:
                 connection.scan(value)
-                dropped += 1
+                continue
             case .transferEncoding:
                 if value.split(separator: ",").last?.trimmingSpaces.lowercased() == "chunked" { framed = true }
-                dropped += 1
+                continue
+            case .grpcStatus:
+                grpcStatus = value
             case .contentLength:
                 framed = true
             default:
-                continue
+                break
             }
+            fields.append((name, value))
         }
+        if connection.listsAny { fields.removeAll { connection.lists($0.0) } }
         let keepAlive = connection.keepAlive(http11: head.version.major > 1 || head.version.minor >= 1)
-        guard dropped > 0 || connection.listsAny else {
-            return ForwardedResponse(headers: head.headers, framed: framed, keepAlive: keepAlive,
-                                     upgrade: upgrade, grpcStatus: grpcStatus)
-        }
-        var fields: [(String, String)] = []
-        fields.reserveCapacity(head.headers.count)
-        for (name, value) in head.headers {
-            switch kind(of: name) {
-            case .hopByHop, .upgrade, .connection, .transferEncoding:
-                continue
-            default:
-                if connection.lists(name) { continue }
-                fields.append((name, value))
-            }
-        }
         return ForwardedResponse(headers: HTTPHeaders(fields), framed: framed, keepAlive: keepAlive,
                                  upgrade: upgrade, grpcStatus: grpcStatus)
     }

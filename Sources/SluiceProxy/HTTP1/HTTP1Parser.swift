@@ -146,6 +146,9 @@ struct HTTP1Parser {
             return nil
         }
         searched = 0
+        // The same limit as for an incomplete head above, so the verdict does not depend on how
+        // the bytes were split into reads.
+        if length > maxHeadBytes + 8192 { throw kind == .request ? .tooLarge : .bad("response head too large") }
         let parsed = buffer.withUnsafeReadableBytes { bytes -> Result<Event?, Failure> in
             do throws(Failure) {
                 return .success(try parseHeadBytes(UnsafeRawBufferPointer(rebasing: bytes[..<length])))
@@ -330,6 +333,7 @@ struct HTTP1Parser {
             return nil
         }
         searched = 0
+        if length > maxHeadBytes { throw .tooLarge }
         let parsed = buffer.withUnsafeReadableBytes { bytes -> Result<HTTPHeaders, Failure> in
             do throws(Failure) {
                 var lines = LineCursor(bytes: UnsafeRawBufferPointer(rebasing: bytes[..<length]))
@@ -394,10 +398,7 @@ private struct FieldCollector {
         var end = line.count
         while start < end, line[start] == .space || line[start] == .tab { start += 1 }
         while end > start, line[end - 1] == .space || line[end - 1] == .tab { end -= 1 }
-        for i in start..<end {
-            let byte = line[i]
-            if byte < 0x20 && byte != .tab || byte == 0x7F { throw .bad("invalid header value") }
-        }
+        guard Self.isFieldValue(base + start, count: end - start) else { throw .bad("invalid header value") }
         let name = UnsafeRawBufferPointer(start: base, count: colon)
         let value = UnsafeRawBufferPointer(start: base + start, count: end - start)
         if colon == 14, name.equalsIgnoringCase("content-length") {
@@ -443,6 +444,28 @@ private struct FieldCollector {
         while start > 0, value[start - 1] != .comma { start -= 1 }
         while start < end, value[start] == .space || value[start] == .tab { start += 1 }
         return end - start == 7 && UnsafeRawBufferPointer(rebasing: value[start..<end]).equalsIgnoringCase("chunked")
+    }
+
+    /// Whether every byte may appear in a field value (VCHAR, obs-text, SP, HTAB; RFC 9110
+    /// §5.5). Eight bytes at a time: a word with no byte below 0x20 and none equal to 0x7F
+    /// passes at once; otherwise (a TAB, or a real control character) the bytes are checked
+    /// one by one from there.
+    static func isFieldValue(_ bytes: UnsafeRawPointer, count: Int) -> Bool {
+        var i = 0
+        while i + 8 <= count {
+            let word = bytes.loadUnaligned(fromByteOffset: i, as: UInt64.self)
+            let below20 = (word &- 0x2020_2020_2020_2020) & ~word & 0x8080_8080_8080_8080
+            let x = word ^ 0x7F7F_7F7F_7F7F_7F7F
+            let del = (x &- 0x0101_0101_0101_0101) & ~x & 0x8080_8080_8080_8080
+            if below20 | del != 0 { break }
+            i += 8
+        }
+        while i < count {
+            let byte = bytes.load(fromByteOffset: i, as: UInt8.self)
+            if byte < 0x20 && byte != .tab || byte == 0x7F { return false }
+            i += 1
+        }
+        return true
     }
 
     private static func decimal(_ bytes: UnsafeRawBufferPointer) -> Int? {

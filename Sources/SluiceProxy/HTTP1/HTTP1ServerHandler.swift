@@ -32,6 +32,9 @@ final class HTTP1ServerHandler: ChannelDuplexHandler, RemovableChannelHandler {
     /// A request head went to the exchange and its response has not ended.
     private var responsePending = false
     private var requestIsHEAD = false
+    /// Bytes were handed to the channel since the last flush (an empty flush still walks the
+    /// pipeline, and every exchange would otherwise flush twice: at its end and at read-complete).
+    private var unflushed = false
     /// A `read` held back because pipelined input is already waiting.
     private var readHeldForPipelining = false
     /// Input is ignored after a framing error (the connection is closing).
@@ -173,7 +176,10 @@ final class HTTP1ServerHandler: ChannelDuplexHandler, RemovableChannelHandler {
                 HTTP1Writer.writeResponseHead(head, bodySuppressed: requestIsHEAD, into: &buffer)
             }
         case .body(.byteBuffer(let body)):
-            output.body(body, allocator: allocator) { context.write(wrapOutboundOut($0), promise: nil) }
+            output.body(body, allocator: allocator) {
+                context.write(wrapOutboundOut($0), promise: nil)
+                unflushed = true
+            }
         case .body(.fileRegion):
             preconditionFailure("the proxy never sends file regions")
         case .end(let trailers):
@@ -184,15 +190,20 @@ final class HTTP1ServerHandler: ChannelDuplexHandler, RemovableChannelHandler {
     private func writeOutput(context: ChannelHandlerContext, promise: EventLoopPromise<Void>? = nil) {
         if let bytes = output.take() {
             context.write(wrapOutboundOut(bytes), promise: promise)
+            unflushed = true
         } else if let promise {
             context.write(wrapOutboundOut(context.channel.allocator.buffer(capacity: 0)), promise: promise)
+            unflushed = true
         }
     }
 
     func flush() {
         guard let context else { return }
         writeOutput(context: context)
-        context.flush()
+        if unflushed {
+            unflushed = false
+            context.flush()
+        }
     }
 
     /// Ends the response in progress; with `close`, the connection closes once it is written.
@@ -207,12 +218,12 @@ final class HTTP1ServerHandler: ChannelDuplexHandler, RemovableChannelHandler {
             input = nil
             let promise = context.eventLoop.makePromise(of: Void.self)
             writeOutput(context: context, promise: promise)
+            unflushed = false
             context.flush()
             promise.futureResult.assumeIsolated().whenComplete { _ in context.close(promise: nil) }
             return
         }
-        writeOutput(context: context)
-        context.flush()
+        flush()
         if input != nil {
             // Taken up on the next loop tick: the exchange that ended this response is still
             // on the stack.

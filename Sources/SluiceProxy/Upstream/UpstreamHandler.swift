@@ -95,6 +95,8 @@ final class HTTP1UpstreamHandler: UpstreamHandler, ChannelDuplexHandler, Removab
     private var parser = HTTP1Parser(kind: .response, maxHeadBytes: 65_536)
     private var input: ByteBuffer?
     private var output = HTTP1Output()
+    /// Bytes were handed to the channel since the last flush.
+    private var unflushed = false
 
     func handlerAdded(context: ChannelHandlerContext) { self.context = context }
     func handlerRemoved(context: ChannelHandlerContext) { self.context = nil }
@@ -117,7 +119,10 @@ final class HTTP1UpstreamHandler: UpstreamHandler, ChannelDuplexHandler, Removab
             output.head(allocator: allocator) { HTTP1Writer.writeRequestHead(head, into: &$0) }
             parser.respondingToHEAD = head.method == .HEAD
         case .body(.byteBuffer(let body)):
-            output.body(body, allocator: allocator) { context.write(wrapOutboundOut($0), promise: nil) }
+            output.body(body, allocator: allocator) {
+                context.write(wrapOutboundOut($0), promise: nil)
+                unflushed = true
+            }
         case .body(.fileRegion):
             preconditionFailure("the proxy never sends file regions")
         case .end(let trailers):
@@ -126,13 +131,19 @@ final class HTTP1UpstreamHandler: UpstreamHandler, ChannelDuplexHandler, Removab
     }
 
     private func writeOutput(context: ChannelHandlerContext) {
-        if let bytes = output.take() { context.write(wrapOutboundOut(bytes), promise: nil) }
+        if let bytes = output.take() {
+            context.write(wrapOutboundOut(bytes), promise: nil)
+            unflushed = true
+        }
     }
 
     override func flush() {
         guard let context else { return }
         writeOutput(context: context)
-        context.flush()
+        if unflushed {
+            unflushed = false
+            context.flush()
+        }
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
@@ -200,9 +211,6 @@ final class HTTP1UpstreamHandler: UpstreamHandler, ChannelDuplexHandler, Removab
     }
 }
 
-@available(*, unavailable)
-extension HTTP1UpstreamHandler: Sendable {}
-
 /// An HTTP/2 stream to a backend (`protocol: h2`), behind NIO's part codec (see `UpstreamHandler`).
 final class StreamUpstreamHandler: UpstreamHandler, ChannelDuplexHandler, RemovableChannelHandler {
     typealias InboundIn = HTTPClientResponsePart
@@ -249,9 +257,6 @@ final class StreamUpstreamHandler: UpstreamHandler, ChannelDuplexHandler, Remova
         gateRead(context: context)
     }
 }
-
-@available(*, unavailable)
-extension StreamUpstreamHandler: Sendable {}
 
 /// A pooled keep-alive connection to one endpoint.
 final class UpstreamConnection {
