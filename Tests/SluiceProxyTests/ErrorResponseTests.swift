@@ -122,5 +122,24 @@ extension EndToEnd {
             #expect(r.status == 200)
         }
     }
+
+    /// `server.idleTimeout`: a keep-alive connection that sends nothing is closed by the proxy
+    /// (the read times out after 10 s, so a proxy that never closes fails), while a request
+    /// that takes longer than the idle timeout upstream is still answered on its connection.
+    @Test func idleConnectionsAreClosedButSlowRequestsAreNot() async throws {
+        try await Harness.with(
+            backends: [.init(version: "v1")],
+            server: ServerSettings(idleTimeout: .milliseconds(300))
+        ) { h in
+            let slow = try h.client()
+            let r = try slow.request("GET", "/?delay_ms=900")
+            #expect(r.status == 200)
+            let idle = try h.client()
+            #expect(try idle.request("GET", "/").status == 200)
+            let started = Date()
+            #expect(idle.waitForClose())
+            #expect(Date().timeIntervalSince(started) < 5)
+        }
+    }
 }
 }

@@ -9,7 +9,7 @@ import SluiceRouting
 /// connection from its loop's pool, and glues the two byte streams together.
 ///
 /// Two ways in (pipelines written in one place, `SluiceServer+Listeners`):
-/// - HTTP/1.1: `IdleStateHandler` → `HTTP1ServerHandler`, which parses requests, serialises
+/// - HTTP/1.1: `HTTP1ServerHandler`, which parses requests, serialises
 ///   pipelined ones and calls this handler directly (`receive`); responses go back through
 ///   `send`/`sendEnd` to that codec. This handler is then not in the pipeline itself.
 /// - HTTP/2: one stream channel per request, `HTTP2FramePayloadToHTTP1ServerCodec` →
@@ -204,10 +204,6 @@ final class DownstreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
     }
 
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
-        if let idle = event as? IdleStateHandler.IdleStateEvent, idle == .read {
-            if request == nil { context.close(promise: nil) }
-            return
-        }
         if event is ChannelShouldQuiesceEvent {
             closeWhenIdle = true
             if request == nil {

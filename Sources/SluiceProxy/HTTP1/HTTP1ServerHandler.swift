@@ -4,7 +4,8 @@ import NIOHTTP1
 /// The HTTP/1.1 codec towards clients: it parses requests (`HTTP1Parser`), serialises
 /// responses (`HTTP1Writer`) and drives its connection's `DownstreamHandler` by direct calls.
 ///
-/// Pipeline: `IdleStateHandler` → `HTTP1ServerHandler` (which owns the `DownstreamHandler`).
+/// Pipeline: `HTTP1ServerHandler` alone (it owns the `DownstreamHandler`; the idle timeout is
+/// the loop's `IdleConnections` sweep).
 /// HTTP/2 streams put the `DownstreamHandler` itself in their pipeline behind NIO's part codec;
 /// both paths run the same exchange code.
 ///
@@ -29,6 +30,8 @@ final class HTTP1ServerHandler: ChannelDuplexHandler, RemovableChannelHandler {
     private var input: ByteBuffer?
     /// Response bytes not handed to the channel yet.
     private var output = HTTP1Output()
+    /// The channel's allocator, looked up once (through `Channel` it is an existential call).
+    private var allocator = ByteBufferAllocator()
     /// A request head went to the exchange and its response has not ended.
     private var responsePending = false
     private var requestIsHEAD = false
@@ -40,21 +43,38 @@ final class HTTP1ServerHandler: ChannelDuplexHandler, RemovableChannelHandler {
     /// Input is ignored after a framing error (the connection is closing).
     private var failed = false
 
-    init(exchange: DownstreamHandler, maxHeaderBytes: Int) {
+    /// Closed after this long without input while no request is in progress.
+    private let idleTimeout: TimeAmount
+    private var lastInput = NIODeadline.now()
+
+    init(exchange: DownstreamHandler, maxHeaderBytes: Int, idleTimeout: TimeAmount) {
         self.exchange = exchange
         self.parser = HTTP1Parser(kind: .request, maxHeadBytes: maxHeaderBytes)
+        self.idleTimeout = idleTimeout
     }
 
     func handlerAdded(context: ChannelHandlerContext) {
         self.context = context
+        allocator = context.channel.allocator
         exchange.http1 = self
         exchange.handlerAdded(context: context)
+        exchange.loop.idleConnections.add(self, timeout: idleTimeout)
     }
 
     func handlerRemoved(context: ChannelHandlerContext) {
+        exchange.loop.idleConnections.remove(self)
         exchange.handlerRemoved(context: context)
         exchange.http1 = nil
         self.context = nil
+    }
+
+    /// No input for the idle timeout and nothing in progress (a slow backend is not idleness).
+    func isIdle(at now: NIODeadline) -> Bool {
+        !responsePending && exchange.request == nil && now - lastInput >= idleTimeout
+    }
+
+    func closeIdle() {
+        context?.close(promise: nil)
     }
 
     /// Removed when the connection becomes a tunnel: bytes already received but not parsed
@@ -71,6 +91,7 @@ final class HTTP1ServerHandler: ChannelDuplexHandler, RemovableChannelHandler {
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         guard !failed else { return }
+        lastInput = .now()
         let bytes = unwrapInboundIn(data)
         if input == nil {
             input = bytes
@@ -167,7 +188,6 @@ final class HTTP1ServerHandler: ChannelDuplexHandler, RemovableChannelHandler {
     /// Serialises a response head or body part into the pending output.
     func write(_ part: HTTPServerResponsePart) {
         guard let context else { return }
-        let allocator = context.channel.allocator
         switch part {
         case .head(let head):
             // An interim response (100 Continue) does not frame the body that follows.
@@ -192,7 +212,7 @@ final class HTTP1ServerHandler: ChannelDuplexHandler, RemovableChannelHandler {
             context.write(wrapOutboundOut(bytes), promise: promise)
             unflushed = true
         } else if let promise {
-            context.write(wrapOutboundOut(context.channel.allocator.buffer(capacity: 0)), promise: promise)
+            context.write(wrapOutboundOut(allocator.buffer(capacity: 0)), promise: promise)
             unflushed = true
         }
     }

@@ -11,6 +11,8 @@ final class LoopContext {
     let stats = StatShard()
     /// Response timeouts of this loop's requests.
     let deadlines: ResponseDeadlines
+    /// This loop's HTTP/1.1 client connections, for the idle timeout.
+    let idleConnections: IdleConnections
     /// Access log lines and upstream errors of this loop's requests.
     let logger = Logger(label: "sluice")
     /// Shadow traffic of this loop (set right after init: it refers back to the context).
@@ -26,6 +28,7 @@ final class LoopContext {
         self.eventLoop = eventLoop
         self.pool = UpstreamPool(eventLoop: eventLoop)
         self.deadlines = ResponseDeadlines(eventLoop: eventLoop)
+        self.idleConnections = IdleConnections(eventLoop: eventLoop)
         self.random = LoopRandom()
         self.mirrors = MirrorSender(loop: self)
     }

@@ -123,10 +123,9 @@ extension SluiceServer {
     /// The HTTP/1.1 downstream pipeline, in order (see `DownstreamHandler`, `HTTP1ServerHandler`).
     static func configureDownstream(_ channel: Channel, loop: LoopContext, store: SnapshotStore,
                                     maxHeaderBytes: Int, idle: TimeAmount, scheme: String = "http") throws {
-        let sync = channel.pipeline.syncOperations
-        try sync.addHandler(IdleStateHandler(readTimeout: idle))
-        try sync.addHandler(HTTP1ServerHandler(exchange: DownstreamHandler(loop: loop, store: store, scheme: scheme),
-                                               maxHeaderBytes: maxHeaderBytes))
+        try channel.pipeline.syncOperations.addHandler(
+            HTTP1ServerHandler(exchange: DownstreamHandler(loop: loop, store: store, scheme: scheme),
+                               maxHeaderBytes: maxHeaderBytes, idleTimeout: idle))
     }
 
     /// HTTP/2: one `DownstreamHandler` per stream, behind the HTTP/2 → HTTP/1 part codec, so

@@ -24,7 +24,6 @@ extension DownstreamHandler {
             let down = context.pipeline.syncOperations
             try up.addHandler(server)
             try down.addHandler(client, position: .after(http1))
-            _ = down.removeHandler(try down.handler(type: IdleStateHandler.self))
             _ = up.removeHandler(codec)
             _ = down.removeHandler(http1)
         } catch {

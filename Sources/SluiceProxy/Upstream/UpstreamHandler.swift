@@ -95,10 +95,15 @@ final class HTTP1UpstreamHandler: UpstreamHandler, ChannelDuplexHandler, Removab
     private var parser = HTTP1Parser(kind: .response, maxHeadBytes: 65_536)
     private var input: ByteBuffer?
     private var output = HTTP1Output()
+    private var allocator = ByteBufferAllocator()
     /// Bytes were handed to the channel since the last flush.
     private var unflushed = false
 
-    func handlerAdded(context: ChannelHandlerContext) { self.context = context }
+    func handlerAdded(context: ChannelHandlerContext) {
+        self.context = context
+        allocator = context.channel.allocator
+    }
+
     func handlerRemoved(context: ChannelHandlerContext) { self.context = nil }
 
     /// Removed when the connection becomes a tunnel (after a 101): bytes the backend sent right
@@ -113,7 +118,6 @@ final class HTTP1UpstreamHandler: UpstreamHandler, ChannelDuplexHandler, Removab
 
     override func send(_ part: HTTPClientRequestPart) {
         guard let context else { return }
-        let allocator = context.channel.allocator
         switch part {
         case .head(let head):
             output.head(allocator: allocator) { HTTP1Writer.writeRequestHead(head, into: &$0) }
