@@ -116,7 +116,7 @@ final class HTTP1ServerHandler: ChannelDuplexHandler, RemovableChannelHandler {
                 return
             }
             guard let event else { break }
-            switch event {
+            switch consume event {
             case .requestHead(let head):
                 responsePending = true
                 requestIsHEAD = head.method == .HEAD

@@ -179,7 +179,7 @@ final class HTTP1UpstreamHandler: UpstreamHandler, ChannelDuplexHandler, Removab
                 input = buffer.readableBytes > 0 ? buffer : nil
                 buffer.clear()
             }
-            switch event {
+            switch consume event {
             case .responseHead(let head): delegate.upstreamResponseHead(head)
             case .body(let body): delegate.upstreamResponseBody(body)
             case .end(let trailers): delegate.upstreamResponseEnd(trailers)

@@ -11,7 +11,10 @@ import NIOPosix
 final class UpstreamPool {
     let eventLoop: EventLoop
     /// Idle connections per endpoint, most recently used last.
-    private var idle: [SocketAddress: [UpstreamConnection]] = [:]
+    private var idle: [SocketAddress: EndpointIdle] = [:]
+    /// The endpoint looked up last: most loops send most requests to one or a few endpoints,
+    /// and comparing two addresses is much cheaper than hashing one.
+    private var lastEndpoint: EndpointIdle?
     /// At most this many idle connections are kept per endpoint; more are closed.
     let maxIdlePerEndpoint: Int
 
@@ -22,11 +25,19 @@ final class UpstreamPool {
 
     /// An idle, open connection to `address`, if the pool has one.
     func takeIdle(_ address: SocketAddress) -> UpstreamConnection? {
-        while var list = idle[address], let conn = list.popLast() {
-            idle[address] = list
+        let endpoint = self.endpoint(address)
+        while let conn = endpoint.connections.popLast() {
             if conn.channel.isActive { return conn }
         }
         return nil
+    }
+
+    private func endpoint(_ address: SocketAddress) -> EndpointIdle {
+        if let last = lastEndpoint, last.address == address { return last }
+        let endpoint = idle[address] ?? EndpointIdle(address)
+        idle[address] = endpoint
+        lastEndpoint = endpoint
+        return endpoint
     }
 
     /// Opens a new connection on this loop.
@@ -57,26 +68,26 @@ final class UpstreamPool {
             if conn.isStream { conn.channel.close(promise: nil) }
             return
         }
-        var list = idle[conn.address, default: []]
-        guard list.count < maxIdlePerEndpoint else {
+        let endpoint = self.endpoint(conn.address)
+        guard endpoint.connections.count < maxIdlePerEndpoint else {
             conn.channel.close(promise: nil)
             return
         }
-        list.append(conn)
-        idle[conn.address] = list
+        endpoint.connections.append(conn)
     }
 
     /// A connection closed: if it was idling here, drop it.
     func forget(_ handler: UpstreamHandler, address: SocketAddress) {
-        guard var list = idle[address], let i = list.firstIndex(where: { $0.handler === handler }) else { return }
-        list.remove(at: i)
-        idle[address] = list
+        guard let endpoint = idle[address],
+              let i = endpoint.connections.firstIndex(where: { $0.handler === handler }) else { return }
+        endpoint.connections.remove(at: i)
     }
 
     /// Closes every idle connection (shutdown, or endpoints dropped by a reload).
     func closeAll() {
-        let all = idle.values.flatMap { $0 }
+        let all = idle.values.flatMap(\.connections)
         idle.removeAll()
+        lastEndpoint = nil
         for conn in all { conn.channel.close(promise: nil) }
         let parents = http2.values
         http2.removeAll()
@@ -148,3 +159,10 @@ final class UpstreamPool {
 
 @available(*, unavailable)
 extension UpstreamPool: Sendable {}
+
+/// One endpoint's idle connections (a class, so taking and returning one mutates in place).
+private final class EndpointIdle {
+    let address: SocketAddress
+    var connections: [UpstreamConnection] = []
+    init(_ address: SocketAddress) { self.address = address }
+}
