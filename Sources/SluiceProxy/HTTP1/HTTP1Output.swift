@@ -2,7 +2,8 @@ import NIOCore
 import NIOHTTP1
 
 /// The outgoing side of one HTTP/1.1 connection (used by both codecs, towards clients and
-/// towards backends): frames body parts as the head decided and coalesces small writes.
+/// towards backends): frames body parts as the head decided, coalesces small writes, and
+/// flushes only when something went out.
 ///
 /// A head and body parts up to `coalesceLimit` bytes are copied into one pending buffer that
 /// goes out at the next flush — one `writev` entry instead of three for a typical small
@@ -10,32 +11,36 @@ import NIOHTTP1
 struct HTTP1Output {
     static let coalesceLimit = 4096
 
+    /// The channel's allocator, looked up once (through `Channel` it is an existential call).
+    var allocator = ByteBufferAllocator()
     private(set) var framing = BodyFraming.none
     private var pending: ByteBuffer?
+    /// Bytes were handed to the channel since the last flush (an empty flush still walks the
+    /// pipeline, and an exchange would otherwise flush twice: at its end and at read-complete).
+    private var unflushed = false
 
     /// Serialises a head with `write` (which returns the body's framing) into the pending bytes.
     /// `framesBody: false` for an interim response (100 Continue), which frames nothing.
-    mutating func head(allocator: ByteBufferAllocator, framesBody: Bool = true,
-                       _ write: (inout ByteBuffer) -> BodyFraming) {
+    mutating func head(framesBody: Bool = true, _ write: (inout ByteBuffer) -> BodyFraming) {
         var buffer = pending ?? allocator.buffer(capacity: 512)
         let framing = write(&buffer)
         pending = buffer
         if framesBody { self.framing = framing }
     }
 
-    /// One body part; `emit` receives bytes that must be written before it (and large parts).
-    mutating func body(_ body: ByteBuffer, allocator: ByteBufferAllocator, emit: (ByteBuffer) -> Void) {
+    /// One body part, framed as the head decided.
+    mutating func body(_ body: ByteBuffer, context: ChannelHandlerContext) {
         switch framing {
         case .none:
             return
         case .raw:
-            append(body, allocator: allocator, emit: emit)
+            append(body, context: context)
         case .chunked:
             guard body.readableBytes > 0 else { return }
             var prefix = pending ?? allocator.buffer(capacity: 16)
             HTTP1Writer.writeChunkHeader(size: body.readableBytes, into: &prefix)
             pending = prefix
-            append(body, allocator: allocator, emit: emit)
+            append(body, context: context)
             var suffix = pending ?? allocator.buffer(capacity: 16)
             suffix.writeStaticString("\r\n")
             pending = suffix
@@ -43,7 +48,7 @@ struct HTTP1Output {
     }
 
     /// The end of the message: the last chunk and trailers when chunked.
-    mutating func end(_ trailers: HTTPHeaders?, allocator: ByteBufferAllocator) {
+    mutating func end(_ trailers: HTTPHeaders?) {
         if framing == .chunked {
             var buffer = pending ?? allocator.buffer(capacity: 8)
             HTTP1Writer.writeLastChunk(trailers: trailers, into: &buffer)
@@ -52,19 +57,36 @@ struct HTTP1Output {
         framing = .none
     }
 
-    /// The bytes waiting to be written, if any (they are no longer pending).
-    mutating func take() -> ByteBuffer? {
-        defer { pending = nil }
-        return pending
+    /// Hands the pending bytes to the channel. With a `promise`, something is always written
+    /// (an empty buffer when nothing is pending), so the promise completes after all earlier
+    /// writes: a close can wait for it.
+    mutating func write(context: ChannelHandlerContext, promise: EventLoopPromise<Void>? = nil) {
+        if let bytes = pending {
+            pending = nil
+            context.write(NIOAny(bytes), promise: promise)
+            unflushed = true
+        } else if let promise {
+            context.write(NIOAny(allocator.buffer(capacity: 0)), promise: promise)
+            unflushed = true
+        }
     }
 
-    private mutating func append(_ body: ByteBuffer, allocator: ByteBufferAllocator, emit: (ByteBuffer) -> Void) {
+    /// Writes what is pending and flushes, if anything went out since the last flush.
+    mutating func flush(context: ChannelHandlerContext) {
+        write(context: context)
+        guard unflushed else { return }
+        unflushed = false
+        context.flush()
+    }
+
+    private mutating func append(_ body: ByteBuffer, context: ChannelHandlerContext) {
         if body.readableBytes <= Self.coalesceLimit {
             if pending == nil { pending = allocator.buffer(capacity: max(body.readableBytes, 256)) }
             pending!.writeImmutableBuffer(body)
         } else {
-            if let pending = take() { emit(pending) }
-            emit(body)
+            write(context: context)
+            context.write(NIOAny(body), promise: nil)
+            unflushed = true
         }
     }
 }

@@ -30,14 +30,9 @@ final class HTTP1ServerHandler: ChannelDuplexHandler, RemovableChannelHandler {
     private var input: ByteBuffer?
     /// Response bytes not handed to the channel yet.
     private var output = HTTP1Output()
-    /// The channel's allocator, looked up once (through `Channel` it is an existential call).
-    private var allocator = ByteBufferAllocator()
     /// A request head went to the exchange and its response has not ended.
     private var responsePending = false
     private var requestIsHEAD = false
-    /// Bytes were handed to the channel since the last flush (an empty flush still walks the
-    /// pipeline, and every exchange would otherwise flush twice: at its end and at read-complete).
-    private var unflushed = false
     /// A `read` held back because pipelined input is already waiting.
     private var readHeldForPipelining = false
     /// Input is ignored after a framing error (the connection is closing).
@@ -55,7 +50,7 @@ final class HTTP1ServerHandler: ChannelDuplexHandler, RemovableChannelHandler {
 
     func handlerAdded(context: ChannelHandlerContext) {
         self.context = context
-        allocator = context.channel.allocator
+        output.allocator = context.channel.allocator
         exchange.http1 = self
         exchange.handlerAdded(context: context)
         exchange.loop.idleConnections.add(self, timeout: idleTimeout)
@@ -192,38 +187,21 @@ final class HTTP1ServerHandler: ChannelDuplexHandler, RemovableChannelHandler {
         case .head(let head):
             // An interim response (100 Continue) does not frame the body that follows.
             let interim = head.status.code / 100 == 1 && head.status.code != 101
-            output.head(allocator: allocator, framesBody: !interim) { buffer in
+            output.head(framesBody: !interim) { buffer in
                 HTTP1Writer.writeResponseHead(head, bodySuppressed: requestIsHEAD, into: &buffer)
             }
         case .body(.byteBuffer(let body)):
-            output.body(body, allocator: allocator) {
-                context.write(wrapOutboundOut($0), promise: nil)
-                unflushed = true
-            }
+            output.body(body, context: context)
         case .body(.fileRegion):
             preconditionFailure("the proxy never sends file regions")
         case .end(let trailers):
-            output.end(trailers, allocator: allocator)
-        }
-    }
-
-    private func writeOutput(context: ChannelHandlerContext, promise: EventLoopPromise<Void>? = nil) {
-        if let bytes = output.take() {
-            context.write(wrapOutboundOut(bytes), promise: promise)
-            unflushed = true
-        } else if let promise {
-            context.write(wrapOutboundOut(allocator.buffer(capacity: 0)), promise: promise)
-            unflushed = true
+            output.end(trailers)
         }
     }
 
     func flush() {
         guard let context else { return }
-        writeOutput(context: context)
-        if unflushed {
-            unflushed = false
-            context.flush()
-        }
+        output.flush(context: context)
     }
 
     /// Ends the response in progress; with `close`, the connection closes once it is written.
@@ -237,9 +215,8 @@ final class HTTP1ServerHandler: ChannelDuplexHandler, RemovableChannelHandler {
             failed = true
             input = nil
             let promise = context.eventLoop.makePromise(of: Void.self)
-            writeOutput(context: context, promise: promise)
-            unflushed = false
-            context.flush()
+            output.write(context: context, promise: promise)
+            output.flush(context: context)
             promise.futureResult.assumeIsolated().whenComplete { _ in context.close(promise: nil) }
             return
         }

@@ -55,12 +55,24 @@ class UpstreamHandler {
         context.read()
     }
 
-    final func gateRead(context: ChannelHandlerContext) {
+    // Shared `ChannelHandler` methods (the subclasses' conformances use these).
+
+    /// Reads only while the downstream side can take more (backpressure).
+    final func read(context: ChannelHandlerContext) {
         if let delegate, !delegate.downstreamIsWritable {
             readPending = true
         } else {
             context.read()
         }
+    }
+
+    final func channelReadComplete(context: ChannelHandlerContext) {
+        delegate?.upstreamReadComplete()
+    }
+
+    final func channelWritabilityChanged(context: ChannelHandlerContext) {
+        delegate?.upstreamWritabilityChanged(isWritable: context.channel.isWritable)
+        context.fireChannelWritabilityChanged()
     }
 
     /// The channel closed: the leasing request (if any) learns the connection is gone.
@@ -95,13 +107,10 @@ final class HTTP1UpstreamHandler: UpstreamHandler, ChannelDuplexHandler, Removab
     private var parser = HTTP1Parser(kind: .response, maxHeadBytes: 65_536)
     private var input: ByteBuffer?
     private var output = HTTP1Output()
-    private var allocator = ByteBufferAllocator()
-    /// Bytes were handed to the channel since the last flush.
-    private var unflushed = false
 
     func handlerAdded(context: ChannelHandlerContext) {
         self.context = context
-        allocator = context.channel.allocator
+        output.allocator = context.channel.allocator
     }
 
     func handlerRemoved(context: ChannelHandlerContext) { self.context = nil }
@@ -120,34 +129,20 @@ final class HTTP1UpstreamHandler: UpstreamHandler, ChannelDuplexHandler, Removab
         guard let context else { return }
         switch part {
         case .head(let head):
-            output.head(allocator: allocator) { HTTP1Writer.writeRequestHead(head, into: &$0) }
+            output.head { HTTP1Writer.writeRequestHead(head, into: &$0) }
             parser.respondingToHEAD = head.method == .HEAD
         case .body(.byteBuffer(let body)):
-            output.body(body, allocator: allocator) {
-                context.write(wrapOutboundOut($0), promise: nil)
-                unflushed = true
-            }
+            output.body(body, context: context)
         case .body(.fileRegion):
             preconditionFailure("the proxy never sends file regions")
         case .end(let trailers):
-            output.end(trailers, allocator: allocator)
-        }
-    }
-
-    private func writeOutput(context: ChannelHandlerContext) {
-        if let bytes = output.take() {
-            context.write(wrapOutboundOut(bytes), promise: nil)
-            unflushed = true
+            output.end(trailers)
         }
     }
 
     override func flush() {
         guard let context else { return }
-        writeOutput(context: context)
-        if unflushed {
-            unflushed = false
-            context.flush()
-        }
+        output.flush(context: context)
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
@@ -189,15 +184,6 @@ final class HTTP1UpstreamHandler: UpstreamHandler, ChannelDuplexHandler, Removab
         if buffer.readableBytes > 0 { input = buffer }
     }
 
-    func channelReadComplete(context: ChannelHandlerContext) {
-        delegate?.upstreamReadComplete()
-    }
-
-    func channelWritabilityChanged(context: ChannelHandlerContext) {
-        delegate?.upstreamWritabilityChanged(isWritable: context.channel.isWritable)
-        context.fireChannelWritabilityChanged()
-    }
-
     func channelInactive(context: ChannelHandlerContext) {
         // A body delimited by the close has just ended (RFC 9112 §6.3, last rule).
         if parser.readsUntilClose, let delegate, case .end(let trailers)? = parser.inputClosed() {
@@ -208,10 +194,6 @@ final class HTTP1UpstreamHandler: UpstreamHandler, ChannelDuplexHandler, Removab
 
     func errorCaught(context: ChannelHandlerContext, error: Error) {
         failed(.reset, context: context)
-    }
-
-    func read(context: ChannelHandlerContext) {
-        gateRead(context: context)
     }
 }
 
@@ -240,25 +222,12 @@ final class StreamUpstreamHandler: UpstreamHandler, ChannelDuplexHandler, Remova
         }
     }
 
-    func channelReadComplete(context: ChannelHandlerContext) {
-        delegate?.upstreamReadComplete()
-    }
-
-    func channelWritabilityChanged(context: ChannelHandlerContext) {
-        delegate?.upstreamWritabilityChanged(isWritable: context.channel.isWritable)
-        context.fireChannelWritabilityChanged()
-    }
-
     func channelInactive(context: ChannelHandlerContext) {
         connectionClosed()
     }
 
     func errorCaught(context: ChannelHandlerContext, error: Error) {
         failed(error is HTTPParserError ? .protocolError : .reset, context: context)
-    }
-
-    func read(context: ChannelHandlerContext) {
-        gateRead(context: context)
     }
 }
 
