@@ -115,15 +115,22 @@ import SluiceRouting
         headers.add(name: "X-Private", value: "1")
         headers.add(name: "Keep-Alive", value: "timeout=5")
         headers.add(name: "Set-Cookie", value: "a=b")
-        let out = HeaderRewrite.forwardResponse(HTTPResponseHead(version: .http1_1, status: .ok, headers: headers))
+        let head = ResponseHead(HTTPResponseHead(version: .http1_1, status: .ok, headers: headers))
+        let out = HeaderRewrite.forwardResponse(head)
         #expect(out.framed)
         #expect(!out.keepAlive)
-        #expect(out.headers.map { "\($0.name): \($0.value)" } == ["Content-Length: 2", "Set-Cookie: a=b"])
+        #expect(out.headers(of: head).map { "\($0.name): \($0.value)" } == ["Content-Length: 2", "Set-Cookie: a=b"])
+        // The same fields written for an HTTP/1.1 client: kept lines as they came, then extras.
+        var bytes = ByteBuffer()
+        let framing = HTTP1Writer.writeResponseHead(head, forwarded: out, extra: [("connection", "close")],
+                                                    bodySuppressed: false, into: &bytes)
+        #expect(framing == .raw)
+        #expect(String(buffer: bytes) == "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nSet-Cookie: a=b\r\nconnection: close\r\n\r\n")
         var unframed = HTTPHeaders()
         unframed.add(name: "Content-Type", value: "text/plain")
-        let plain = HeaderRewrite.forwardResponse(HTTPResponseHead(version: .http1_1, status: .ok, headers: unframed))
+        let plain = HeaderRewrite.forwardResponse(ResponseHead(HTTPResponseHead(version: .http1_1, status: .ok, headers: unframed)))
         #expect(plain.framed == false)
         #expect(plain.keepAlive)
-        #expect(HeaderRewrite.forwardResponse(HTTPResponseHead(version: .http1_0, status: .ok, headers: unframed)).keepAlive == false)
+        #expect(HeaderRewrite.forwardResponse(ResponseHead(HTTPResponseHead(version: .http1_0, status: .ok, headers: unframed))).keepAlive == false)
     }
 }

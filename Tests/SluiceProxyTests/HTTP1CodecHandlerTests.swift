@@ -49,8 +49,8 @@ import Testing
         var releasesOnEnd = false
         weak var handler: UpstreamHandler?
 
-        func upstreamResponseHead(_ head: HTTPResponseHead) {
-            calls.append(.head(status: Int(head.status.code), fields: head.headers.map { "\($0.name): \($0.value)" }))
+        func upstreamResponseHead(_ head: ResponseHead) {
+            calls.append(.head(status: Int(head.status.code), fields: head.fields.headers.map { "\($0.name): \($0.value)" }))
         }
 
         func upstreamResponseBody(_ body: ByteBuffer) {

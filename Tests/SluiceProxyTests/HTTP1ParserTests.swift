@@ -39,7 +39,7 @@ import Testing
         case .requestHead(let head):
             .request(method: head.method.rawValue, uri: head.uri, version: version(head.version), fields: fields(head.headers))
         case .responseHead(let head):
-            .response(status: Int(head.status.code), version: version(head.version), fields: fields(head.headers))
+            .response(status: Int(head.status.code), version: version(head.version), fields: fields(head.fields.headers))
         case .body(let body):
             .body(String(buffer: body))
         case .end(let trailers):
@@ -641,7 +641,7 @@ import Testing
         }
         #expect(head.status == .ok)
         #expect(head.version == .http1_1)
-        #expect(Self.fields(head.headers) == ["Content-Length: 5", "Server: t"])
+        #expect(Self.fields(head.fields.headers) == ["Content-Length: 5", "Server: t"])
         #expect(try Self.drain(&parser, &buffer) == [.body("hello"), .end(trailers: nil)])
         #expect(String(buffer: buffer) == "HTTP/1.1 404 Not Found\r\n")
         #expect(parser.isAtMessageStart)

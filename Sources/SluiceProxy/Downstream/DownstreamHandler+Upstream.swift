@@ -5,35 +5,45 @@ import NIOHTTP1
 extension DownstreamHandler: UpstreamDelegate {
     var downstreamIsWritable: Bool { context?.channel.isWritable ?? false }
 
-    func upstreamResponseHead(_ head: HTTPResponseHead) {
+    func upstreamResponseHead(_ head: ResponseHead) {
         guard let req = request, context != nil else { return }
         req.responseDeadline = nil
         let forwarded = HeaderRewrite.forwardResponse(head)
-        var headers = forwarded.headers
         let framed = forwarded.framed
         req.upstreamReusable = HeaderRewrite.upstreamReusable(status: head.status, keepAlive: forwarded.keepAlive,
                                                               framed: framed, requestWasHEAD: req.isHEAD)
+        // Fields the proxy adds after the backend's own (most responses: none).
+        var extra: [(String, String)] = []
         if head.status == .switchingProtocols, req.upgrade != nil,
            let upgrade = forwarded.upgrade {
             // The backend accepted the WebSocket handshake: pass the 101 on with its upgrade
             // fields; the tunnel starts when the response ends.
-            headers.add(name: "connection", value: "upgrade")
-            headers.add(name: "upgrade", value: upgrade)
+            extra.append(("connection", "upgrade"))
+            extra.append(("upgrade", upgrade))
             req.tunnel = true
         }
         if let cookie = req.decision.assignCookie {
-            headers.add(name: "set-cookie", value: cookie.headerValue)
+            extra.append(("set-cookie", cookie.headerValue))
         }
         // A body whose end is unknown is chunked for HTTP/1.1 clients; an HTTP/1.0 client gets
         // it raw, ended by closing the connection.
         if req.clientIsHTTP10 && !req.upstreamReusable && !framed { req.keepAlive = false }
-        if (!req.keepAlive || closeWhenIdle) && !req.tunnel { headers.add(name: "connection", value: "close") }
+        if (!req.keepAlive || closeWhenIdle) && !req.tunnel { extra.append(("connection", "close")) }
         req.responseHeadSent = true
         req.responseStatus = Int(head.status.code)
         // A trailers-only gRPC answer carries grpc-status in the head.
         req.grpcStatus = forwarded.grpcStatus
         let version: HTTPVersion = req.clientIsHTTP10 ? .http1_0 : .http1_1
-        send(.head(HTTPResponseHead(version: version, status: head.status, headers: headers)))
+        if let http1 {
+            // HTTP/1.1 client: the kept field lines are copied as bytes.
+            var head = head
+            head.version = version
+            http1.writeForwardedHead(head, forwarded: forwarded, extra: extra)
+        } else {
+            var headers = forwarded.headers(of: head)
+            for (name, value) in extra { headers.add(name: name, value: value) }
+            send(.head(HTTPResponseHead(version: version, status: head.status, headers: headers)))
+        }
     }
 
     func upstreamResponseBody(_ body: ByteBuffer) {

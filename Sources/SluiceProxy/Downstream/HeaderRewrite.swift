@@ -22,13 +22,11 @@ enum HeaderRewrite {
     /// Classifies `name` without allocating: by length first, then an ASCII case-insensitive compare.
     static func kind(of name: String) -> Kind {
         var name = name
-        return name.withUTF8 { bytes -> Kind in
-            func eq(_ lower: StaticString) -> Bool {
-                guard bytes.count == lower.utf8CodeUnitCount else { return false }
-                let l = lower.utf8Start
-                for i in 0..<bytes.count where bytes[i] | 0x20 != l[i] | 0x20 { return false }
-                return true
-            }
+        return name.withUTF8 { kind(ofBytes: UnsafeRawBufferPointer($0)) }
+    }
+
+    static func kind(ofBytes bytes: UnsafeRawBufferPointer) -> Kind {
+            func eq(_ lower: StaticString) -> Bool { bytes.equalsIgnoringCase(lower) }
             switch bytes.count {
             case 2: return eq("te") ? .hopByHop : .other
             case 4: return eq("host") ? .host : .other
@@ -48,7 +46,6 @@ enum HeaderRewrite {
             case 19: return eq("proxy-authorization") ? .hopByHop : .other
             default: return .other
             }
-        }
     }
 
     /// The request head as the backend sees it, and what the one pass learned on the way.
@@ -146,54 +143,72 @@ enum HeaderRewrite {
         return out
     }
 
-    /// The response as it goes downstream, and what the pass learned about the upstream message.
+    /// What the header pass learned about a backend's response, and which fields go on.
     struct ForwardedResponse {
-        var headers: HTTPHeaders
         /// Framed by a `Content-Length` or chunked, i.e. not delimited by the close.
-        var framed: Bool
+        var framed = false
         /// The backend keeps the connection open.
-        var keepAlive: Bool
+        var keepAlive = true
         /// The `Upgrade` value (a 101 passes it on).
         var upgrade: String?
         /// `grpc-status` in the head (a trailers-only gRPC answer).
         var grpcStatus: String?
+        /// The `Connection` tokens: fields it lists are hop-by-hop too.
+        var connection = ConnectionTokens()
+
+        /// Whether `field` is forwarded: not hop-by-hop (the fixed list, `Transfer-Encoding`,
+        /// which the proxy re-states, and whatever `Connection` names).
+        func keeps(_ field: FieldBlock.Field, in bytes: UnsafeRawBufferPointer) -> Bool {
+            switch field.kind {
+            case .hopByHop, .upgrade, .connection, .transferEncoding: return false
+            default: return !connection.listsAny || !connection.lists(bytes: bytes.name(field))
+            }
+        }
+
+        /// The forwarded fields as NIO's `HTTPHeaders` (for an HTTP/2 client).
+        func headers(of head: ResponseHead) -> HTTPHeaders {
+            let block = head.fields
+            let kept = block.withBytes { bytes in block.fields.filter { keeps($0, in: bytes) } }
+            return HTTPHeaders(kept.map { (block.name($0), block.value($0)) })
+        }
     }
 
-    /// The response fields to pass downstream (hop-by-hop out), whether the upstream message was
-    /// framed, and whether the backend keeps the connection: one pass that builds the new list.
-    static func forwardResponse(_ head: HTTPResponseHead) -> ForwardedResponse {
-        var framed = false
-        var connection = ConnectionTokens()
-        var upgrade: String?
-        var grpcStatus: String?
-        var fields: [(String, String)] = []
-        fields.reserveCapacity(head.headers.count + 2)
-        for (name, value) in head.headers {
-            switch kind(of: name) {
-            case .hopByHop:
-                continue
-            case .upgrade:
-                upgrade = value
-                continue
-            case .connection:
-                connection.scan(value)
-                continue
-            case .transferEncoding:
-                if value.split(separator: ",").last?.trimmingSpaces.lowercased() == "chunked" { framed = true }
-                continue
-            case .grpcStatus:
-                grpcStatus = value
-            case .contentLength:
-                framed = true
-            default:
-                break
+    /// One pass over a backend's response fields: framing, keep-alive, Upgrade, grpc-status,
+    /// and the `Connection` tokens that decide what else is hop-by-hop. Nothing is copied; the
+    /// writer copies the kept lines (`ForwardedResponse.keeps`).
+    static func forwardResponse(_ head: ResponseHead) -> ForwardedResponse {
+        var out = ForwardedResponse()
+        let block = head.fields
+        block.withBytes { bytes in
+            for field in block.fields {
+                switch field.kind {
+                case .connection:
+                    out.connection.scan(bytes: bytes.value(field))
+                case .transferEncoding:
+                    if lastCodingIsChunked(bytes.value(field)) { out.framed = true }
+                case .contentLength:
+                    out.framed = true
+                case .upgrade:
+                    out.upgrade = block.value(field)
+                case .grpcStatus:
+                    out.grpcStatus = block.value(field)
+                default:
+                    continue
+                }
             }
-            fields.append((name, value))
         }
-        if connection.listsAny { fields.removeAll { connection.lists($0.0) } }
-        let keepAlive = connection.keepAlive(http11: head.version.major > 1 || head.version.minor >= 1)
-        return ForwardedResponse(headers: HTTPHeaders(fields), framed: framed, keepAlive: keepAlive,
-                                 upgrade: upgrade, grpcStatus: grpcStatus)
+        out.keepAlive = out.connection.keepAlive(http11: head.version.major > 1 || head.version.minor >= 1)
+        return out
+    }
+
+    /// Whether the last coding of a `Transfer-Encoding` value is `chunked`.
+    static func lastCodingIsChunked(_ value: UnsafeRawBufferPointer) -> Bool {
+        var end = value.count
+        while end > 0, value[end - 1] == .space || value[end - 1] == .tab { end -= 1 }
+        var start = end
+        while start > 0, value[start - 1] != .comma { start -= 1 }
+        while start < end, value[start] == .space || value[start] == .tab { start += 1 }
+        return UnsafeRawBufferPointer(rebasing: value[start..<end]).equalsIgnoringCase("chunked")
     }
 
     /// The tokens of `Connection` fields: `close`, `keep-alive`, and the names of other fields
@@ -209,27 +224,29 @@ enum HeaderRewrite {
 
         mutating func scan(_ value: String) {
             var value = value
-            value.withUTF8 { bytes in
-                var start = 0
-                while start < bytes.count {
-                    var end = start
-                    while end < bytes.count, bytes[end] != UInt8(ascii: ",") { end += 1 }
-                    var a = start
-                    var b = end
-                    while a < b, bytes[a] == .space || bytes[a] == .tab { a += 1 }
-                    while b > a, bytes[b - 1] == .space || bytes[b - 1] == .tab { b -= 1 }
-                    let token = UnsafeRawBufferPointer(rebasing: UnsafeRawBufferPointer(bytes)[a..<b])
-                    if token.equalsIgnoringCase("close") {
-                        close = true
-                    } else if token.equalsIgnoringCase("keep-alive") {
-                        keepAliveToken = true
-                    } else if token.equalsIgnoringCase("upgrade") {
-                        upgradeToken = true
-                    } else if !token.isEmpty {
-                        listed.append(String(decoding: token, as: UTF8.self).lowercased())
-                    }
-                    start = end + 1
+            value.withUTF8 { scan(bytes: UnsafeRawBufferPointer($0)) }
+        }
+
+        mutating func scan(bytes: UnsafeRawBufferPointer) {
+            var start = 0
+            while start < bytes.count {
+                var end = start
+                while end < bytes.count, bytes[end] != .comma { end += 1 }
+                var a = start
+                var b = end
+                while a < b, bytes[a] == .space || bytes[a] == .tab { a += 1 }
+                while b > a, bytes[b - 1] == .space || bytes[b - 1] == .tab { b -= 1 }
+                let token = UnsafeRawBufferPointer(rebasing: bytes[a..<b])
+                if token.equalsIgnoringCase("close") {
+                    close = true
+                } else if token.equalsIgnoringCase("keep-alive") {
+                    keepAliveToken = true
+                } else if token.equalsIgnoringCase("upgrade") {
+                    upgradeToken = true
+                } else if !token.isEmpty {
+                    listed.append(String(decoding: token, as: UTF8.self).lowercased())
                 }
+                start = end + 1
             }
         }
 
@@ -243,6 +260,13 @@ enum HeaderRewrite {
             guard !listed.isEmpty else { return false }
             let lower = name.lowercased()
             return listed.contains(lower)
+        }
+
+        /// `lists` for a name given as bytes (compared ASCII case-insensitively).
+        func lists(bytes name: UnsafeRawBufferPointer) -> Bool {
+            listed.contains { token in
+                token.utf8.count == name.count && zip(token.utf8, name).allSatisfy { $0 == $1.asciiLowercased }
+            }
         }
     }
 

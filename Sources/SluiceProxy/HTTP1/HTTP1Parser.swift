@@ -32,7 +32,7 @@ struct HTTP1Parser {
 
     enum Event {
         case requestHead(HTTPRequestHead)
-        case responseHead(HTTPResponseHead)
+        case responseHead(ResponseHead)
         case body(ByteBuffer)
         case end(HTTPHeaders?)
     }
@@ -149,9 +149,12 @@ struct HTTP1Parser {
         // The same limit as for an incomplete head above, so the verdict does not depend on how
         // the bytes were split into reads.
         if length > maxHeadBytes + 8192 { throw kind == .request ? .tooLarge : .bad("response head too large") }
-        let parsed = buffer.withUnsafeReadableBytes { bytes -> Result<Event?, Failure> in
+        // A response keeps its field section as bytes (`ResponseHead`): the slice shares the
+        // input's storage, no copy.
+        let head = buffer.getSlice(at: buffer.readerIndex, length: length)!
+        let parsed = head.withUnsafeReadableBytes { bytes -> Result<Event?, Failure> in
             do throws(Failure) {
-                return .success(try parseHeadBytes(UnsafeRawBufferPointer(rebasing: bytes[..<length])))
+                return .success(try parseHeadBytes(bytes, slice: head))
             } catch {
                 return .failure(error)
             }
@@ -180,10 +183,10 @@ struct HTTP1Parser {
         }
     }
 
-    private mutating func parseHeadBytes(_ bytes: UnsafeRawBufferPointer) throws(Failure) -> Event? {
+    private mutating func parseHeadBytes(_ bytes: UnsafeRawBufferPointer, slice: ByteBuffer) throws(Failure) -> Event? {
         var lines = LineCursor(bytes: bytes)
         guard let startLine = try lines.next() else { throw .bad("empty head") }
-        var fields = FieldCollector()
+        var fields = FieldCollector(indexingFrom: kind == .response ? bytes.baseAddress : nil)
         var fieldBytes = 0
         while let line = try lines.next(), !line.isEmpty {
             fieldBytes += line.count + 2
@@ -222,7 +225,8 @@ struct HTTP1Parser {
                 case .untilClose: state = .untilClose
                 }
             }
-            return .responseHead(HTTPResponseHead(version: version, status: status, headers: HTTPHeaders(fields.headers)))
+            return .responseHead(ResponseHead(version: version, status: status,
+                                              fields: FieldBlock(bytes: slice, fields: fields.index)))
         }
     }
 
@@ -337,7 +341,7 @@ struct HTTP1Parser {
         let parsed = buffer.withUnsafeReadableBytes { bytes -> Result<HTTPHeaders, Failure> in
             do throws(Failure) {
                 var lines = LineCursor(bytes: UnsafeRawBufferPointer(rebasing: bytes[..<length]))
-                var fields = FieldCollector()
+                var fields = FieldCollector(indexingFrom: nil)
                 while let line = try lines.next(), !line.isEmpty { try fields.add(line) }
                 return .success(HTTPHeaders(fields.headers))
             } catch {
@@ -376,14 +380,22 @@ private struct LineCursor {
 private struct FieldCollector {
     enum Framing { case none, length(Int), chunked, untilClose }
 
+    /// The fields as strings (requests, trailers)...
     var headers: [(String, String)] = []
+    /// ...or as offsets from `origin` (responses, see `ResponseHead`).
+    var index: [FieldBlock.Field] = []
+    private let origin: UnsafeRawPointer?
     private var contentLength: Int?
     private var conflictingLengths = false
     private var invalidLength = false
     private var lastTransferCoding: UnsafeRawBufferPointer?
     private var hasTransferEncoding = false
 
-    init() { headers.reserveCapacity(16) }
+    /// `origin`: where the head's bytes start, to index fields instead of making strings.
+    init(indexingFrom origin: UnsafeRawPointer?) {
+        self.origin = origin
+        if origin == nil { headers.reserveCapacity(16) } else { index.reserveCapacity(16) }
+    }
 
     mutating func add(_ line: UnsafeRawBufferPointer) throws(HTTP1Parser.Failure) {
         // obs-fold (a line starting with whitespace) is refused (RFC 9112 §5.2), and so is
@@ -412,7 +424,13 @@ private struct FieldCollector {
             hasTransferEncoding = true
             lastTransferCoding = value
         }
-        headers.append((String(decoding: name, as: UTF8.self), String(decoding: value, as: UTF8.self)))
+        if let origin {
+            index.append(FieldBlock.Field(nameStart: Int32(origin.distance(to: base)), nameCount: Int32(colon),
+                                          valueStart: Int32(origin.distance(to: base + start)), valueCount: Int32(end - start),
+                                          kind: HeaderRewrite.kind(ofBytes: name)))
+        } else {
+            headers.append((String(decoding: name, as: UTF8.self), String(decoding: value, as: UTF8.self)))
+        }
     }
 
     /// A request's body framing (RFC 9112 §6.3), refusing every ambiguous form.
@@ -484,7 +502,7 @@ extension UnsafeRawBufferPointer {
     func equalsIgnoringCase(_ lower: StaticString) -> Bool {
         guard count == lower.utf8CodeUnitCount else { return false }
         let l = lower.utf8Start
-        for i in 0..<count where self[i] | 0x20 != l[i] { return false }
+        for i in 0..<count where self[i].asciiLowercased != l[i] { return false }
         return true
     }
 }
@@ -499,6 +517,9 @@ extension UInt8 {
     static let comma = UInt8(ascii: ",")
     static let zero = UInt8(ascii: "0")
     static let nine = UInt8(ascii: "9")
+
+    /// `A`–`Z` lowered; every other byte as it is.
+    var asciiLowercased: UInt8 { self &- 0x41 < 26 ? self | 0x20 : self }
 
     /// RFC 9110 §5.6.2 `tchar`, as two 64-bit masks over ASCII.
     var isTokenChar: Bool {

@@ -199,6 +199,13 @@ final class HTTP1ServerHandler: ChannelDuplexHandler, RemovableChannelHandler {
         }
     }
 
+    /// A backend's response head passed on (see `ResponseHead`): kept field lines copied as bytes.
+    func writeForwardedHead(_ head: ResponseHead, forwarded: HeaderRewrite.ForwardedResponse, extra: [(String, String)]) {
+        output.head { buffer in
+            HTTP1Writer.writeResponseHead(head, forwarded: forwarded, extra: extra, bodySuppressed: requestIsHEAD, into: &buffer)
+        }
+    }
+
     func flush() {
         guard let context else { return }
         output.flush(context: context)

@@ -21,15 +21,7 @@ enum HTTP1Writer {
     /// HTTP/1.1. 1xx, 204 and 304 carry neither. `bodySuppressed`: the request was HEAD (the
     /// fields still describe the body a GET would get; none is sent).
     static func writeResponseHead(_ head: HTTPResponseHead, bodySuppressed: Bool, into buffer: inout ByteBuffer) -> BodyFraming {
-        let code = head.status.code
-        let mayHaveBody = !(code / 100 == 1 || code == 204 || code == 304)
-        buffer.writeStaticString(head.version.minor == 0 ? "HTTP/1.0 " : "HTTP/1.1 ")
-        buffer.writeInteger(UInt8(truncatingIfNeeded: 0x30 + code / 100))
-        buffer.writeInteger(UInt8(truncatingIfNeeded: 0x30 + code / 10 % 10))
-        buffer.writeInteger(UInt8(truncatingIfNeeded: 0x30 + code % 10))
-        buffer.writeInteger(UInt8.space)
-        buffer.writeString(head.status.reasonPhrase)
-        buffer.writeStaticString("\r\n")
+        let mayHaveBody = writeStatusLine(head.version, head.status, into: &buffer)
         var hasLength = false
         for (name, value) in head.headers {
             switch framingField(name) {
@@ -43,9 +35,50 @@ enum HTTP1Writer {
             }
             writeField(name, value, into: &buffer)
         }
+        return finishResponseHead(head.version, mayHaveBody: mayHaveBody, hasLength: hasLength,
+                                  bodySuppressed: bodySuppressed, into: &buffer)
+    }
+
+    /// A backend's response head passed on: the status line, every field `forwarded` keeps
+    /// (copied as bytes), then `extra` fields, with framing as for any response.
+    static func writeResponseHead(_ head: ResponseHead, forwarded: HeaderRewrite.ForwardedResponse, extra: [(String, String)],
+                                  bodySuppressed: Bool, into buffer: inout ByteBuffer) -> BodyFraming {
+        let mayHaveBody = writeStatusLine(head.version, head.status, into: &buffer)
+        var hasLength = false
+        head.fields.withBytes { bytes in
+            for field in head.fields.fields where forwarded.keeps(field, in: bytes) {
+                if field.kind == .contentLength {
+                    guard mayHaveBody else { continue }
+                    hasLength = true
+                }
+                writeField(bytes.name(field), bytes.value(field), into: &buffer)
+            }
+        }
+        for (name, value) in extra { writeField(name, value, into: &buffer) }
+        return finishResponseHead(head.version, mayHaveBody: mayHaveBody, hasLength: hasLength,
+                                  bodySuppressed: bodySuppressed, into: &buffer)
+    }
+
+    /// `HTTP/1.x NNN Reason\r\n`; returns whether a response with this status may have a body.
+    private static func writeStatusLine(_ version: HTTPVersion, _ status: HTTPResponseStatus, into buffer: inout ByteBuffer) -> Bool {
+        let code = status.code
+        buffer.writeStaticString(version.minor == 0 ? "HTTP/1.0 " : "HTTP/1.1 ")
+        buffer.writeInteger(UInt8(truncatingIfNeeded: 0x30 + code / 100))
+        buffer.writeInteger(UInt8(truncatingIfNeeded: 0x30 + code / 10 % 10))
+        buffer.writeInteger(UInt8(truncatingIfNeeded: 0x30 + code % 10))
+        buffer.writeInteger(UInt8.space)
+        buffer.writeString(status.reasonPhrase)
+        buffer.writeStaticString("\r\n")
+        return !(code / 100 == 1 || code == 204 || code == 304)
+    }
+
+    /// The framing field the proxy states (chunked for a body without a length on HTTP/1.1),
+    /// the empty line, and the framing the body will use.
+    private static func finishResponseHead(_ version: HTTPVersion, mayHaveBody: Bool, hasLength: Bool,
+                                           bodySuppressed: Bool, into buffer: inout ByteBuffer) -> BodyFraming {
         var framing = BodyFraming.none
         if mayHaveBody {
-            if hasLength || head.version.minor == 0 {
+            if hasLength || version.minor == 0 {
                 framing = .raw
             } else {
                 buffer.writeStaticString("transfer-encoding: chunked\r\n")
@@ -95,6 +128,23 @@ enum HTTP1Writer {
     private static func asciiLowercaseEquals(_ name: String, _ lower: StaticString) -> Bool {
         name.utf8.withContiguousStorageIfAvailable { UnsafeRawBufferPointer($0).equalsIgnoringCase(lower) }
             ?? (name.lowercased() == lower.description)
+    }
+
+    /// One field line from bytes, written with a single capacity check.
+    private static func writeField(_ name: UnsafeRawBufferPointer, _ value: UnsafeRawBufferPointer, into buffer: inout ByteBuffer) {
+        buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: name.count + value.count + 4) { out in
+            let base = out.baseAddress!
+            if name.count > 0 { base.copyMemory(from: name.baseAddress!, byteCount: name.count) }
+            var at = name.count
+            out[at] = .colon
+            out[at + 1] = .space
+            at += 2
+            if value.count > 0 { (base + at).copyMemory(from: value.baseAddress!, byteCount: value.count) }
+            at += value.count
+            out[at] = .cr
+            out[at + 1] = .lf
+            return at + 2
+        }
     }
 
     /// One field line, written with a single capacity check.

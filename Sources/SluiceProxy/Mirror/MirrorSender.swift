@@ -135,7 +135,7 @@ final class MirrorExchange: UpstreamDelegate {
 
     var downstreamIsWritable: Bool { true }
 
-    func upstreamResponseHead(_ head: HTTPResponseHead) {
+    func upstreamResponseHead(_ head: ResponseHead) {
         code = Int(head.status.code)
         let forwarded = HeaderRewrite.forwardResponse(head)
         reusable = HeaderRewrite.upstreamReusable(status: head.status, keepAlive: forwarded.keepAlive, framed: forwarded.framed,

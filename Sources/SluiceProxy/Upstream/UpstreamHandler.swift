@@ -6,7 +6,7 @@ import NIOHTTP1
 /// Implemented by `DownstreamHandler`: one downstream connection has at most one request in
 /// flight, so it is the exchange. All calls happen on the shared event loop.
 protocol UpstreamDelegate: AnyObject {
-    func upstreamResponseHead(_ head: HTTPResponseHead)
+    func upstreamResponseHead(_ head: ResponseHead)
     func upstreamResponseBody(_ body: ByteBuffer)
     func upstreamResponseEnd(_ trailers: HTTPHeaders?)
     func upstreamReadComplete()
@@ -216,7 +216,7 @@ final class StreamUpstreamHandler: UpstreamHandler, ChannelDuplexHandler, Remova
             return
         }
         switch unwrapInboundIn(data) {
-        case .head(let head): delegate.upstreamResponseHead(head)
+        case .head(let head): delegate.upstreamResponseHead(ResponseHead(head))
         case .body(let body): delegate.upstreamResponseBody(body)
         case .end(let trailers): delegate.upstreamResponseEnd(trailers)
         }
