@@ -97,15 +97,22 @@ import SluiceRouting
         headers.add(name: "Expect", value: "100-continue")
         headers.add(name: "Transfer-Encoding", value: "chunked")
         headers.add(name: "traceparent", value: "00-abc-def-01")
-        let head = HTTPRequestHead(version: .http1_1, method: .POST, uri: "/a", headers: headers)
+        let head = RequestHead(HTTPRequestHead(version: .http1_1, method: .POST, uri: "/a", headers: headers))
         let out = HeaderRewrite.forwardRequest(head, clientAddress: "127.0.0.1", scheme: "http")
         #expect(out.problem == nil)
         #expect(out.expectsContinue)
         #expect(out.chunked)
-        #expect(out.headers.map { "\($0.name): \($0.value)" } == [
+        let upstream = UpstreamRequest(method: head.method, uri: head.uri, fields: head.fields, forwarded: out, extra: out.extra)
+        #expect(upstream.httpHead.headers.map { "\($0.name): \($0.value)" } == [
             "Host: shop.example.com", "traceparent: 00-abc-def-01", "transfer-encoding: chunked",
             "x-forwarded-for: 10.0.0.1, 127.0.0.1", "x-forwarded-proto: http", "x-forwarded-host: shop.example.com",
         ])
+        // On the wire to an HTTP/1.1 backend: kept lines as the client sent them, then the proxy's.
+        var bytes = ByteBuffer()
+        #expect(HTTP1Writer.writeRequestHead(upstream, into: &bytes) == .chunked)
+        #expect(String(buffer: bytes) == "POST /a HTTP/1.1\r\nHost: shop.example.com\r\ntraceparent: 00-abc-def-01\r\n"
+            + "transfer-encoding: chunked\r\nx-forwarded-for: 10.0.0.1, 127.0.0.1\r\nx-forwarded-proto: http\r\n"
+            + "x-forwarded-host: shop.example.com\r\n\r\n")
     }
 
     @Test func forwardResponseDropsHopByHopAndReportsFraming() {

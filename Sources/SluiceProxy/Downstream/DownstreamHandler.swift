@@ -61,7 +61,7 @@ final class DownstreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
         /// The client speaks HTTP/1.0: a body whose end only the close marks is sent unchunked.
         let clientIsHTTP10: Bool
         /// The head to send upstream (already rewritten); kept for a retry.
-        let upstreamHead: HTTPRequestHead
+        let upstreamHead: UpstreamRequest
         /// Client wants keep-alive and nothing forces a close.
         var keepAlive: Bool
         /// The framing says there is no body: an early answer need not close the connection.
@@ -88,7 +88,7 @@ final class DownstreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
         var grpcStatus: String?
 
         init(snapshot: Snapshot, decision: Decision, series: Int, start: NIODeadline, isHEAD: Bool,
-             clientIsHTTP10: Bool, upstreamHead: HTTPRequestHead, keepAlive: Bool, bodyless: Bool) {
+             clientIsHTTP10: Bool, upstreamHead: UpstreamRequest, keepAlive: Bool, bodyless: Bool) {
             self.snapshot = snapshot
             self.decision = decision
             self.series = series
@@ -121,7 +121,7 @@ final class DownstreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
     func receive(_ part: HTTPServerRequestPart, context: ChannelHandlerContext) {
         switch part {
         case .head(let head):
-            startRequest(head, context: context)
+            startRequest(RequestHead(head), context: context)
         case .body(let body):
             guard let req = request, !req.requestEnded else { return }
             req.requestBodyBytes += body.readableBytes
@@ -237,7 +237,12 @@ final class DownstreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
 
     // MARK: Routing a new request
 
-    private func startRequest(_ head: HTTPRequestHead, context: ChannelHandlerContext) {
+    /// A request head from the HTTP/1.1 codec.
+    func receiveHead(_ head: RequestHead, context: ChannelHandlerContext) {
+        startRequest(head, context: context)
+    }
+
+    private func startRequest(_ head: RequestHead, context: ChannelHandlerContext) {
         let start = NIODeadline.now()
         if clientAddress == nil { clientAddress = context.channel.remoteAddress?.ipAddress ?? "unknown" }
         let forwarded = HeaderRewrite.forwardRequest(head, clientAddress: clientAddress!, scheme: scheme)
@@ -259,12 +264,12 @@ final class DownstreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
         // takes part in the upgrade and then tunnels bytes. Other upgrades (h2c, ...) are
         // hop-by-hop fields like any other and are dropped.
         let upgrade = Self.webSocketUpgrade(head, forwarded)
-        var upstreamHeaders = forwarded.headers
+        var upstreamHead = UpstreamRequest(method: head.method, uri: head.uri, fields: head.fields,
+                                           forwarded: forwarded, extra: forwarded.extra)
         if let upgrade {
-            upstreamHeaders.add(name: "connection", value: "upgrade")
-            upstreamHeaders.add(name: "upgrade", value: upgrade)
+            upstreamHead.extra.append(("connection", "upgrade"))
+            upstreamHead.extra.append(("upgrade", upgrade))
         }
-        let upstreamHead = HTTPRequestHead(version: .http1_1, method: head.method, uri: head.uri, headers: upstreamHeaders)
         if head.version.minor >= 1, forwarded.expectsContinue {
             send(.head(HTTPResponseHead(version: head.version, status: .continue)))
             flushClient()
@@ -278,14 +283,14 @@ final class DownstreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
         request!.upgrade = upgrade
         // WebSockets are never mirrored.
         if let shadow = decision.mirror, upgrade == nil {
-            request!.mirror = makeMirror(head: upstreamHead, to: shadow, snapshot: snapshot, decision: decision)
+            request!.mirror = makeMirror(upstreamHead, to: shadow, snapshot: snapshot, decision: decision)
         }
         connectUpstream()
     }
 
     /// The `Upgrade` value when `head` is a WebSocket handshake (GET, `Upgrade: websocket`,
     /// `Connection: upgrade`; the header pass noted both).
-    private static func webSocketUpgrade(_ head: HTTPRequestHead, _ forwarded: HeaderRewrite.ForwardedRequest) -> String? {
+    private static func webSocketUpgrade(_ head: RequestHead, _ forwarded: HeaderRewrite.ForwardedRequest) -> String? {
         guard head.method == .GET, head.version.major == 1, head.version.minor >= 1,
               let value = forwarded.upgrade, value.lowercased().contains("websocket") else { return nil }
         return value
@@ -293,19 +298,18 @@ final class DownstreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
 
     /// Starts collecting a shadow copy, or counts it dropped when the loop's shadow budget is
     /// spent or the declared body is over the route's limit.
-    private func makeMirror(head: HTTPRequestHead, to backend: BackendID, snapshot: Snapshot, decision: Decision) -> PendingMirror? {
+    private func makeMirror(_ upstream: UpstreamRequest, to backend: BackendID, snapshot: Snapshot, decision: Decision) -> PendingMirror? {
         let series = snapshot.series[decision.route.index][backend.index]
         guard let policy = snapshot.table[decision.route].mirror else { return nil }
-        let declared = head.headers.first(name: "content-length").flatMap(Int.init) ?? 0
+        let declared = upstream.forwarded.contentLength.flatMap(Int.init) ?? 0
         guard loop.mirrors.hasRoom, declared <= policy.maxBodyBytes else {
             loop.stats.recordMirror(series: series, result: .dropped)
             return nil
         }
-        var headers = head.headers
-        for name in policy.stripHeaders where headers.contains(name: name) { headers.remove(name: name) }
-        headers.replaceOrAdd(name: "x-sluice-shadow", value: "1")
-        return PendingMirror(head: HTTPRequestHead(version: head.version, method: head.method, uri: head.uri, headers: headers),
-                             backend: backend, series: series, limit: policy.maxBodyBytes, body: nil)
+        var head = upstream.httpHead
+        for name in policy.stripHeaders where head.headers.contains(name: name) { head.headers.remove(name: name) }
+        head.headers.replaceOrAdd(name: "x-sluice-shadow", value: "1")
+        return PendingMirror(head: head, backend: backend, series: series, limit: policy.maxBodyBytes, body: nil)
     }
 
     // MARK: Upstream connection
@@ -360,7 +364,7 @@ final class DownstreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
         conn.handler.delegate = self
         conn.requestsServed += 1
         req.upstream = conn
-        conn.handler.send(.head(req.upstreamHead))
+        conn.handler.sendHead(req.upstreamHead)
         for part in req.buffered { conn.handler.send(part) }
         req.buffered.removeAll()
         conn.handler.flush()

@@ -48,9 +48,8 @@ enum HeaderRewrite {
             }
     }
 
-    /// The request head as the backend sees it, and what the one pass learned on the way.
+    /// What the header pass learned about a client's request, and which fields go on.
     struct ForwardedRequest {
-        var headers = HTTPHeaders()
         /// A framing or Host problem: the status and message of the 400 to answer with.
         var problem: (HTTPResponseStatus, String)?
         var expectsContinue = false
@@ -62,60 +61,73 @@ enum HeaderRewrite {
         /// The `Upgrade` value, when `Connection` lists `upgrade` (the field is not forwarded
         /// unless the exchange decides to take part in the upgrade).
         var upgrade: String?
+        /// The `Connection` tokens: fields it lists are hop-by-hop too.
+        var connection = ConnectionTokens()
+        /// Where the first `Content-Length` field starts: several agreeing ones become one.
+        var firstLength: Int32 = -1
+        /// The proxy's own fields, after the client's: framing re-stated, `x-forwarded-*`.
+        var extra: [(String, String)] = []
+
+        /// Whether the client's `field` is forwarded: not hop-by-hop (the fixed list, whatever
+        /// `Connection` names), not `Expect` (answered here) or `Transfer-Encoding` (re-stated),
+        /// not an `x-forwarded-*` the proxy sets itself.
+        func keeps(_ field: FieldBlock.Field, in bytes: UnsafeRawBufferPointer) -> Bool {
+            switch field.kind {
+            case .other, .grpcStatus: return !connection.listsAny || !connection.lists(bytes: bytes.name(field))
+            case .host: return true
+            case .contentLength: return field.nameStart == firstLength
+            case .hopByHop, .upgrade, .connection, .transferEncoding, .expect, .forwardedFor, .forwardedProto, .forwardedHost:
+                return false
+            }
+        }
     }
 
-    /// Copies `head`'s fields for the upstream request: hop-by-hop fields out, `Expect`
-    /// answered by the proxy (so dropped), `x-forwarded-for` appended, `-proto` and `-host` set
-    /// (Sluice is the edge), framing re-stated explicitly. Also checks the RFC 9112 rules the
-    /// decoder leaves to us (no CL+TE, TE ending in chunked, one Host on HTTP/1.1).
-    ///
-    /// One pass classifies the fields and builds the new list (no copy-on-write of the client's
-    /// storage followed by removals, no per-field validation of `HTTPHeaders.add`).
-    static func forwardRequest(_ head: HTTPRequestHead, clientAddress: String, scheme: String) -> ForwardedRequest {
+    /// One pass over a client's request fields: hop-by-hop fields out, `Expect` answered by the
+    /// proxy (so dropped), `x-forwarded-for` appended, `-proto` and `-host` set (Sluice is the
+    /// edge), framing re-stated explicitly. Also checks the RFC 9112 rules a parser may leave to
+    /// us (no CL+TE, TE ending in chunked, one Host on HTTP/1.1). Nothing is copied: the writer
+    /// copies the kept lines (`ForwardedRequest.keeps`) and then `extra`.
+    static func forwardRequest(_ head: RequestHead, clientAddress: String, scheme: String) -> ForwardedRequest {
         var out = ForwardedRequest()
         var hostCount = 0
         var transferEncodings = 0
-        var lastTransferEncoding = ""
+        var lastCodingChunked = false
         var conflictingLengths = false
         var priorForwardedFor: String?
-        var connection = ConnectionTokens()
-        var fields: [(String, String)] = []
-        fields.reserveCapacity(head.headers.count + 4)
-        for (name, value) in head.headers {
-            switch kind(of: name) {
-            case .other, .grpcStatus:
-                fields.append((name, value))
-            case .hopByHop, .forwardedProto, .forwardedHost:
-                continue
-            case .upgrade:
-                out.upgrade = value
-            case .expect:
-                if value.utf8.count == 12, value.lowercased() == "100-continue" { out.expectsContinue = true }
-            case .connection:
-                connection.scan(value)
-            case .transferEncoding:
-                transferEncodings += 1
-                lastTransferEncoding = value
-            case .contentLength:
-                // Several agreeing Content-Length fields become one.
-                if let seen = out.contentLength {
-                    if seen != value { conflictingLengths = true }
-                } else {
-                    out.contentLength = value
-                    fields.append((name, value))
+        let block = head.fields
+        block.withBytes { bytes in
+            for field in block.fields {
+                switch field.kind {
+                case .other, .grpcStatus, .hopByHop, .forwardedProto, .forwardedHost:
+                    continue
+                case .upgrade:
+                    out.upgrade = block.value(field)
+                case .expect:
+                    if bytes.value(field).equalsIgnoringCase("100-continue") { out.expectsContinue = true }
+                case .connection:
+                    out.connection.scan(bytes: bytes.value(field))
+                case .transferEncoding:
+                    transferEncodings += 1
+                    lastCodingChunked = lastCodingIsChunked(bytes.value(field))
+                case .contentLength:
+                    let value = block.value(field)
+                    if let seen = out.contentLength {
+                        if seen != value { conflictingLengths = true }
+                    } else {
+                        out.contentLength = value
+                        out.firstLength = field.nameStart
+                    }
+                case .host:
+                    hostCount += 1
+                    if out.host == nil { out.host = block.value(field) }
+                case .forwardedFor:
+                    let value = block.value(field)
+                    priorForwardedFor = priorForwardedFor.map { "\($0), \(value)" } ?? value
                 }
-            case .host:
-                hostCount += 1
-                if out.host == nil { out.host = value }
-                fields.append((name, value))
-            case .forwardedFor:
-                priorForwardedFor = priorForwardedFor.map { "\($0), \(value)" } ?? value
             }
         }
         if transferEncodings > 0 {
-            out.chunked = lastTransferEncoding.split(separator: ",").last.map {
-                $0.trimmingSpaces.lowercased() == "chunked"
-            } ?? false
+            out.chunked = lastCodingChunked
             if out.contentLength != nil {
                 out.problem = (.badRequest, "malformed request: both Content-Length and Transfer-Encoding")
             } else if !out.chunked {
@@ -130,16 +142,13 @@ enum HeaderRewrite {
             if hostCount == 0 { out.problem = (.badRequest, "malformed request: missing Host header") }
             if hostCount > 1 { out.problem = (.badRequest, "malformed request: more than one Host header") }
         }
-        out.keepAlive = connection.keepAlive(http11: http11 || head.version.major > 1)
-        if !connection.upgradeToken { out.upgrade = nil }
+        out.keepAlive = out.connection.keepAlive(http11: http11 || head.version.major > 1)
+        if !out.connection.upgradeToken { out.upgrade = nil }
         if out.problem != nil { return out }
-        // Fields named by Connection may come before it: they are taken out afterwards (rare).
-        if connection.listsAny { fields.removeAll { connection.lists($0.0) } }
-        if out.chunked { fields.append(("transfer-encoding", "chunked")) }
-        fields.append(("x-forwarded-for", priorForwardedFor.map { "\($0), \(clientAddress)" } ?? clientAddress))
-        fields.append(("x-forwarded-proto", scheme))
-        if let host = out.host { fields.append(("x-forwarded-host", host)) }
-        out.headers = HTTPHeaders(fields)
+        if out.chunked { out.extra.append(("transfer-encoding", "chunked")) }
+        out.extra.append(("x-forwarded-for", priorForwardedFor.map { "\($0), \(clientAddress)" } ?? clientAddress))
+        out.extra.append(("x-forwarded-proto", scheme))
+        if let host = out.host { out.extra.append(("x-forwarded-host", host)) }
         return out
     }
 
@@ -255,14 +264,8 @@ enum HeaderRewrite {
             close ? false : (http11 || keepAliveToken)
         }
 
-        /// Whether `name` is listed (other than `close`/`keep-alive`).
-        func lists(_ name: String) -> Bool {
-            guard !listed.isEmpty else { return false }
-            let lower = name.lowercased()
-            return listed.contains(lower)
-        }
-
-        /// `lists` for a name given as bytes (compared ASCII case-insensitively).
+        /// Whether the field called `name` is listed (other than `close`, `keep-alive`,
+        /// `upgrade`), compared ASCII case-insensitively.
         func lists(bytes name: UnsafeRawBufferPointer) -> Bool {
             listed.contains { token in
                 token.utf8.count == name.count && zip(token.utf8, name).allSatisfy { $0 == $1.asciiLowercased }

@@ -1,10 +1,10 @@
 import NIOHTTP1
 import SluiceRouting
 
-/// `RequestFacts` as a view over a decoded HTTP/1 request head: nothing is copied up front;
-/// the routing core asks only for what its matchers need.
+/// `RequestFacts` as a view over a request head: nothing is copied up front; the routing core
+/// asks only for what its matchers need (a header's values become strings when a rule asks).
 struct RequestHeadFacts: RequestFacts {
-    let head: HTTPRequestHead
+    let head: RequestHead
     /// The first `Host` value, found by the header pass already.
     let host: String?
 
@@ -26,6 +26,6 @@ struct RequestHeadFacts: RequestFacts {
     }
 
     func headerValues(_ lowercasedName: String) -> [String] {
-        head.headers[lowercasedName]
+        head.fields.values(of: lowercasedName)
     }
 }

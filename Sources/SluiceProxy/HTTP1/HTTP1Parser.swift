@@ -31,7 +31,7 @@ struct HTTP1Parser {
     enum Kind { case request, response }
 
     enum Event {
-        case requestHead(HTTPRequestHead)
+        case requestHead(RequestHead)
         case responseHead(ResponseHead)
         case body(ByteBuffer)
         case end(HTTPHeaders?)
@@ -149,8 +149,8 @@ struct HTTP1Parser {
         // The same limit as for an incomplete head above, so the verdict does not depend on how
         // the bytes were split into reads.
         if length > maxHeadBytes + 8192 { throw kind == .request ? .tooLarge : .bad("response head too large") }
-        // A response keeps its field section as bytes (`ResponseHead`): the slice shares the
-        // input's storage, no copy.
+        // A head keeps its field section as bytes (`RequestHead`, `ResponseHead`): the slice
+        // shares the input's storage, no copy.
         let head = buffer.getSlice(at: buffer.readerIndex, length: length)!
         let parsed = head.withUnsafeReadableBytes { bytes -> Result<Event?, Failure> in
             do throws(Failure) {
@@ -186,7 +186,7 @@ struct HTTP1Parser {
     private mutating func parseHeadBytes(_ bytes: UnsafeRawBufferPointer, slice: ByteBuffer) throws(Failure) -> Event? {
         var lines = LineCursor(bytes: bytes)
         guard let startLine = try lines.next() else { throw .bad("empty head") }
-        var fields = FieldCollector(indexingFrom: kind == .response ? bytes.baseAddress : nil)
+        var fields = FieldCollector(indexingFrom: bytes.baseAddress)
         var fieldBytes = 0
         while let line = try lines.next(), !line.isEmpty {
             fieldBytes += line.count + 2
@@ -203,8 +203,8 @@ struct HTTP1Parser {
             case .chunked: state = .chunkSize
             case .untilClose: state = .untilClose
             }
-            return .requestHead(HTTPRequestHead(version: version, method: method, uri: uri,
-                                                headers: HTTPHeaders(fields.headers)))
+            return .requestHead(RequestHead(method: method, uri: uri, version: version,
+                                            fields: FieldBlock(bytes: slice, fields: fields.index)))
         case .response:
             let (version, status) = try Self.statusLine(startLine)
             let code = status.code
@@ -380,9 +380,9 @@ private struct LineCursor {
 private struct FieldCollector {
     enum Framing { case none, length(Int), chunked, untilClose }
 
-    /// The fields as strings (requests, trailers)...
+    /// The fields as strings (trailers)...
     var headers: [(String, String)] = []
-    /// ...or as offsets from `origin` (responses, see `ResponseHead`).
+    /// ...or as offsets from `origin` (heads, see `RequestHead`).
     var index: [FieldBlock.Field] = []
     private let origin: UnsafeRawPointer?
     private var contentLength: Int?

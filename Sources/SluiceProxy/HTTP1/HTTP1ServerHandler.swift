@@ -115,7 +115,7 @@ final class HTTP1ServerHandler: ChannelDuplexHandler, RemovableChannelHandler {
             case .requestHead(let head):
                 responsePending = true
                 requestIsHEAD = head.method == .HEAD
-                exchange.receive(.head(head), context: context)
+                exchange.receiveHead(head, context: context)
             case .body(let body):
                 exchange.receive(.body(body), context: context)
             case .end(let trailers):

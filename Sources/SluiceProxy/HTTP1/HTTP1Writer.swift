@@ -109,6 +109,37 @@ enum HTTP1Writer {
         return framing
     }
 
+    /// A request head for a backend from the client's head: the request line (always HTTP/1.1),
+    /// the kept field lines copied as bytes, then the proxy's own fields. The framing is what
+    /// the header pass re-stated.
+    static func writeRequestHead(_ request: UpstreamRequest, into buffer: inout ByteBuffer) -> BodyFraming {
+        writeMethod(request.method, into: &buffer)
+        buffer.writeInteger(UInt8.space)
+        buffer.writeString(request.uri)
+        buffer.writeStaticString(" HTTP/1.1\r\n")
+        let block = request.fields
+        block.withBytes { bytes in
+            for field in block.fields where request.forwarded.keeps(field, in: bytes) {
+                writeField(bytes.name(field), bytes.value(field), into: &buffer)
+            }
+        }
+        for (name, value) in request.extra { writeField(name, value, into: &buffer) }
+        buffer.writeStaticString("\r\n")
+        if request.forwarded.chunked { return .chunked }
+        return request.forwarded.contentLength == nil ? .none : .raw
+    }
+
+    private static func writeMethod(_ method: HTTPMethod, into buffer: inout ByteBuffer) {
+        switch method {
+        case .GET: buffer.writeStaticString("GET")
+        case .POST: buffer.writeStaticString("POST")
+        case .HEAD: buffer.writeStaticString("HEAD")
+        case .PUT: buffer.writeStaticString("PUT")
+        case .DELETE: buffer.writeStaticString("DELETE")
+        default: buffer.writeString(method.rawValue)
+        }
+    }
+
     /// `name: value\r\n` for each field, then the empty line (trailers).
     static func writeFields(_ headers: HTTPHeaders, into buffer: inout ByteBuffer) {
         for (name, value) in headers { writeField(name, value, into: &buffer) }

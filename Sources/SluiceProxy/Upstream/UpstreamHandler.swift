@@ -46,6 +46,9 @@ class UpstreamHandler {
 
     /// Queues a request part (sent at the next `flush`).
     func send(_ part: HTTPClientRequestPart) { preconditionFailure("overridden") }
+
+    /// Queues a request head built from a client's head (an HTTP/2 stream gets NIO's head).
+    func sendHead(_ request: UpstreamRequest) { send(.head(request.httpHead)) }
     func flush() { context?.flush() }
 
     /// The downstream side drained: resume reading the response.
@@ -138,6 +141,11 @@ final class HTTP1UpstreamHandler: UpstreamHandler, ChannelDuplexHandler, Removab
         case .end(let trailers):
             output.end(trailers)
         }
+    }
+
+    override func sendHead(_ request: UpstreamRequest) {
+        output.head { HTTP1Writer.writeRequestHead(request, into: &$0) }
+        parser.respondingToHEAD = request.method == .HEAD
     }
 
     override func flush() {

@@ -27,6 +27,48 @@ struct ResponseHead {
     }
 }
 
+/// A client's request head: method, target and version as values (routing needs them), the
+/// field section as bytes with an index, like `ResponseHead`: the HTTP/1.1 → HTTP/1.1 path copies
+/// the kept field lines on without making a `String` of each; values are read as strings only
+/// where something needs them (Host, cookies and rule headers for routing, x-forwarded-for).
+struct RequestHead {
+    var method: HTTPMethod
+    var uri: String
+    var version: HTTPVersion
+    var fields: FieldBlock
+
+    init(method: HTTPMethod, uri: String, version: HTTPVersion, fields: FieldBlock) {
+        self.method = method
+        self.uri = uri
+        self.version = version
+        self.fields = fields
+    }
+
+    /// From NIO's head (an HTTP/2 stream, through NIO's part codec).
+    init(_ head: HTTPRequestHead) {
+        self.init(method: head.method, uri: head.uri, version: head.version, fields: FieldBlock(head.headers))
+    }
+}
+
+/// The request head as it goes to a backend: the client's kept field lines (`forwarded.keeps`)
+/// followed by the proxy's own fields (`extra`). Always HTTP/1.1 on the wire.
+struct UpstreamRequest {
+    let method: HTTPMethod
+    let uri: String
+    let fields: FieldBlock
+    let forwarded: HeaderRewrite.ForwardedRequest
+    var extra: [(String, String)]
+
+    /// As NIO's head: for an HTTP/2 backend's stream codec and for shadow copies.
+    var httpHead: HTTPRequestHead {
+        var list: [(String, String)] = fields.withBytes { bytes in
+            fields.fields.filter { forwarded.keeps($0, in: bytes) }
+        }.map { (fields.name($0), fields.value($0)) }
+        list.append(contentsOf: extra)
+        return HTTPRequestHead(version: .http1_1, method: method, uri: uri, headers: HTTPHeaders(list))
+    }
+}
+
 /// A field section as bytes plus an index: field `i` is `name(i): value(i)`.
 struct FieldBlock {
     struct Field {
@@ -82,6 +124,18 @@ struct FieldBlock {
     /// Every field, as NIO's `HTTPHeaders`.
     var headers: HTTPHeaders {
         HTTPHeaders(fields.map { (name($0), value($0)) })
+    }
+
+    /// The values of every field called `lowercasedName` (ASCII case-insensitive), in order.
+    func values(of lowercasedName: String) -> [String] {
+        let matching = withBytes { bytes in
+            fields.filter { field in
+                let name = bytes.name(field)
+                return name.count == lowercasedName.utf8.count
+                    && zip(name, lowercasedName.utf8).allSatisfy { $0.asciiLowercased == $1 }
+            }
+        }
+        return matching.map(value)
     }
 }
 
