@@ -8,7 +8,7 @@ extension EndToEnd {
 /// Every proxy-made error: its status, its one-line plain-text body, and the connection state after it.
 @Suite struct ErrorResponses {
     @Test func refusedUpstreamIs502() async throws {
-        let dead = try unusedPort()
+        let dead = try deadPort()
         try await Harness.with(
             backends: [.init(version: "v1")],
             specs: { _ in [Harness.spec("gone", "v1", ["127.0.0.1:\(dead)"])] }

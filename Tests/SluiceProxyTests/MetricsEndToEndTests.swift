@@ -78,7 +78,7 @@ extension EndToEnd {
         """
 
     @Test func countsPerCodeAndVersionAreExactAndTheHistogramAddsUp() async throws {
-        let dead = try unusedPort()
+        let dead = try deadPort()
         let yaml = Self.twoVersions.replacingOccurrences(of: "DEAD", with: "\(dead)")
         try await withEnv([.init(version: "v1"), .init(version: "v2", errorRate: 1)], yaml) { env in
             let c = try RawHTTPClient(port: env.port)

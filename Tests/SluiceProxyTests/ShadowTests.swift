@@ -392,7 +392,7 @@ extension EndToEnd {
     }
 
     @Test func aDeadOrFailingShadowDoesNotChangeThePrimary() async throws {
-        let dead = try unusedPort()
+        let dead = try deadPort()
         try await Harness.withYAML(backends: [.init(version: "v1"), .init(version: "v3", errorRate: 1.0)], config: """
             listen: ["127.0.0.1:1"]
             backends:
@@ -451,7 +451,7 @@ extension EndToEnd {
     @Test func failedCopiesFreeTheirInFlightSlot() async throws {
         // Refused and timed-out copies must give their slot back: after 2 × 64 failed copies,
         // sent in batches that each fit the limit, nothing has been dropped.
-        let dead = try unusedPort()
+        let dead = try deadPort()
         try await Harness.withYAML(backends: [.init(version: "v1"), .init(version: "v2", latency: .seconds(5))], config: """
             listen: ["127.0.0.1:1"]
             backends:

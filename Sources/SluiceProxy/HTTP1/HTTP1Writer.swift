@@ -62,6 +62,10 @@ enum HTTP1Writer {
     /// `HTTP/1.x NNN Reason\r\n`; returns whether a response with this status may have a body.
     private static func writeStatusLine(_ version: HTTPVersion, _ status: HTTPResponseStatus, into buffer: inout ByteBuffer) -> Bool {
         let code = status.code
+        if version.minor == 1, let line = commonStatusLine(status) {
+            buffer.writeStaticString(line)
+            return !(code == 204 || code == 304)
+        }
         buffer.writeStaticString(version.minor == 0 ? "HTTP/1.0 " : "HTTP/1.1 ")
         buffer.writeInteger(UInt8(truncatingIfNeeded: 0x30 + code / 100))
         buffer.writeInteger(UInt8(truncatingIfNeeded: 0x30 + code / 10 % 10))
@@ -70,6 +74,26 @@ enum HTTP1Writer {
         buffer.writeString(status.reasonPhrase)
         buffer.writeStaticString("\r\n")
         return !(code / 100 == 1 || code == 204 || code == 304)
+    }
+
+    /// The whole status line of the most common HTTP/1.1 answers, as one constant (the
+    /// general path builds it from parts and a computed reason phrase).
+    private static func commonStatusLine(_ status: HTTPResponseStatus) -> StaticString? {
+        switch status {
+        case .ok: "HTTP/1.1 200 OK\r\n"
+        case .created: "HTTP/1.1 201 Created\r\n"
+        case .noContent: "HTTP/1.1 204 No Content\r\n"
+        case .movedPermanently: "HTTP/1.1 301 Moved Permanently\r\n"
+        case .found: "HTTP/1.1 302 Found\r\n"
+        case .notModified: "HTTP/1.1 304 Not Modified\r\n"
+        case .badRequest: "HTTP/1.1 400 Bad Request\r\n"
+        case .notFound: "HTTP/1.1 404 Not Found\r\n"
+        case .internalServerError: "HTTP/1.1 500 Internal Server Error\r\n"
+        case .badGateway: "HTTP/1.1 502 Bad Gateway\r\n"
+        case .serviceUnavailable: "HTTP/1.1 503 Service Unavailable\r\n"
+        case .gatewayTimeout: "HTTP/1.1 504 Gateway Timeout\r\n"
+        default: nil
+        }
     }
 
     /// The framing field the proxy states (chunked for a body without a length on HTTP/1.1),

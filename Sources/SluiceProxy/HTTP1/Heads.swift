@@ -51,13 +51,24 @@ struct RequestHead {
 }
 
 /// The request head as it goes to a backend: the client's kept field lines (`forwarded.keeps`)
-/// followed by the proxy's own fields (`extra`). Always HTTP/1.1 on the wire.
-struct UpstreamRequest {
+/// followed by the proxy's own fields (`extra`). Always HTTP/1.1 on the wire. A class: it is
+/// kept by the exchange (a retry sends it again) and handed to the codec, and as a struct of
+/// this size every hand-over was a copy with a retain per reference inside.
+final class UpstreamRequest {
     let method: HTTPMethod
     let uri: String
     let fields: FieldBlock
     let forwarded: HeaderRewrite.ForwardedRequest
     var extra: [(String, String)]
+
+    init(method: HTTPMethod, uri: String, fields: FieldBlock, forwarded: HeaderRewrite.ForwardedRequest,
+         extra: [(String, String)]) {
+        self.method = method
+        self.uri = uri
+        self.fields = fields
+        self.forwarded = forwarded
+        self.extra = extra
+    }
 
     /// As NIO's head: for an HTTP/2 backend's stream codec and for shadow copies.
     var httpHead: HTTPRequestHead {

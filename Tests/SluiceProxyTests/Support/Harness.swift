@@ -166,6 +166,19 @@ func onThread(_ body: @escaping @Sendable () throws -> Void) async throws {
 func unusedPort() throws -> Int {
     let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
     defer { close(fd) }
+    return boundPort(fd)
+}
+
+/// A loopback port that nothing listens on and nothing will: its socket stays bound (never
+/// listening) until the test process exits, so connecting is refused and the kernel cannot hand
+/// the port to a listener started later. (With `unusedPort`, the proxy under test once got the
+/// "dead" upstream's port for its own listener and forwarded requests to itself.)
+func deadPort() throws -> Int {
+    boundPort(socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0))
+}
+
+/// Binds `fd` to 127.0.0.1 on a port the kernel picks and returns the port.
+private func boundPort(_ fd: Int32) -> Int {
     var addr = sockaddr_in()
     addr.sin_family = sa_family_t(AF_INET)
     addr.sin_port = 0
