@@ -139,14 +139,22 @@ struct FieldBlock {
 
     /// The values of every field called `lowercasedName` (ASCII case-insensitive), in order.
     func values(of lowercasedName: String) -> [String] {
-        let matching = withBytes { bytes in
-            fields.filter { field in
-                let name = bytes.name(field)
-                return name.count == lowercasedName.utf8.count
-                    && zip(name, lowercasedName.utf8).allSatisfy { $0.asciiLowercased == $1 }
+        var wanted = lowercasedName
+        return wanted.withUTF8 { wanted in
+            withBytes { bytes in
+                var values: [String] = []
+                for field in fields where Int(field.nameCount) == wanted.count {
+                    let name = bytes.name(field)
+                    var same = true
+                    for i in 0..<name.count where name[i].asciiLowercased != wanted[i] {
+                        same = false
+                        break
+                    }
+                    if same { values.append(String(decoding: bytes.value(field), as: UTF8.self)) }
+                }
+                return values
             }
         }
-        return matching.map(value)
     }
 }
 
