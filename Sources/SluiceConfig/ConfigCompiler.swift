@@ -133,11 +133,21 @@ struct ConfigCompiler {
                 ok = false
             }
         }
+        var maxConnections = BackendSpec.defaultMaxConnections
+        if let written = entry.maxConnections {
+            if written.value < 1 {
+                diagnostics.error("'maxConnections' in \(entry.scope.name) must be at least 1 (got \(written.value))",
+                                  at: written.at)
+                ok = false
+            } else {
+                maxConnections = written.value
+            }
+        }
         guard ok, let version = entry.version, entry.endpoints != nil,
               let connectTimeout, let timeout else { return nil }
         return BackendSpec(name: entry.name.value, version: version.value, endpoints: endpoints,
                            connectTimeout: connectTimeout, timeout: timeout,
-                           upstreamProtocol: upstreamProtocol)
+                           upstreamProtocol: upstreamProtocol, maxConnections: maxConnections)
     }
 
     // MARK: Server

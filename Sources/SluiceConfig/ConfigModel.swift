@@ -42,6 +42,7 @@ struct BackendEntry {
     var connectTimeout: Located<String>?
     var timeout: Located<String>?
     var upstreamProtocol: Located<String>?
+    var maxConnections: Located<Int>?
 }
 
 /// One entry of `routes:`.

@@ -93,16 +93,22 @@ public struct BackendSpec: Sendable, Equatable {
     /// How long to wait for the response head once the request is sent.
     public var timeout: Duration
     public var upstreamProtocol: UpstreamProtocol
+    /// At most this many HTTP/1.1 connections open to each endpoint (an addition to the spec's
+    /// keys); requests beyond wait for one to free, up to `connectTimeout`.
+    public var maxConnections: Int
+
+    public static let defaultMaxConnections = 2048
 
     public init(name: String, version: String, endpoints: [SocketAddressSpec],
                 connectTimeout: Duration = .seconds(1), timeout: Duration = .seconds(30),
-                upstreamProtocol: UpstreamProtocol = .http1) {
+                upstreamProtocol: UpstreamProtocol = .http1, maxConnections: Int = BackendSpec.defaultMaxConnections) {
         self.name = name
         self.version = version
         self.endpoints = endpoints
         self.connectTimeout = connectTimeout
         self.timeout = timeout
         self.upstreamProtocol = upstreamProtocol
+        self.maxConnections = maxConnections
     }
 }
 

@@ -120,6 +120,51 @@ extension EndToEnd {
         }
     }
 
+    /// `maxConnections: 1`: four clients at once share ONE upstream connection, taking turns
+    /// (each waits for the connection to come back to the pool) instead of opening four.
+    @Test func maxConnectionsMakesRequestsWaitForAConnection() async throws {
+        try await Harness.with(
+            backends: [.init(version: "v1")],
+            specs: { b in
+                var spec = Harness.spec("one", "v1", [b[0].address], connectTimeout: .seconds(5))
+                spec.maxConnections = 1
+                return [spec]
+            }
+        ) { h in
+            let clients = try (0..<4).map { _ in try h.client() }
+            for (i, c) in clients.enumerated() {
+                try c.send("GET /turn/\(i)?delay_ms=100 HTTP/1.1\r\nHost: t\r\n\r\n")
+            }
+            let responses = try clients.map { try $0.readResponse() }
+            #expect(responses.map(\.status) == [200, 200, 200, 200])
+            #expect(Set(responses.map { $0.json["peerPort"] as? Int ?? -1 }).count == 1)
+        }
+    }
+
+    /// A request that waits for a connection longer than the connect timeout gets a 504 naming
+    /// the wait; the request holding the connection is unaffected.
+    @Test func waitingLongerThanTheConnectTimeoutIs504() async throws {
+        try await Harness.with(
+            backends: [.init(version: "v1")],
+            specs: { b in
+                var spec = Harness.spec("one", "v1", [b[0].address], connectTimeout: .milliseconds(300))
+                spec.maxConnections = 1
+                return [spec]
+            }
+        ) { h in
+            let holder = try h.client()
+            try holder.send("GET /slow?delay_ms=1500 HTTP/1.1\r\nHost: t\r\n\r\n")
+            // The holder's request must be upstream before the second one arrives.
+            let stats = waitUntil(timeout: 5) { (try? h.statistics().series.first?.inflight) == 1 }
+            #expect(stats)
+            let waiter = try h.client()
+            let r = try waiter.request("GET", "/waits")
+            #expect(r.status == 504)
+            #expect(r.bodyString.contains("no connection became free"))
+            #expect(try holder.readResponse().status == 200)
+        }
+    }
+
     @Test func roundRobinOverEndpoints() async throws {
         try await Harness.with(
             backends: [.init(version: "v1"), .init(version: "v1")],

@@ -40,16 +40,6 @@ private func versionOf(_ r: RawHTTPClient.Response) -> String {
 /// A monotonic clock in nanoseconds, comparable across threads.
 private func nowNanos() -> UInt64 { DispatchTime.now().uptimeNanoseconds }
 
-/// Polls `condition` every 10 ms until it holds or `timeout` seconds pass; true when it held.
-private func waitUntil(timeout: Double, _ condition: () throws -> Bool) rethrows -> Bool {
-    let deadline = nowNanos() + UInt64(timeout * 1e9)
-    while true {
-        if try condition() { return true }
-        if nowNanos() > deadline { return false }
-        usleep(10_000)
-    }
-}
-
 /// Reads a JSON object's integer map (`{"a":0,"b":100}`).
 private func intMap(_ value: Any?) -> [String: Int]? {
     guard let object = value as? [String: Any] else { return nil }

@@ -110,3 +110,24 @@ extension DownstreamHandler: UpstreamDelegate {
         if isWritable { resumeRead() }
     }
 }
+
+/// Waiting for a pooled connection or a connect slot (`UpstreamPool.wait`).
+extension DownstreamHandler: ConnectionWaiter {
+    func takeConnection(_ conn: UpstreamConnection) -> Bool {
+        guard let req = request, req.waiting else { return false }
+        req.waiting = false
+        req.connecting = false
+        req.responseDeadline = nil
+        attach(conn)
+        return true
+    }
+
+    func connectSlotFreed() -> Bool {
+        guard let req = request, req.waiting else { return false }
+        req.waiting = false
+        req.connecting = false
+        req.responseDeadline = nil
+        connectUpstream()
+        return true
+    }
+}

@@ -68,6 +68,8 @@ final class DownstreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
         var bodyless = false
         var upstream: UpstreamConnection?
         var connecting = false
+        /// Queued in the pool for a connection or a connect slot (`ConnectionWaiter`).
+        var waiting = false
         /// Parts that arrived while the upstream connection was being opened.
         var buffered: [HTTPClientRequestPart] = []
         var requestEnded = false
@@ -332,6 +334,14 @@ final class DownstreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
         }
         req.connecting = true
         let timeout = TimeAmount(backend.spec.connectTimeout)
+        if !h2, !loop.pool.mayConnect(address, limit: loop.connectionLimit(backend.spec)) {
+            // Enough connects to this endpoint are in flight: wait (at most the connect
+            // timeout) for one of them to finish or a connection to come back.
+            req.waiting = true
+            loop.pool.wait(self, for: address)
+            loop.deadlines.arm(req, owner: self, in: timeout)
+            return
+        }
         let pending = h2 ? loop.pool.openStream(to: address, timeout: timeout) : loop.pool.connect(address, timeout: timeout)
         pending.whenComplete { [self] result in
             guard let req = self.request, req.connecting else {
@@ -356,7 +366,7 @@ final class DownstreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
         }
     }
 
-    private func attach(_ conn: UpstreamConnection) {
+    func attach(_ conn: UpstreamConnection) {
         guard let req = request, context != nil else {
             loop.pool.release(conn)
             return
@@ -390,7 +400,16 @@ final class DownstreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
     }
 
     func responseTimedOut() {
-        guard let req = request, !req.responseHeadSent, let up = req.upstream else { return }
+        guard let req = request else { return }
+        if req.waiting {
+            req.waiting = false
+            req.connecting = false
+            let name = req.snapshot.backends[req.decision.backend.index].spec.name
+            failBeforeResponse(.gatewayTimeout, "upstream connect timeout: backend '\(name)' (no connection became free in time)",
+                               failure: .timeout)
+            return
+        }
+        guard !req.responseHeadSent, let up = req.upstream else { return }
         up.handler.delegate = nil
         up.channel.close(promise: nil)
         req.upstream = nil

@@ -1,5 +1,6 @@
 import Logging
 import NIOCore
+import SluiceConfig
 import SluiceMetrics
 
 /// Everything one event loop owns: its upstream pool, its statistics shard, its random source,
@@ -24,13 +25,22 @@ final class LoopContext {
     /// Open downstream channels, so a shutdown can ask each to finish and close.
     var openChannels: [ObjectIdentifier: Channel] = [:]
 
-    init(eventLoop: EventLoop) {
+    /// How many event loops share the work (a backend's `maxConnections` is split among them).
+    let loopCount: Int
+
+    init(eventLoop: EventLoop, loopCount: Int = 1) {
         self.eventLoop = eventLoop
+        self.loopCount = loopCount
         self.pool = UpstreamPool(eventLoop: eventLoop)
         self.deadlines = ResponseDeadlines(eventLoop: eventLoop)
         self.idleConnections = IdleConnections(eventLoop: eventLoop)
         self.random = LoopRandom()
         self.mirrors = MirrorSender(loop: self)
+    }
+
+    /// This loop's share of a backend's `maxConnections` (rounded up, at least 1).
+    func connectionLimit(_ backend: BackendSpec) -> Int {
+        max(1, (backend.maxConnections + loopCount - 1) / loopCount)
     }
 
     /// The endpoint index for the next request to `backend` (round-robin per loop).

@@ -33,7 +33,7 @@ public final class SluiceServer: Sendable {
         var contexts: [ObjectIdentifier: NIOLoopBound<LoopContext>] = [:]
         for loop in group.makeIterator() {
             contexts[ObjectIdentifier(loop)] = try loop.submit {
-                NIOLoopBound(LoopContext(eventLoop: loop), eventLoop: loop)
+                NIOLoopBound(LoopContext(eventLoop: loop, loopCount: max(1, threads)), eventLoop: loop)
             }.wait()
         }
         self.contexts = contexts

@@ -2,6 +2,7 @@ import NIOCore
 import NIOHTTP1
 import NIOHTTP2
 import NIOPosix
+import SluiceConfig
 
 /// Keep-alive connections to backend endpoints, owned by ONE event loop.
 ///
@@ -17,10 +18,52 @@ final class UpstreamPool {
     private var lastEndpoint: EndpointIdle?
     /// At most this many idle connections are kept per endpoint; more are closed.
     let maxIdlePerEndpoint: Int
+    /// At most this many connects to one endpoint are in progress on this loop, and at most
+    /// the backend's share of `maxConnections` are open (in use, idle or connecting); further
+    /// requests wait for a connection to come back or a slot to free (see `ConnectionWaiter`).
+    let maxConnectingPerEndpoint: Int
 
-    init(eventLoop: EventLoop, maxIdlePerEndpoint: Int = 128) {
+    init(eventLoop: EventLoop, maxIdlePerEndpoint: Int = 128, maxConnectingPerEndpoint: Int = 64) {
         self.eventLoop = eventLoop
         self.maxIdlePerEndpoint = maxIdlePerEndpoint
+        self.maxConnectingPerEndpoint = maxConnectingPerEndpoint
+    }
+
+    // MARK: Waiting for a connection
+    //
+    // A burst of new clients (a deploy, a reconnect storm) would otherwise open one upstream
+    // connection each, all at once: thousands of connects, more than the backend's accept
+    // queue holds (the kernel caps it at somaxconn), so SYNs are dropped and retried only after
+    // a second — a 504 at the default 1 s connect timeout for a few percent of them
+    // (loadtest/connections_5000.py found it). So a loop opens at most its share of the
+    // backend's `maxConnections` to an endpoint, `maxConnectingPerEndpoint` at a time (the
+    // circuit-breaker limits of Envoy and HAProxy's `maxconn` play the same part). A request
+    // that finds no idle connection and no free slot waits, first come first served, for
+    // whichever comes first: a connection released to the pool, or a slot (a connect finished,
+    // a connection closed). It waits at most its connect timeout, then gets a 504.
+
+    /// Whether a new connect to `address` may start now, with at most `limit` connections open
+    /// to it from this loop (the limit is remembered for slots freed later).
+    func mayConnect(_ address: SocketAddress, limit: Int) -> Bool {
+        let endpoint = self.endpoint(address)
+        endpoint.limit = limit
+        return hasSlot(endpoint)
+    }
+
+    private func hasSlot(_ endpoint: EndpointIdle) -> Bool {
+        endpoint.connecting < maxConnectingPerEndpoint && endpoint.open + endpoint.connecting < endpoint.limit
+    }
+
+    /// Queues `waiter` for the next connection or connect slot to `address`.
+    func wait(_ waiter: ConnectionWaiter, for address: SocketAddress) {
+        endpoint(address).enqueue(waiter)
+    }
+
+    /// Hands free slots to the requests still waiting, oldest first.
+    private func offerSlots(_ endpoint: EndpointIdle) {
+        while hasSlot(endpoint), let next = endpoint.nextWaiter() {
+            _ = next.connectSlotFreed()
+        }
     }
 
     /// An idle, open connection to `address`, if the pool has one.
@@ -42,7 +85,9 @@ final class UpstreamPool {
 
     /// Opens a new connection on this loop.
     func connect(_ address: SocketAddress, timeout: TimeAmount) -> EventLoopFuture<UpstreamConnection>.Isolated {
-        ClientBootstrap(group: eventLoop)
+        let endpoint = self.endpoint(address)
+        endpoint.connecting += 1
+        let pending = ClientBootstrap(group: eventLoop)
             .connectTimeout(timeout)
             .channelOption(.socketOption(.tcp_nodelay), value: 1)
             .channelInitializer { channel in
@@ -54,10 +99,19 @@ final class UpstreamPool {
             .assumeIsolated()
             .flatMapThrowing { [unowned(unsafe) self] channel in
                 let handler = try channel.pipeline.syncOperations.handler(type: HTTP1UpstreamHandler.self)
-                handler.pool = self
+                if channel.isActive {
+                    // Counted open until the handler reports the close (`forget`).
+                    handler.pool = self
+                    endpoint.open += 1
+                }
                 handler.address = address
                 return UpstreamConnection(channel: channel, handler: handler, address: address)
             }
+        pending.whenComplete { [unowned(unsafe) self] _ in
+            endpoint.connecting -= 1
+            self.offerSlots(endpoint)
+        }
+        return pending
     }
 
     /// Returns a connection whose last exchange ended cleanly; it idles until leased again.
@@ -69,6 +123,9 @@ final class UpstreamPool {
             return
         }
         let endpoint = self.endpoint(conn.address)
+        while let waiter = endpoint.nextWaiter() {
+            if waiter.takeConnection(conn) { return }
+        }
         guard endpoint.connections.count < maxIdlePerEndpoint else {
             conn.channel.close(promise: nil)
             return
@@ -78,16 +135,22 @@ final class UpstreamPool {
 
     /// A connection closed: if it was idling here, drop it.
     func forget(_ handler: UpstreamHandler, address: SocketAddress) {
-        guard let endpoint = idle[address],
-              let i = endpoint.connections.firstIndex(where: { $0.handler === handler }) else { return }
-        endpoint.connections.remove(at: i)
+        guard let endpoint = idle[address] else { return }
+        endpoint.open -= 1
+        if let i = endpoint.connections.firstIndex(where: { $0.handler === handler }) {
+            endpoint.connections.remove(at: i)
+        }
+        offerSlots(endpoint)
     }
 
     /// Closes every idle connection (shutdown, or endpoints dropped by a reload).
     func closeAll() {
-        let all = idle.values.flatMap(\.connections)
-        idle.removeAll()
-        lastEndpoint = nil
+        // The endpoints stay: their open/connecting counts and waiting requests still hold.
+        var all: [UpstreamConnection] = []
+        for endpoint in idle.values {
+            all.append(contentsOf: endpoint.connections)
+            endpoint.connections.removeAll()
+        }
         for conn in all { conn.channel.close(promise: nil) }
         let parents = http2.values
         http2.removeAll()
@@ -160,9 +223,49 @@ final class UpstreamPool {
 @available(*, unavailable)
 extension UpstreamPool: Sendable {}
 
-/// One endpoint's idle connections (a class, so taking and returning one mutates in place).
+/// One endpoint's idle connections, connects in flight and waiting requests (a class, so
+/// taking and returning one mutates in place).
 private final class EndpointIdle {
     let address: SocketAddress
     var connections: [UpstreamConnection] = []
+    var connecting = 0
+    /// Connections open (in use or idle), counted from connect to close.
+    var open = 0
+    /// This loop's share of the backend's `maxConnections`, as last asked for.
+    var limit = BackendSpec.defaultMaxConnections
+    /// Waiting requests, oldest first from `waitersHead` (a FIFO without shifting the array).
+    private var waiters: [WeakWaiter] = []
+    private var waitersHead = 0
     init(_ address: SocketAddress) { self.address = address }
+
+    func enqueue(_ waiter: ConnectionWaiter) {
+        waiters.append(WeakWaiter(waiter))
+    }
+
+    /// The first queued waiter that still exists (a request whose client left is dropped).
+    func nextWaiter() -> ConnectionWaiter? {
+        while waitersHead < waiters.count {
+            let first = waiters[waitersHead].waiter
+            waitersHead += 1
+            if waitersHead == waiters.count {
+                waiters.removeAll(keepingCapacity: true)
+                waitersHead = 0
+            }
+            if let first { return first }
+        }
+        return nil
+    }
+}
+
+/// A request waiting for a connection to an endpoint (see `UpstreamPool.wait`).
+protocol ConnectionWaiter: AnyObject {
+    /// A connection came back to the pool: take it (true), or decline when no longer waiting.
+    func takeConnection(_ conn: UpstreamConnection) -> Bool
+    /// A connect slot freed: start a connect (true), or decline when no longer waiting.
+    func connectSlotFreed() -> Bool
+}
+
+private struct WeakWaiter {
+    weak var waiter: ConnectionWaiter?
+    init(_ waiter: ConnectionWaiter) { self.waiter = waiter }
 }

@@ -188,3 +188,13 @@ private func boundPort(_ fd: Int32) -> Int {
     _ = withUnsafeMutablePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &len) } }
     return Int(UInt16(bigEndian: addr.sin_port))
 }
+
+/// Polls `condition` every 10 ms until it holds or `timeout` seconds pass; true when it held.
+func waitUntil(timeout: Double, _ condition: () throws -> Bool) rethrows -> Bool {
+    let deadline = DispatchTime.now().uptimeNanoseconds + UInt64(timeout * 1e9)
+    while true {
+        if try condition() { return true }
+        if DispatchTime.now().uptimeNanoseconds > deadline { return false }
+        usleep(10_000)
+    }
+}
