@@ -66,8 +66,8 @@ extension DownstreamHandler: UpstreamDelegate {
         }
         let close = !req.keepAlive || closeWhenIdle || !req.requestEnded
         let grpcFailed = (trailers?.first(name: "grpc-status") ?? req.grpcStatus).map { $0 != "0" } ?? false
-        // Finish first: writing the end lets the pipeline handler deliver the next pipelined
-        // request into this handler right away, and that request must find a clean slate.
+        // Finish first: once the end is written the codec may take up the next pipelined
+        // request, and that request must find a clean slate.
         finish(code: req.responseStatus, failure: nil)
         if grpcFailed { loop.stats.recordGRPCError(series: req.series, now: NIODeadline.now().uptimeNanoseconds) }
         sendEnd(trailers, close: close)

@@ -195,13 +195,9 @@ final class DownstreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
     }
 
     func errorCaught(context: ChannelHandlerContext, error: Error) {
-        if let parserError = error as? HTTPParserError, request == nil {
-            let (status, message) = Self.describe(parserError)
-            respondLocally(status: status, message: message, close: true, context: context)
-            return
-        }
-        // A broken request body, or an I/O error: nothing sensible can follow on this connection.
-        abandon(code: error is HTTPParserError ? 400 : 499)
+        // An I/O or stream error: nothing sensible can follow on this connection. (Malformed
+        // HTTP/1.1 requests are answered by `HTTP1ServerHandler` before they get here.)
+        abandon(code: 499)
         context.close(promise: nil)
     }
 
@@ -214,27 +210,6 @@ final class DownstreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
             }
         }
         context.fireUserInboundEventTriggered(event)
-    }
-
-    private static func describe(_ error: HTTPParserError) -> (HTTPResponseStatus, String) {
-        switch error {
-        case .headerOverflow:
-            return (.requestHeaderFieldsTooLarge, "request header fields too large")
-        case .invalidChunkSize:
-            return (.badRequest, "malformed request: invalid chunk size")
-        case .unexpectedContentLength, .invalidContentLength:
-            return (.badRequest, "malformed request: invalid Content-Length")
-        case .invalidVersion:
-            return (.badRequest, "malformed request: invalid HTTP version")
-        case .invalidMethod:
-            return (.badRequest, "malformed request: invalid method")
-        case .invalidURL:
-            return (.badRequest, "malformed request: invalid request target")
-        case .unknown, .invalidConstant, .strictModeAssertion:
-            return (.badRequest, "malformed request: invalid framing or header syntax (e.g. both Content-Length and Transfer-Encoding)")
-        default:
-            return (.badRequest, "malformed request: \(error)")
-        }
     }
 
     // MARK: Routing a new request
