@@ -47,6 +47,22 @@ struct HTTP1Output {
         }
     }
 
+    /// Writes a body part or the end of a message; hands a head back for the caller to
+    /// serialise (request and response heads are written differently).
+    mutating func write<Head>(_ part: HTTPPart<Head, IOData>, context: ChannelHandlerContext) -> Head? {
+        switch part {
+        case .head(let head):
+            return head
+        case .body(.byteBuffer(let bytes)):
+            body(bytes, context: context)
+        case .body(.fileRegion):
+            preconditionFailure("the proxy never sends file regions")
+        case .end(let trailers):
+            end(trailers)
+        }
+        return nil
+    }
+
     /// The end of the message: the last chunk and trailers when chunked.
     mutating func end(_ trailers: HTTPHeaders?) {
         if framing == .chunked {

@@ -182,20 +182,11 @@ final class HTTP1ServerHandler: ChannelDuplexHandler, RemovableChannelHandler {
 
     /// Serialises a response head or body part into the pending output.
     func write(_ part: HTTPServerResponsePart) {
-        guard let context else { return }
-        switch part {
-        case .head(let head):
-            // An interim response (100 Continue) does not frame the body that follows.
-            let interim = head.status.code / 100 == 1 && head.status.code != 101
-            output.head(framesBody: !interim) { buffer in
-                HTTP1Writer.writeResponseHead(head, bodySuppressed: requestIsHEAD, into: &buffer)
-            }
-        case .body(.byteBuffer(let body)):
-            output.body(body, context: context)
-        case .body(.fileRegion):
-            preconditionFailure("the proxy never sends file regions")
-        case .end(let trailers):
-            output.end(trailers)
+        guard let context, let head = output.write(part, context: context) else { return }
+        // An interim response (100 Continue) does not frame the body that follows.
+        let interim = head.status.code / 100 == 1 && head.status.code != 101
+        output.head(framesBody: !interim) { buffer in
+            HTTP1Writer.writeResponseHead(head, bodySuppressed: requestIsHEAD, into: &buffer)
         }
     }
 

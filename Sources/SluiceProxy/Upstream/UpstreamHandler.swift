@@ -129,18 +129,9 @@ final class HTTP1UpstreamHandler: UpstreamHandler, ChannelDuplexHandler, Removab
     }
 
     override func send(_ part: HTTPClientRequestPart) {
-        guard let context else { return }
-        switch part {
-        case .head(let head):
-            output.head { HTTP1Writer.writeRequestHead(head, into: &$0) }
-            parser.respondingToHEAD = head.method == .HEAD
-        case .body(.byteBuffer(let body)):
-            output.body(body, context: context)
-        case .body(.fileRegion):
-            preconditionFailure("the proxy never sends file regions")
-        case .end(let trailers):
-            output.end(trailers)
-        }
+        guard let context, let head = output.write(part, context: context) else { return }
+        output.head { HTTP1Writer.writeRequestHead(head, into: &$0) }
+        parser.respondingToHEAD = head.method == .HEAD
     }
 
     override func sendHead(_ request: UpstreamRequest) {
