@@ -285,7 +285,8 @@ struct HTTP1Parser {
     /// One line from the front of `buffer` (without its line end), or nil when incomplete.
     private func readLine(_ buffer: inout ByteBuffer, limit: Int, failure: Failure) throws(Failure) -> [UInt8]? {
         guard let lf = buffer.readableBytesView.firstIndex(of: .lf) else {
-            if buffer.readableBytes > limit { throw failure }
+            // `limit` counts the line without its CRLF: a CR may still be waiting for its LF.
+            if buffer.readableBytes > limit + 1 { throw failure }
             return nil
         }
         let length = lf - buffer.readerIndex
