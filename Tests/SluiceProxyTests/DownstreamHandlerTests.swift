@@ -140,4 +140,19 @@ import SluiceRouting
         #expect(plain.keepAlive)
         #expect(HeaderRewrite.forwardResponse(ResponseHead(HTTPResponseHead(version: .http1_0, status: .ok, headers: unframed))).keepAlive == false)
     }
+
+    /// RFC 9112 §3.2.2: an absolute-form target is cut to origin-form and its authority returned.
+    @Test func absoluteFormTargetsBecomeOriginFormWithTheirAuthority() {
+        func cut(_ target: String) -> (String?, String) {
+            let absolute = DownstreamHandler.absoluteForm(target)
+            return (absolute?.authority, absolute?.target ?? target)
+        }
+        #expect(cut("http://shop.example.com/a/b?c=1") == ("shop.example.com", "/a/b?c=1"))
+        #expect(cut("HTTPS://Shop.Example.com:8443") == ("Shop.Example.com:8443", "/"))
+        #expect(cut("Http://h?q") == ("h", "/?q"))
+        #expect(cut("/plain/path") == (nil, "/plain/path"))
+        #expect(cut("*") == (nil, "*"))
+        #expect(cut("http:///no-host") == (nil, "http:///no-host"))
+        #expect(cut("httpx://h/") == (nil, "httpx://h/"))
+    }
 }

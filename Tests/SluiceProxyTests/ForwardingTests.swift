@@ -165,6 +165,28 @@ extension EndToEnd {
         }
     }
 
+    /// An absolute-form request target (RFC 9112 §3.2.2): its host replaces the Host field for
+    /// routing and for the backend, which receives the origin-form target.
+    @Test func absoluteFormTargetIsRoutedByItsHostAndForwardedInOriginForm() async throws {
+        try await Harness.with(
+            backends: [.init(version: "v1"), .init(version: "v2")],
+            routes: [
+                Route(name: "shop", match: RouteMatch(host: .exact("shop.example.com")), target: .backend(BackendID(1))),
+                Route(name: "rest", target: .backend(BackendID(0))),
+            ]
+        ) { h in
+            let c = try h.client()
+            try c.send("GET http://shop.example.com/cart?x=1 HTTP/1.1\r\nHost: elsewhere.test\r\n\r\n")
+            let r = try c.readResponse()
+            #expect(r.status == 200)
+            #expect(r.json["version"] as? String == "v2")
+            #expect(r.json["path"] as? String == "/cart")
+            #expect(r.json["query"] as? String == "x=1")
+            #expect(r.echoedHeaders["host"] == "shop.example.com")
+            #expect(r.echoedHeaders["x-forwarded-host"] == "shop.example.com")
+        }
+    }
+
     @Test func roundRobinOverEndpoints() async throws {
         try await Harness.with(
             backends: [.init(version: "v1"), .init(version: "v1")],

@@ -220,9 +220,20 @@ final class DownstreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
     }
 
     private func startRequest(_ head: RequestHead, context: ChannelHandlerContext) {
+        if let absolute = Self.absoluteForm(head.uri) {
+            let originForm = RequestHead(method: head.method, uri: absolute.target, version: head.version, fields: head.fields)
+            startRequest(originForm, authority: absolute.authority, context: context)
+        } else {
+            startRequest(head, authority: nil, context: context)
+        }
+    }
+
+    /// `authority`: the host named by an absolute-form target (it stands for the Host field).
+    private func startRequest(_ head: RequestHead, authority: String?, context: ChannelHandlerContext) {
         let start = NIODeadline.now()
         if clientAddress == nil { clientAddress = context.channel.remoteAddress?.ipAddress ?? "unknown" }
-        let forwarded = HeaderRewrite.forwardRequest(head, clientAddress: clientAddress!, scheme: scheme)
+        let forwarded = HeaderRewrite.forwardRequest(head, clientAddress: clientAddress!, scheme: scheme,
+                                                     authority: authority)
         if let problem = forwarded.problem {
             respondLocally(status: problem.0, message: problem.1, close: true, context: context)
             return
@@ -263,6 +274,28 @@ final class DownstreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
             request!.mirror = makeMirror(upstreamHead, to: shadow, snapshot: snapshot, decision: decision)
         }
         connectUpstream()
+    }
+
+    /// For a request target in absolute-form (`http://shop.example.com/a?b`, RFC 9112 §3.2.2):
+    /// its authority, which stands for the Host field, and its origin-form (`/a?b`, what routing
+    /// and the backend see). Nil for any other target.
+    static func absoluteForm(_ uri: String) -> (authority: String, target: String)? {
+        // Origin-form starts with "/": one byte decides for almost every request.
+        guard let first = uri.utf8.first, first.asciiLowercased == UInt8(ascii: "h") else { return nil }
+        let scheme = uri.utf8.prefix(8).map(\.asciiLowercased)
+        let schemeLength: Int
+        if scheme.starts(with: "http://".utf8) {
+            schemeLength = 7
+        } else if scheme.starts(with: "https://".utf8) {
+            schemeLength = 8
+        } else {
+            return nil
+        }
+        let rest = uri.utf8.dropFirst(schemeLength)
+        let end = rest.firstIndex { $0 == UInt8(ascii: "/") || $0 == UInt8(ascii: "?") } ?? rest.endIndex
+        guard end > rest.startIndex, let authority = String(rest[rest.startIndex..<end]) else { return nil }
+        let tail = String(rest[end...]) ?? ""
+        return (authority, tail.hasPrefix("/") ? tail : "/" + tail)
     }
 
     /// The `Upgrade` value when `head` is a WebSocket handshake (GET, `Upgrade: websocket`,

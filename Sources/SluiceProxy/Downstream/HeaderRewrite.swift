@@ -65,6 +65,9 @@ enum HeaderRewrite {
         var connection = ConnectionTokens()
         /// Where the first `Content-Length` field starts: several agreeing ones become one.
         var firstLength: Int32 = -1
+        /// The request target named the host (absolute-form): the client's Host fields are
+        /// replaced by it.
+        var replacesHost = false
         /// The proxy's own fields, after the client's: framing re-stated, `x-forwarded-*`.
         var extra: [(String, String)] = []
 
@@ -74,7 +77,7 @@ enum HeaderRewrite {
         func keeps(_ field: FieldBlock.Field, in bytes: UnsafeRawBufferPointer) -> Bool {
             switch field.kind {
             case .other, .grpcStatus: return !connection.listsAny || !connection.lists(bytes: bytes.name(field))
-            case .host: return true
+            case .host: return !replacesHost
             case .contentLength: return field.nameStart == firstLength
             case .hopByHop, .upgrade, .connection, .transferEncoding, .expect, .forwardedFor, .forwardedProto, .forwardedHost:
                 return false
@@ -87,7 +90,11 @@ enum HeaderRewrite {
     /// edge), framing re-stated explicitly. Also checks the RFC 9112 rules a parser may leave to
     /// us (no CL+TE, TE ending in chunked, one Host on HTTP/1.1). Nothing is copied: the writer
     /// copies the kept lines (`ForwardedRequest.keeps`) and then `extra`.
-    static func forwardRequest(_ head: RequestHead, clientAddress: String, scheme: String) -> ForwardedRequest {
+    ///
+    /// `authority`: the host of an absolute-form request target (RFC 9112 §3.2.2: it replaces
+    /// any Host field, which is then not checked either).
+    static func forwardRequest(_ head: RequestHead, clientAddress: String, scheme: String,
+                               authority: String? = nil) -> ForwardedRequest {
         var out = ForwardedRequest()
         var hostCount = 0
         var transferEncodings = 0
@@ -138,13 +145,17 @@ enum HeaderRewrite {
             out.problem = (.badRequest, "malformed request: conflicting Content-Length values")
         }
         let http11 = head.version.major == 1 && head.version.minor >= 1
-        if http11 {
+        if let authority {
+            out.host = authority
+            out.replacesHost = true
+        } else if http11 {
             if hostCount == 0 { out.problem = (.badRequest, "malformed request: missing Host header") }
             if hostCount > 1 { out.problem = (.badRequest, "malformed request: more than one Host header") }
         }
         out.keepAlive = out.connection.keepAlive(http11: http11 || head.version.major > 1)
         if !out.connection.upgradeToken { out.upgrade = nil }
         if out.problem != nil { return out }
+        if out.replacesHost, let host = out.host { out.extra.append(("host", host)) }
         if out.chunked { out.extra.append(("transfer-encoding", "chunked")) }
         out.extra.append(("x-forwarded-for", priorForwardedFor.map { "\($0), \(clientAddress)" } ?? clientAddress))
         out.extra.append(("x-forwarded-proto", scheme))
