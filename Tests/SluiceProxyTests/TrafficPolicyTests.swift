@@ -46,14 +46,8 @@ extension EndToEnd {
     // MARK: Weighted split
 
     @Test func weightedSplitDrawsEachRequestWithTheConfiguredShare() async throws {
-        try await Harness.withYAML(backends: [.init(version: "v1"), .init(version: "v2")], config: """
-            listen: ["127.0.0.1:1"]
-            backends:
-              a: { version: v1, endpoints: ["${B0}"] }
-              b: { version: v2, endpoints: ["${B1}"] }
-            routes:
-              - name: web
-                split: { a: 90, b: 10 }
+        try await Harness.withTwoVersions(route: """
+            split: { a: 90, b: 10 }
             """) { h in
             // N = 6000, p = 0.1 (b's share): sd = sqrt(6000 * 0.1 * 0.9) = sqrt(540) = 23.24
             // requests = 0.387 pp; 5 sd = 116.2 requests = 1.94 pp. That is tighter than the
@@ -78,14 +72,8 @@ extension EndToEnd {
     }
 
     @Test func zeroWeightBackendGetsNothing() async throws {
-        try await Harness.withYAML(backends: [.init(version: "v1"), .init(version: "v2")], config: """
-            listen: ["127.0.0.1:1"]
-            backends:
-              a: { version: v1, endpoints: ["${B0}"] }
-              b: { version: v2, endpoints: ["${B1}"] }
-            routes:
-              - name: web
-                split: { a: 1, b: 0 }
+        try await Harness.withTwoVersions(route: """
+            split: { a: 1, b: 0 }
             """) { h in
             let c = try h.client()
             for _ in 0..<500 {
@@ -100,15 +88,9 @@ extension EndToEnd {
 
     @Test func zeroWeightFirstBackendGetsNothingEitherUnderSticky() async throws {
         // A 0-weight backend owns no sticky bucket, wherever it is listed.
-        try await Harness.withYAML(backends: [.init(version: "v1"), .init(version: "v2")], config: """
-            listen: ["127.0.0.1:1"]
-            backends:
-              a: { version: v1, endpoints: ["${B0}"] }
-              b: { version: v2, endpoints: ["${B1}"] }
-            routes:
-              - name: web
-                split: { a: 0, b: 3 }
-                sticky: { header: x-user-id }
+        try await Harness.withTwoVersions(route: """
+            split: { a: 0, b: 3 }
+            sticky: { header: x-user-id }
             """) { h in
             let c = try h.client()
             for i in 0..<300 {
@@ -122,15 +104,9 @@ extension EndToEnd {
     // MARK: Sticky
 
     @Test func stickyCookieKeepsOneUserOnOneVersion() async throws {
-        try await Harness.withYAML(backends: [.init(version: "v1"), .init(version: "v2")], config: """
-            listen: ["127.0.0.1:1"]
-            backends:
-              a: { version: v1, endpoints: ["${B0}"] }
-              b: { version: v2, endpoints: ["${B1}"] }
-            routes:
-              - name: web
-                split: { a: 50, b: 50 }
-                sticky: { cookie: uid }
+        try await Harness.withTwoVersions(route: """
+            split: { a: 50, b: 50 }
+            sticky: { cookie: uid }
             """) { h in
             let table = h.proxy.store.load().table
             let split = Split(backends: [table.backendID(named: "a")!, table.backendID(named: "b")!], weights: [50, 50])
@@ -157,15 +133,9 @@ extension EndToEnd {
     }
 
     @Test func stickyAssignSetsTheCookieAndTheCookieSticks() async throws {
-        try await Harness.withYAML(backends: [.init(version: "v1"), .init(version: "v2")], config: """
-            listen: ["127.0.0.1:1"]
-            backends:
-              a: { version: v1, endpoints: ["${B0}"] }
-              b: { version: v2, endpoints: ["${B1}"] }
-            routes:
-              - name: web
-                split: { a: 50, b: 50 }
-                sticky: { cookie: uid, assign: true }
+        try await Harness.withTwoVersions(route: """
+            split: { a: 50, b: 50 }
+            sticky: { cookie: uid, assign: true }
             """) { h in
             let table = h.proxy.store.load().table
             let split = Split(backends: [table.backendID(named: "a")!, table.backendID(named: "b")!], weights: [50, 50])
@@ -203,18 +173,12 @@ extension EndToEnd {
     }
 
     @Test func stickyAssignTreatsAnEmptyCookieAsAbsentAndRulesToOneBackendAssignNothing() async throws {
-        try await Harness.withYAML(backends: [.init(version: "v1"), .init(version: "v2")], config: """
-            listen: ["127.0.0.1:1"]
-            backends:
-              a: { version: v1, endpoints: ["${B0}"] }
-              b: { version: v2, endpoints: ["${B1}"] }
-            routes:
-              - name: web
-                rules:
-                  - when: { headers: { x-force: b } }
-                    backend: b
-                split: { a: 50, b: 50 }
-                sticky: { cookie: uid, assign: true }
+        try await Harness.withTwoVersions(route: """
+            rules:
+              - when: { headers: { x-force: b } }
+                backend: b
+            split: { a: 50, b: 50 }
+            sticky: { cookie: uid, assign: true }
             """) { h in
             let c = try h.client()
             // `uid=` carries no identity: the proxy assigns one.
@@ -240,15 +204,9 @@ extension EndToEnd {
     }
 
     @Test func stickyAssignHonoursMaxAge() async throws {
-        try await Harness.withYAML(backends: [.init(version: "v1"), .init(version: "v2")], config: """
-            listen: ["127.0.0.1:1"]
-            backends:
-              a: { version: v1, endpoints: ["${B0}"] }
-              b: { version: v2, endpoints: ["${B1}"] }
-            routes:
-              - name: web
-                split: { a: 50, b: 50 }
-                sticky: { cookie: sid, assign: true, maxAge: 2h }
+        try await Harness.withTwoVersions(route: """
+            split: { a: 50, b: 50 }
+            sticky: { cookie: sid, assign: true, maxAge: 2h }
             """) { h in
             let r = try once(h, "GET", "/")
             let value = r.header("set-cookie") ?? ""
@@ -258,15 +216,9 @@ extension EndToEnd {
     }
 
     @Test func stickyHeaderKeepsOneUserOnOneVersion() async throws {
-        try await Harness.withYAML(backends: [.init(version: "v1"), .init(version: "v2")], config: """
-            listen: ["127.0.0.1:1"]
-            backends:
-              a: { version: v1, endpoints: ["${B0}"] }
-              b: { version: v2, endpoints: ["${B1}"] }
-            routes:
-              - name: web
-                split: { a: 50, b: 50 }
-                sticky: { header: x-user-id }
+        try await Harness.withTwoVersions(route: """
+            split: { a: 50, b: 50 }
+            sticky: { header: x-user-id }
             """) { h in
             let table = h.proxy.store.load().table
             let split = Split(backends: [table.backendID(named: "a")!, table.backendID(named: "b")!], weights: [50, 50])
@@ -334,25 +286,19 @@ extension EndToEnd {
     // MARK: A/B rules
 
     @Test func abRulesRouteByHeaderCookieQueryAndPresence() async throws {
-        try await Harness.withYAML(backends: [.init(version: "v1"), .init(version: "v2")], config: """
-            listen: ["127.0.0.1:1"]
-            backends:
-              a: { version: v1, endpoints: ["${B0}"] }
-              b: { version: v2, endpoints: ["${B1}"] }
-            routes:
-              - name: web
-                rules:
-                  - when: { headers: { x-experiment: new-checkout } }
-                    backend: b
-                  - when: { cookies: { beta: { regex: "^(1|true)$" } } }
-                    backend: b
-                  - when: { query: { variant: b } }
-                    backend: b
-                  - when: { headers: { x-canary: { present: true } } }
-                    backend: b
-                  - when: { headers: { x-both: "1" }, query: { both: "1" } }
-                    backend: b
-                backend: a
+        try await Harness.withTwoVersions(route: """
+            rules:
+              - when: { headers: { x-experiment: new-checkout } }
+                backend: b
+              - when: { cookies: { beta: { regex: "^(1|true)$" } } }
+                backend: b
+              - when: { query: { variant: b } }
+                backend: b
+              - when: { headers: { x-canary: { present: true } } }
+                backend: b
+              - when: { headers: { x-both: "1" }, query: { both: "1" } }
+                backend: b
+            backend: a
             """) { h in
             let c = try h.client()
             func via(_ target: String, _ headers: [(String, String)] = []) throws -> String {

@@ -104,6 +104,20 @@ extension Harness {
         try await run(configuration, backends: started, threads: threads, body)
     }
 
+    /// The usual two-version setup: backends `a` (v1) and `b` (v2) and one route `web` whose
+    /// keys (split, sticky, rules, ...) are `route`, written without indentation.
+    static func withTwoVersions(route: String, _ body: @escaping @Sendable (Harness) throws -> Void) async throws {
+        let keys = route.split(separator: "\n", omittingEmptySubsequences: false).map { "    " + $0 }.joined(separator: "\n")
+        try await withYAML(backends: [.init(version: "v1"), .init(version: "v2")], config: """
+            listen: ["127.0.0.1:1"]
+            backends:
+              a: { version: v1, endpoints: ["${B0}"] }
+              b: { version: v2, endpoints: ["${B1}"] }
+            routes:
+              - name: web
+            """ + "\n" + keys, body)
+    }
+
     /// The proxy's merged statistics (blocking; test bodies run on their own thread).
     func statistics() throws -> ShardCopy { try proxy.statisticsFuture().wait() }
 }
