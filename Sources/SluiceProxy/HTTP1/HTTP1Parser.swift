@@ -524,13 +524,9 @@ extension UInt8 {
 
     /// RFC 9110 §5.6.2 `tchar`, as two 64-bit masks over ASCII.
     var isTokenChar: Bool {
-        // !#$%&'*+-.^_`|~ digits and letters.
+        // !#$%&'*+-.^_`|~ digits and letters: bits of the bytes 0-63 and 64-127.
         let low: UInt64 = 0x03FF_6CFA_0000_0000
         let high: UInt64 = 0x57FF_FFFF_C7FF_FFFE
-        switch self {
-        case 0..<64: return low >> UInt64(self) & 1 == 1
-        case 64..<128: return high >> UInt64(self - 64) & 1 == 1
-        default: return false
-        }
+        return self < 128 && ((self < 64 ? low : high) >> UInt64(self & 63)) & 1 == 1
     }
 }
