@@ -6,7 +6,7 @@ import NIOHTTP1
 ///
 /// Why not `HTTPResponseHead`: on the HTTP/1.1 → HTTP/1.1 path a response's fields are only
 /// looked at (framing, keep-alive, hop-by-hop) and copied on. Making a `String` of every name
-/// and value, an array of them, then iterating and copying them again cost ~8k instructions
+/// and value, an array of them, then iterating and copying them again cost ~4.4k instructions
 /// per request; here the parser records offsets, `HeaderRewrite.forwardResponse` reads the few
 /// fields it needs, and `HTTP1Writer` copies the kept lines with `memcpy`. `HTTPHeaders` are
 /// built only when something needs them (an HTTP/2 client, tests).
