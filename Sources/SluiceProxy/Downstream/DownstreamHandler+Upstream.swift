@@ -7,7 +7,7 @@ extension DownstreamHandler: UpstreamDelegate {
 
     func upstreamResponseHead(_ head: ResponseHead) {
         guard let req = request, context != nil else { return }
-        req.responseDeadline = nil
+        req.deadline = nil
         let forwarded = HeaderRewrite.forwardResponse(head)
         let framed = forwarded.framed
         req.upstreamReusable = HeaderRewrite.upstreamReusable(status: head.status, keepAlive: forwarded.keepAlive,
@@ -88,7 +88,7 @@ extension DownstreamHandler: UpstreamDelegate {
         // the backend never answered is safe to send again, once, on a fresh connection.
         if let conn, conn.requestsServed > 1, !req.retried, req.requestEnded, req.requestBodyBytes == 0 {
             req.retried = true
-            req.responseDeadline = nil
+            req.deadline = nil
             req.buffered = [.end(nil)]
             connectUpstream()
             return
@@ -114,20 +114,24 @@ extension DownstreamHandler: UpstreamDelegate {
 /// Waiting for a pooled connection or a connect slot (`UpstreamPool.wait`).
 extension DownstreamHandler: ConnectionWaiter {
     func takeConnection(_ conn: UpstreamConnection) -> Bool {
-        guard let req = request, req.waiting else { return false }
-        req.waiting = false
-        req.connecting = false
-        req.responseDeadline = nil
+        guard stopWaiting() else { return false }
         attach(conn)
         return true
     }
 
     func connectSlotFreed() -> Bool {
+        guard stopWaiting() else { return false }
+        connectUpstream()
+        return true
+    }
+
+    /// Ends the request's wait in the pool; false when it was not waiting (it ended, or got a
+    /// connection or a 504 already).
+    func stopWaiting() -> Bool {
         guard let req = request, req.waiting else { return false }
         req.waiting = false
         req.connecting = false
-        req.responseDeadline = nil
-        connectUpstream()
+        req.deadline = nil
         return true
     }
 }

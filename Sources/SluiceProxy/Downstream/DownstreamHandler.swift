@@ -78,8 +78,9 @@ final class DownstreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
         var responseStatus = 0
         var upstreamReusable = false
         var retried = false
-        /// When the response head must have arrived by; nil when no deadline is armed.
-        var responseDeadline: NIODeadline?
+        /// When the response head must have arrived by (or, while `waiting`, a pooled connection
+        /// or connect slot); nil when no deadline is armed (`ResponseDeadlines`).
+        var deadline: NIODeadline?
         /// The shadow copy being collected, when the route mirrors this request.
         var mirror: PendingMirror?
         /// The `Upgrade` value of a WebSocket handshake; nil for ordinary requests.
@@ -123,7 +124,7 @@ final class DownstreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
     func receive(_ part: HTTPServerRequestPart, context: ChannelHandlerContext) {
         switch part {
         case .head(let head):
-            startRequest(RequestHead(head), context: context)
+            receiveHead(RequestHead(head), context: context)
         case .body(let body):
             guard let req = request, !req.requestEnded else { return }
             req.requestBodyBytes += body.readableBytes
@@ -185,7 +186,6 @@ final class DownstreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
     /// unknown state, so it is closed rather than pooled.
     func abandon(code: Int) {
         guard let req = request else { return }
-        req.responseDeadline = nil
         if let up = req.upstream {
             up.handler.delegate = nil
             up.channel.close(promise: nil)
@@ -214,12 +214,8 @@ final class DownstreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
 
     // MARK: Routing a new request
 
-    /// A request head from the HTTP/1.1 codec.
+    /// A new request's head (from the HTTP/1.1 codec, or converted from an HTTP/2 stream's).
     func receiveHead(_ head: RequestHead, context: ChannelHandlerContext) {
-        startRequest(head, context: context)
-    }
-
-    private func startRequest(_ head: RequestHead, context: ChannelHandlerContext) {
         if let absolute = Self.absoluteForm(head.uri) {
             let originForm = RequestHead(method: head.method, uri: absolute.target, version: head.version, fields: head.fields)
             startRequest(originForm, authority: absolute.authority, context: context)
@@ -407,11 +403,11 @@ final class DownstreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
         request?.upstream?.handler.flush()
     }
 
-    func responseTimedOut() {
+    /// The request's deadline passed (`ResponseDeadlines`): it waited too long for a pooled
+    /// connection, or its response head did not come in time.
+    func deadlinePassed() {
         guard let req = request else { return }
-        if req.waiting {
-            req.waiting = false
-            req.connecting = false
+        if stopWaiting() {
             let name = req.snapshot.backends[req.decision.backend.index].spec.name
             failBeforeResponse(.gatewayTimeout, "upstream connect timeout: backend '\(name)' (no connection became free in time)",
                                failure: .timeout)
@@ -430,7 +426,6 @@ final class DownstreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
     /// Answers with a proxy-made error before any response byte went out, and records it.
     func failBeforeResponse(_ status: HTTPResponseStatus, _ message: String, failure: UpstreamFailure?) {
         guard let context, let req = request else { return }
-        req.responseDeadline = nil
         req.upstream = nil
         req.responseStatus = Int(status.code)
         // A body still on its way is not drained: the connection closes after the answer.
@@ -505,7 +500,7 @@ final class DownstreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
     func finish(code: Int, failure: UpstreamFailure?) {
         guard let req = request else { return }
         request = nil
-        req.responseDeadline = nil
+        req.deadline = nil
         let end = NIODeadline.now()
         let seconds = Double((end - req.start).nanoseconds) / 1e9
         loop.stats.recordRequest(series: req.series, code: code, seconds: seconds, now: end.uptimeNanoseconds)

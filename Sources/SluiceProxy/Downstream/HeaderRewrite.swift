@@ -242,11 +242,6 @@ enum HeaderRewrite {
 
         var listsAny: Bool { !listed.isEmpty }
 
-        mutating func scan(_ value: String) {
-            var value = value
-            value.withUTF8 { scan(bytes: UnsafeRawBufferPointer($0)) }
-        }
-
         mutating func scan(bytes: UnsafeRawBufferPointer) {
             var start = 0
             while start < bytes.count {
@@ -278,9 +273,7 @@ enum HeaderRewrite {
         /// Whether the field called `name` is listed (other than `close`, `keep-alive`,
         /// `upgrade`), compared ASCII case-insensitively.
         func lists(bytes name: UnsafeRawBufferPointer) -> Bool {
-            listed.contains { token in
-                token.utf8.count == name.count && zip(token.utf8, name).allSatisfy { $0 == $1.asciiLowercased }
-            }
+            listed.contains { name.equalsIgnoringCase(lowercased: $0) }
         }
     }
 
@@ -289,15 +282,5 @@ enum HeaderRewrite {
     /// (framed, or a response that has no body: to HEAD, 204, 304).
     static func upstreamReusable(status: HTTPResponseStatus, keepAlive: Bool, framed: Bool, requestWasHEAD: Bool) -> Bool {
         keepAlive && (framed || requestWasHEAD || status.code == 204 || status.code == 304)
-    }
-}
-
-extension StringProtocol {
-    /// The value with leading and trailing spaces and tabs (HTTP's OWS) removed.
-    var trimmingSpaces: SubSequence {
-        var s = self[...]
-        while let f = s.first, f == " " || f == "\t" { s = s.dropFirst() }
-        while let l = s.last, l == " " || l == "\t" { s = s.dropLast() }
-        return s
     }
 }

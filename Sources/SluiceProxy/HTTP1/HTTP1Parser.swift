@@ -389,7 +389,8 @@ private struct FieldCollector {
     private var contentLength: Int?
     private var conflictingLengths = false
     private var invalidLength = false
-    private var lastTransferCoding: UnsafeRawBufferPointer?
+    /// The last `Transfer-Encoding` field ends in `chunked`.
+    private var endsInChunked = false
     private var hasTransferEncoding = false
 
     /// `origin`: where the head's bytes start, to index fields instead of making strings.
@@ -414,21 +415,22 @@ private struct FieldCollector {
         guard Self.isFieldValue(base + start, count: end - start) else { throw .bad("invalid header value") }
         let name = UnsafeRawBufferPointer(start: base, count: colon)
         let value = UnsafeRawBufferPointer(start: base + start, count: end - start)
-        if colon == 14, name.equalsIgnoringCase("content-length") {
+        let kind = HeaderRewrite.kind(ofBytes: name)
+        if kind == .contentLength {
             if let n = Self.decimal(value) {
                 if let seen = contentLength, seen != n { conflictingLengths = true }
                 contentLength = n
             } else {
                 invalidLength = true
             }
-        } else if colon == 17, name.equalsIgnoringCase("transfer-encoding") {
+        } else if kind == .transferEncoding {
             hasTransferEncoding = true
-            lastTransferCoding = value
+            endsInChunked = HeaderRewrite.lastCodingIsChunked(value)
         }
         if let origin {
             index.append(FieldBlock.Field(nameStart: Int32(origin.distance(to: base)), nameCount: Int32(colon),
                                           valueStart: Int32(origin.distance(to: base + start)), valueCount: Int32(end - start),
-                                          kind: HeaderRewrite.kind(ofBytes: name)))
+                                          kind: kind))
         } else {
             headers.append((String(decoding: name, as: UTF8.self), String(decoding: value, as: UTF8.self)))
         }
@@ -451,18 +453,6 @@ private struct FieldCollector {
         if hasTransferEncoding { return endsInChunked ? .chunked : .untilClose }
         if invalidLength || conflictingLengths { throw .bad("invalid Content-Length") }
         return contentLength.map { .length($0) } ?? .untilClose
-    }
-
-    /// Whether the last transfer coding named is `chunked`. The pointer is only read while the
-    /// head's bytes are still borrowed (the collector never outlives `parseHeadBytes`).
-    private var endsInChunked: Bool {
-        guard let value = lastTransferCoding else { return false }
-        var end = value.count
-        while end > 0, value[end - 1] == .space || value[end - 1] == .tab { end -= 1 }
-        var start = end
-        while start > 0, value[start - 1] != .comma { start -= 1 }
-        while start < end, value[start] == .space || value[start] == .tab { start += 1 }
-        return end - start == 7 && UnsafeRawBufferPointer(rebasing: value[start..<end]).equalsIgnoringCase("chunked")
     }
 
     /// Whether every byte may appear in a field value (VCHAR, obs-text, SP, HTAB; RFC 9110
@@ -499,6 +489,16 @@ private struct FieldCollector {
 }
 
 extension UnsafeRawBufferPointer {
+    /// ASCII case-insensitive comparison with a lowercase name.
+    func equalsIgnoringCase(lowercased name: String) -> Bool {
+        var name = name
+        return name.withUTF8 { lower in
+            guard lower.count == count else { return false }
+            for i in 0..<count where self[i].asciiLowercased != lower[i] { return false }
+            return true
+        }
+    }
+
     /// ASCII case-insensitive comparison with a lowercase literal of the same length.
     func equalsIgnoringCase(_ lower: StaticString) -> Bool {
         guard count == lower.utf8CodeUnitCount else { return false }

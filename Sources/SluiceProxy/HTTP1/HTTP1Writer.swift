@@ -24,13 +24,13 @@ enum HTTP1Writer {
         let mayHaveBody = writeStatusLine(head.version, head.status, into: &buffer)
         var hasLength = false
         for (name, value) in head.headers {
-            switch framingField(name) {
+            switch HeaderRewrite.kind(of: name) {
             case .transferEncoding:
                 continue
             case .contentLength:
                 guard mayHaveBody else { continue }
                 hasLength = true
-            case .other:
+            default:
                 break
             }
             writeField(name, value, into: &buffer)
@@ -122,10 +122,10 @@ enum HTTP1Writer {
         buffer.writeStaticString(" HTTP/1.1\r\n")
         var framing = BodyFraming.none
         for (name, value) in head.headers {
-            switch framingField(name) {
+            switch HeaderRewrite.kind(of: name) {
             case .contentLength: if framing == .none { framing = .raw }
             case .transferEncoding: framing = .chunked
-            case .other: break
+            default: break
             }
             writeField(name, value, into: &buffer)
         }
@@ -168,21 +168,6 @@ enum HTTP1Writer {
     static func writeFields(_ headers: HTTPHeaders, into buffer: inout ByteBuffer) {
         for (name, value) in headers { writeField(name, value, into: &buffer) }
         buffer.writeStaticString("\r\n")
-    }
-
-    private enum FramingField { case other, contentLength, transferEncoding }
-
-    private static func framingField(_ name: String) -> FramingField {
-        switch name.utf8.count {
-        case 14: return asciiLowercaseEquals(name, "content-length") ? .contentLength : .other
-        case 17: return asciiLowercaseEquals(name, "transfer-encoding") ? .transferEncoding : .other
-        default: return .other
-        }
-    }
-
-    private static func asciiLowercaseEquals(_ name: String, _ lower: StaticString) -> Bool {
-        name.utf8.withContiguousStorageIfAvailable { UnsafeRawBufferPointer($0).equalsIgnoringCase(lower) }
-            ?? (name.lowercased() == lower.description)
     }
 
     /// One field line from bytes, written with a single capacity check.

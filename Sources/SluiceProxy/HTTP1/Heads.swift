@@ -139,21 +139,12 @@ struct FieldBlock {
 
     /// The values of every field called `lowercasedName` (ASCII case-insensitive), in order.
     func values(of lowercasedName: String) -> [String] {
-        var wanted = lowercasedName
-        return wanted.withUTF8 { wanted in
-            withBytes { bytes in
-                var values: [String] = []
-                for field in fields where Int(field.nameCount) == wanted.count {
-                    let name = bytes.name(field)
-                    var same = true
-                    for i in 0..<name.count where name[i].asciiLowercased != wanted[i] {
-                        same = false
-                        break
-                    }
-                    if same { values.append(String(decoding: bytes.value(field), as: UTF8.self)) }
-                }
-                return values
+        withBytes { bytes in
+            var values: [String] = []
+            for field in fields where bytes.name(field).equalsIgnoringCase(lowercased: lowercasedName) {
+                values.append(String(decoding: bytes.value(field), as: UTF8.self))
             }
+            return values
         }
     }
 }

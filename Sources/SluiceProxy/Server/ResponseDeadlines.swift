@@ -1,6 +1,7 @@
 import NIOCore
 
-/// The response deadlines of one event loop's requests, checked by one sweep.
+/// The deadlines of one event loop's requests, checked by one sweep: the response timeout, and
+/// the connect timeout of a request waiting in the pool for a connection.
 ///
 /// A response timeout is armed when a request goes upstream and disarmed when the response
 /// head arrives — on every request, and almost never fires. A scheduled task per request cost
@@ -25,11 +26,11 @@ final class ResponseDeadlines {
         self.eventLoop = eventLoop
     }
 
-    /// Arms `request`'s response deadline; `owner.responseTimedOut()` runs when it passes while
-    /// still armed (`request.responseDeadline` unchanged) and `request` is still the owner's.
+    /// Arms `request`'s response deadline; `owner.deadlinePassed()` runs when it passes while
+    /// still armed (`request.deadline` unchanged) and `request` is still the owner's.
     func arm(_ request: DownstreamHandler.RequestState, owner: DownstreamHandler, in timeout: TimeAmount) {
         let deadline = NIODeadline.now() + timeout
-        request.responseDeadline = deadline
+        request.deadline = deadline
         entries.append(Entry(deadline: deadline, request: request, owner: owner))
         scheduleSweep()
     }
@@ -47,7 +48,7 @@ final class ResponseDeadlines {
         let now = NIODeadline.now()
         var due: [Entry] = []
         entries.removeAll { entry in
-            guard entry.request.responseDeadline == entry.deadline, entry.owner.request === entry.request else {
+            guard entry.request.deadline == entry.deadline, entry.owner.request === entry.request else {
                 return true // disarmed, re-armed, or the request is over
             }
             if entry.deadline <= now {
@@ -58,8 +59,8 @@ final class ResponseDeadlines {
         }
         if !entries.isEmpty { scheduleSweep() }
         for entry in due {
-            entry.request.responseDeadline = nil
-            entry.owner.responseTimedOut()
+            entry.request.deadline = nil
+            entry.owner.deadlinePassed()
         }
     }
 }
