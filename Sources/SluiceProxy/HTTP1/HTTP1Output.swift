@@ -106,3 +106,23 @@ struct HTTP1Output {
         }
     }
 }
+
+/// The incoming side's bytes not parsed yet (both codecs keep them the same way).
+extension Optional where Wrapped == ByteBuffer {
+    /// Adds a read to what waits to be parsed.
+    mutating func append(received bytes: ByteBuffer) {
+        if self == nil {
+            self = bytes
+        } else {
+            self!.writeImmutableBuffer(bytes)
+        }
+    }
+
+    /// Passes what waits on to the next handler and empties it: the codec is leaving the
+    /// pipeline (a tunnel takes over), and those bytes are the tunnel's.
+    mutating func handOver(to context: ChannelHandlerContext) {
+        guard let bytes = self, bytes.readableBytes > 0 else { return }
+        self = nil
+        context.fireChannelRead(NIOAny(bytes))
+    }
+}

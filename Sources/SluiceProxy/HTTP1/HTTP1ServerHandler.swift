@@ -75,10 +75,7 @@ final class HTTP1ServerHandler: ChannelDuplexHandler, RemovableChannelHandler {
     /// Removed when the connection becomes a tunnel: bytes already received but not parsed
     /// belong to the tunnel, so they are passed on first.
     func removeHandler(context: ChannelHandlerContext, removalToken: ChannelHandlerContext.RemovalToken) {
-        if let input, input.readableBytes > 0 {
-            self.input = nil
-            context.fireChannelRead(wrapInboundOut(input))
-        }
+        input.handOver(to: context)
         context.leavePipeline(removalToken: removalToken)
     }
 
@@ -88,11 +85,7 @@ final class HTTP1ServerHandler: ChannelDuplexHandler, RemovableChannelHandler {
         guard !failed else { return }
         lastInput = .now()
         let bytes = unwrapInboundIn(data)
-        if input == nil {
-            input = bytes
-        } else {
-            input!.writeImmutableBuffer(bytes)
-        }
+        input.append(received: bytes)
         process(context: context)
     }
 

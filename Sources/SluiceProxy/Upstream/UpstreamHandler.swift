@@ -121,10 +121,7 @@ final class HTTP1UpstreamHandler: UpstreamHandler, ChannelDuplexHandler, Removab
     /// Removed when the connection becomes a tunnel (after a 101): bytes the backend sent right
     /// after its 101 belong to the tunnel, so they are passed on first.
     func removeHandler(context: ChannelHandlerContext, removalToken: ChannelHandlerContext.RemovalToken) {
-        if let input, input.readableBytes > 0 {
-            self.input = nil
-            context.fireChannelRead(wrapInboundOut(input))
-        }
+        input.handOver(to: context)
         context.leavePipeline(removalToken: removalToken)
     }
 
@@ -146,11 +143,7 @@ final class HTTP1UpstreamHandler: UpstreamHandler, ChannelDuplexHandler, Removab
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let bytes = unwrapInboundIn(data)
-        if input == nil {
-            input = bytes
-        } else {
-            input!.writeImmutableBuffer(bytes)
-        }
+        input.append(received: bytes)
         guard var buffer = input else { return }
         input = nil
         while !parser.isUpgraded {

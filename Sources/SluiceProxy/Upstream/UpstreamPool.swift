@@ -11,11 +11,11 @@ import SluiceConfig
 /// (the design of Envoy's per-worker connection pools).
 final class UpstreamPool {
     let eventLoop: EventLoop
-    /// Idle connections per endpoint, most recently used last.
-    private var idle: [SocketAddress: EndpointIdle] = [:]
+    /// Per endpoint: idle connections (most recently used last), counts, waiting requests.
+    private var endpoints: [SocketAddress: Endpoint] = [:]
     /// The endpoint looked up last: most loops send most requests to one or a few endpoints,
     /// and comparing two addresses is much cheaper than hashing one.
-    private var lastEndpoint: EndpointIdle?
+    private var lastEndpoint: Endpoint?
     /// At most this many idle connections are kept per endpoint; more are closed.
     let maxIdlePerEndpoint: Int
     /// At most this many connects to one endpoint are in progress on this loop, and at most
@@ -50,7 +50,7 @@ final class UpstreamPool {
         return hasSlot(endpoint)
     }
 
-    private func hasSlot(_ endpoint: EndpointIdle) -> Bool {
+    private func hasSlot(_ endpoint: Endpoint) -> Bool {
         endpoint.connecting < maxConnectingPerEndpoint && endpoint.open + endpoint.connecting < endpoint.limit
     }
 
@@ -60,7 +60,7 @@ final class UpstreamPool {
     }
 
     /// Hands free slots to the requests still waiting, oldest first.
-    private func offerSlots(_ endpoint: EndpointIdle) {
+    private func offerSlots(_ endpoint: Endpoint) {
         while hasSlot(endpoint), let next = endpoint.nextWaiter() {
             _ = next.connectSlotFreed()
         }
@@ -75,10 +75,10 @@ final class UpstreamPool {
         return nil
     }
 
-    private func endpoint(_ address: SocketAddress) -> EndpointIdle {
+    private func endpoint(_ address: SocketAddress) -> Endpoint {
         if let last = lastEndpoint, last.address == address { return last }
-        let endpoint = idle[address] ?? EndpointIdle(address)
-        idle[address] = endpoint
+        let endpoint = endpoints[address] ?? Endpoint(address)
+        endpoints[address] = endpoint
         lastEndpoint = endpoint
         return endpoint
     }
@@ -135,7 +135,7 @@ final class UpstreamPool {
 
     /// A connection closed: if it was idling here, drop it.
     func forget(_ handler: UpstreamHandler, address: SocketAddress) {
-        guard let endpoint = idle[address] else { return }
+        guard let endpoint = endpoints[address] else { return }
         endpoint.open -= 1
         if let i = endpoint.connections.firstIndex(where: { $0.handler === handler }) {
             endpoint.connections.remove(at: i)
@@ -147,7 +147,7 @@ final class UpstreamPool {
     func closeAll() {
         // The endpoints stay: their open/connecting counts and waiting requests still hold.
         var all: [UpstreamConnection] = []
-        for endpoint in idle.values {
+        for endpoint in endpoints.values {
             all.append(contentsOf: endpoint.connections)
             endpoint.connections.removeAll()
         }
@@ -225,7 +225,7 @@ extension UpstreamPool: Sendable {}
 
 /// One endpoint's idle connections, connects in flight and waiting requests (a class, so
 /// taking and returning one mutates in place).
-private final class EndpointIdle {
+private final class Endpoint {
     let address: SocketAddress
     var connections: [UpstreamConnection] = []
     var connecting = 0
