@@ -11,7 +11,7 @@ final class IdleConnections {
     private let eventLoop: EventLoop
     private var connections: [ObjectIdentifier: HTTP1ServerHandler] = [:]
     private var interval = TimeAmount.seconds(1)
-    private var sweepScheduled = false
+    private var timer = SweepTimer()
 
     init(eventLoop: EventLoop) {
         self.eventLoop = eventLoop
@@ -20,30 +20,22 @@ final class IdleConnections {
     func add(_ connection: HTTP1ServerHandler, timeout: TimeAmount) {
         connections[ObjectIdentifier(connection)] = connection
         interval = min(interval, max(.nanoseconds(timeout.nanoseconds / 4), .milliseconds(10)))
-        scheduleSweep()
+        timer.schedule(on: eventLoop, in: interval) { [self] in self.sweep() }
     }
 
     func remove(_ connection: HTTP1ServerHandler) {
         connections[ObjectIdentifier(connection)] = nil
     }
 
-    private func scheduleSweep() {
-        guard !sweepScheduled else { return }
-        sweepScheduled = true
-        eventLoop.assumeIsolated().scheduleTask(in: interval) { [self] in
-            self.sweep()
-        }
-    }
-
     private func sweep() {
-        sweepScheduled = false
+        timer.fired()
         let now = NIODeadline.now()
         var idle: [HTTP1ServerHandler] = []
         for connection in connections.values where connection.isIdle(at: now) {
             idle.append(connection)
         }
         for connection in idle { connection.closeIdle() }
-        if !connections.isEmpty { scheduleSweep() }
+        if !connections.isEmpty { timer.schedule(on: eventLoop, in: interval) { [self] in self.sweep() } }
     }
 }
 

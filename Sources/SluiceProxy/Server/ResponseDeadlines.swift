@@ -20,7 +20,7 @@ final class ResponseDeadlines {
 
     private let eventLoop: EventLoop
     private var entries: [Entry] = []
-    private var sweepScheduled = false
+    private var timer = SweepTimer()
 
     init(eventLoop: EventLoop) {
         self.eventLoop = eventLoop
@@ -32,19 +32,11 @@ final class ResponseDeadlines {
         let deadline = NIODeadline.now() + timeout
         request.deadline = deadline
         entries.append(Entry(deadline: deadline, request: request, owner: owner))
-        scheduleSweep()
-    }
-
-    private func scheduleSweep() {
-        guard !sweepScheduled else { return }
-        sweepScheduled = true
-        eventLoop.assumeIsolated().scheduleTask(in: Self.resolution) { [self] in
-            self.sweep()
-        }
+        timer.schedule(on: eventLoop, in: Self.resolution) { [self] in self.sweep() }
     }
 
     private func sweep() {
-        sweepScheduled = false
+        timer.fired()
         let now = NIODeadline.now()
         var due: [Entry] = []
         entries.removeAll { entry in
@@ -57,7 +49,7 @@ final class ResponseDeadlines {
             }
             return false
         }
-        if !entries.isEmpty { scheduleSweep() }
+        if !entries.isEmpty { timer.schedule(on: eventLoop, in: Self.resolution) { [self] in self.sweep() } }
         for entry in due {
             entry.request.deadline = nil
             entry.owner.deadlinePassed()
@@ -67,3 +59,18 @@ final class ResponseDeadlines {
 
 @available(*, unavailable)
 extension ResponseDeadlines: Sendable {}
+
+/// The one-shot task of a per-loop sweep: scheduled when the sweep has work and none is pending
+/// (nothing runs on an idle loop), re-armed by the sweep while work remains.
+struct SweepTimer {
+    private var scheduled = false
+
+    mutating func schedule(on loop: EventLoop, in delay: TimeAmount, _ sweep: @escaping () -> Void) {
+        guard !scheduled else { return }
+        scheduled = true
+        loop.assumeIsolated().scheduleTask(in: delay, sweep)
+    }
+
+    /// The task ran (call first thing in the sweep).
+    mutating func fired() { scheduled = false }
+}
