@@ -166,6 +166,11 @@ struct ConfigCompiler {
             if maxHeaderBytes.value < 1024 {
                 diagnostics.error("'maxHeaderBytes' in server must be at least 1024 (got \(maxHeaderBytes.value))",
                                   at: maxHeaderBytes.at)
+            } else if maxHeaderBytes.value > 1_048_576 {
+                // The parser indexes a head with 32-bit offsets; a megabyte of fields is already
+                // far beyond what any client sends (nginx's default is 8 KiB per line).
+                diagnostics.error("'maxHeaderBytes' in server must be at most 1048576 (got \(maxHeaderBytes.value))",
+                                  at: maxHeaderBytes.at)
             }
             server.maxHeaderBytes = maxHeaderBytes.value
         }

@@ -807,4 +807,32 @@ import Testing
             == Self.bad("response head too large"))
         #expect(Self.refusal("HTTP/1.1 200 OK\r\nBad Field: 1\r\n\r\n", kind: .response) == Self.bad("invalid header field"))
     }
+
+    /// The eight-bytes-at-a-time lowering used to classify field names agrees with lowering
+    /// each byte, for every byte value at every position of the word.
+    @Test func wordLoweringAgreesWithByteLowering() {
+        var filler = SystemRandomNumberGenerator()
+        for byte in 0...255 {
+            for position in 0..<8 {
+                var bytes = (0..<8).map { _ in UInt8.random(in: 0...255, using: &filler) }
+                bytes[position] = UInt8(byte)
+                let word = bytes.withUnsafeBytes { $0.loadUnaligned(as: UInt64.self) }
+                let lowered = withUnsafeBytes(of: word.asciiLowercased) { Array($0) }
+                #expect(lowered == bytes.map(\.asciiLowercased), "byte \(byte) at \(position)")
+            }
+        }
+    }
+
+    /// Case-insensitive comparison with literals of every length class (under, at and over a word).
+    @Test func caseInsensitiveLiteralComparison() {
+        func eq(_ text: String, _ literal: StaticString) -> Bool {
+            Array(text.utf8).withUnsafeBytes { $0.equalsIgnoringCase(literal) }
+        }
+        #expect(eq("TE", "te") && eq("Content-Length", "content-length") && eq("X-FORWARDED-FOR", "x-forwarded-for"))
+        #expect(eq("Proxy-Authorization", "proxy-authorization") && eq("", ""))
+        #expect(!eq("Content-Lengti", "content-length") && !eq("Dontent-Length", "content-length"))
+        #expect(!eq("Content-Length ", "content-length") && !eq("x", "te"))
+        // Only letters fold: '-' is not a case of '\r', '[' not of '{'.
+        #expect(!eq("content\rlength", "content-length") && !eq("keep{alive", "keep[alive"))
+    }
 }

@@ -248,8 +248,7 @@ final class DownstreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
         // takes part in the upgrade and then tunnels bytes. Other upgrades (h2c, ...) are
         // hop-by-hop fields like any other and are dropped.
         let upgrade = Self.webSocketUpgrade(head, forwarded)
-        let upstreamHead = UpstreamRequest(method: head.method, uri: head.uri, fields: head.fields,
-                                           forwarded: forwarded, extra: forwarded.extra)
+        let upstreamHead = UpstreamRequest(method: head.method, uri: head.uri, fields: head.fields, forwarded: forwarded)
         if let upgrade {
             upstreamHead.extra.append(("connection", "upgrade"))
             upstreamHead.extra.append(("upgrade", upgrade))

@@ -68,8 +68,11 @@ enum HeaderRewrite {
         /// The request target named the host (absolute-form): the client's Host fields are
         /// replaced by it.
         var replacesHost = false
-        /// The proxy's own fields, after the client's: framing re-stated, `x-forwarded-*`.
-        var extra: [(String, String)] = []
+        /// The client's own `X-Forwarded-For` values (joined), which the proxy's value extends.
+        var priorForwardedFor: String?
+        /// Who sent the request and how (`x-forwarded-for`, `x-forwarded-proto`).
+        var clientAddress = ""
+        var scheme = ""
 
         /// Whether the client's `field` is forwarded: not hop-by-hop (the fixed list, whatever
         /// `Connection` names), not `Expect` (answered here) or `Transfer-Encoding` (re-stated),
@@ -83,24 +86,39 @@ enum HeaderRewrite {
                 return false
             }
         }
+
+        /// The proxy's own fields, after the client's kept ones: the Host of an absolute-form
+        /// target, framing re-stated, `x-forwarded-*` (Sluice is the edge). `HTTP1Writer`
+        /// writes the same fields in the same order without building this list.
+        var proxyFields: [(String, String)] {
+            var fields: [(String, String)] = []
+            if replacesHost, let host { fields.append(("host", host)) }
+            if chunked { fields.append(("transfer-encoding", "chunked")) }
+            fields.append(("x-forwarded-for", priorForwardedFor.map { "\($0), \(clientAddress)" } ?? clientAddress))
+            fields.append(("x-forwarded-proto", scheme))
+            if let host { fields.append(("x-forwarded-host", host)) }
+            return fields
+        }
     }
 
     /// One pass over a client's request fields: hop-by-hop fields out, `Expect` answered by the
     /// proxy (so dropped), `x-forwarded-for` appended, `-proto` and `-host` set (Sluice is the
     /// edge), framing re-stated explicitly. Also checks the RFC 9112 rules a parser may leave to
     /// us (no CL+TE, TE ending in chunked, one Host on HTTP/1.1). Nothing is copied: the writer
-    /// copies the kept lines (`ForwardedRequest.keeps`) and then `extra`.
+    /// copies the kept lines (`ForwardedRequest.keeps`) and then the proxy's own fields
+    /// (`ForwardedRequest.proxyFields`).
     ///
     /// `authority`: the host of an absolute-form request target (RFC 9112 §3.2.2: it replaces
     /// any Host field, which is then not checked either).
     static func forwardRequest(_ head: RequestHead, clientAddress: String, scheme: String,
                                authority: String? = nil) -> ForwardedRequest {
         var out = ForwardedRequest()
+        out.clientAddress = clientAddress
+        out.scheme = scheme
         var hostCount = 0
         var transferEncodings = 0
         var lastCodingChunked = false
         var conflictingLengths = false
-        var priorForwardedFor: String?
         let block = head.fields
         block.withBytes { bytes in
             for field in block.fields {
@@ -129,7 +147,7 @@ enum HeaderRewrite {
                     if out.host == nil { out.host = block.value(field) }
                 case .forwardedFor:
                     let value = block.value(field)
-                    priorForwardedFor = priorForwardedFor.map { "\($0), \(value)" } ?? value
+                    out.priorForwardedFor = out.priorForwardedFor.map { "\($0), \(value)" } ?? value
                 }
             }
         }
@@ -154,12 +172,6 @@ enum HeaderRewrite {
         }
         out.keepAlive = out.connection.keepAlive(http11: http11 || head.version.major > 1)
         if !out.connection.upgradeToken { out.upgrade = nil }
-        if out.problem != nil { return out }
-        if out.replacesHost, let host = out.host { out.extra.append(("host", host)) }
-        if out.chunked { out.extra.append(("transfer-encoding", "chunked")) }
-        out.extra.append(("x-forwarded-for", priorForwardedFor.map { "\($0), \(clientAddress)" } ?? clientAddress))
-        out.extra.append(("x-forwarded-proto", scheme))
-        if let host = out.host { out.extra.append(("x-forwarded-host", host)) }
         return out
     }
 

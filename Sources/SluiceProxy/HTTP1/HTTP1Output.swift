@@ -13,6 +13,8 @@ struct HTTP1Output {
 
     /// The channel's allocator, looked up once (through `Channel` it is an existential call).
     var allocator = ByteBufferAllocator()
+    /// The event loop's reusable buffer for heads (nil: allocate each time).
+    var spare: SpareBuffer?
     private(set) var framing = BodyFraming.none
     private var pending: ByteBuffer?
     /// Bytes were handed to the channel since the last flush (an empty flush still walks the
@@ -22,7 +24,7 @@ struct HTTP1Output {
     /// Serialises a head with `write` (which returns the body's framing) into the pending bytes.
     /// `framesBody: false` for an interim response (100 Continue), which frames nothing.
     mutating func head(framesBody: Bool = true, _ write: (inout ByteBuffer) -> BodyFraming) {
-        var buffer = pending ?? allocator.buffer(capacity: 512)
+        var buffer = takePending() ?? spare?.take() ?? allocator.buffer(capacity: 512)
         let framing = write(&buffer)
         pending = buffer
         if framesBody { self.framing = framing }
@@ -37,11 +39,11 @@ struct HTTP1Output {
             append(body, context: context)
         case .chunked:
             guard body.readableBytes > 0 else { return }
-            var prefix = pending ?? allocator.buffer(capacity: 16)
+            var prefix = takePending() ?? allocator.buffer(capacity: 16)
             HTTP1Writer.writeChunkHeader(size: body.readableBytes, into: &prefix)
             pending = prefix
             append(body, context: context)
-            var suffix = pending ?? allocator.buffer(capacity: 16)
+            var suffix = takePending() ?? allocator.buffer(capacity: 16)
             suffix.writeStaticString("\r\n")
             pending = suffix
         }
@@ -66,7 +68,7 @@ struct HTTP1Output {
     /// The end of the message: the last chunk and trailers when chunked.
     mutating func end(_ trailers: HTTPHeaders?) {
         if framing == .chunked {
-            var buffer = pending ?? allocator.buffer(capacity: 8)
+            var buffer = takePending() ?? allocator.buffer(capacity: 8)
             HTTP1Writer.writeLastChunk(trailers: trailers, into: &buffer)
             pending = buffer
         }
@@ -77,9 +79,9 @@ struct HTTP1Output {
     /// (an empty buffer when nothing is pending), so the promise completes after all earlier
     /// writes: a close can wait for it.
     mutating func write(context: ChannelHandlerContext, promise: EventLoopPromise<Void>? = nil) {
-        if let bytes = pending {
-            pending = nil
+        if let bytes = takePending() {
             context.write(NIOAny(bytes), promise: promise)
+            spare?.keep(bytes)
             unflushed = true
         } else if let promise {
             context.write(NIOAny(allocator.buffer(capacity: 0)), promise: promise)
@@ -95,6 +97,14 @@ struct HTTP1Output {
         context.flush()
     }
 
+    /// The pending bytes, no longer referenced from here: written to in place, not copied
+    /// (a second reference would make the next write copy the storage).
+    private mutating func takePending() -> ByteBuffer? {
+        guard let bytes = pending else { return nil }
+        pending = nil
+        return bytes
+    }
+
     private mutating func append(_ body: ByteBuffer, context: ChannelHandlerContext) {
         if body.readableBytes <= Self.coalesceLimit {
             if pending == nil { pending = allocator.buffer(capacity: max(body.readableBytes, 256)) }
@@ -106,6 +116,33 @@ struct HTTP1Output {
         }
     }
 }
+
+/// One event loop's buffer for serialising heads, reused from message to message: two
+/// allocations (storage object and bytes) saved per head.
+///
+/// A written buffer is kept here while the channel still holds it; `take` clears it for reuse,
+/// which is free once the channel has written and released it (the usual case, as a flush
+/// writes at once) and allocates fresh storage otherwise (`ByteBuffer.clear` never touches
+/// storage it shares). Everything runs on the loop, so there is no locking.
+final class SpareBuffer {
+    /// A buffer that grew beyond this (a large coalesced body) is not kept.
+    static let maxKept = 16_384
+    private var buffer: ByteBuffer?
+
+    func take() -> ByteBuffer? {
+        guard var bytes = buffer else { return nil }
+        buffer = nil
+        bytes.clear()
+        return bytes
+    }
+
+    func keep(_ bytes: ByteBuffer) {
+        if buffer == nil, bytes.capacity <= Self.maxKept { buffer = bytes }
+    }
+}
+
+@available(*, unavailable)
+extension SpareBuffer: Sendable {}
 
 /// The incoming side's bytes not parsed yet (both codecs keep them the same way).
 extension Optional where Wrapped == ByteBuffer {

@@ -65,6 +65,9 @@ struct HTTP1Parser {
     private var state = State.head
     /// How much of an incomplete head has been searched for its end already.
     private var searched = 0
+    /// The last response head's field index, whose storage the next head reuses once that head
+    /// is gone (no allocation per response).
+    private var spareIndex: [FieldBlock.Field] = []
     /// Response side: the request being answered was HEAD, so the response has no body. Set by
     /// the owner before each request is sent.
     var respondingToHEAD = false
@@ -185,14 +188,24 @@ struct HTTP1Parser {
 
     private mutating func parseHeadBytes(_ bytes: UnsafeRawBufferPointer, slice: ByteBuffer) throws(Failure) -> Event? {
         var lines = LineCursor(bytes: bytes)
-        guard let startLine = try lines.next() else { throw .bad("empty head") }
-        var fields = FieldCollector(indexingFrom: bytes.baseAddress)
+        guard let startLine = lines.next() else { throw .bad("empty head") }
+        // Field lines need no separate search for a bare CR: it fails the name or value syntax,
+        // and the failure is then reported as the line ending it is (`lineFailure`). The start
+        // line is checked here, first, as a whole.
+        if startLine.containsCR { throw .bad("invalid line ending") }
+        var fields = FieldCollector(indexingFrom: bytes.baseAddress, reusing: &spareIndex)
         var fieldBytes = 0
-        while let line = try lines.next(), !line.isEmpty {
+        while let line = lines.next(), !line.isEmpty {
             fieldBytes += line.count + 2
-            if fieldBytes > maxHeadBytes { throw kind == .request ? .tooLarge : .bad("response head too large") }
-            try fields.add(line)
+            if fieldBytes > maxHeadBytes {
+                throw Self.lineFailure(line, kind == .request ? .tooLarge : .bad("response head too large"))
+            }
+            do throws(Failure) { try fields.add(line) } catch { throw Self.lineFailure(line, error) }
         }
+        // A response's index is dropped before the next response is parsed (the head is
+        // written on at once), so the parser keeps it to reuse its storage. A request's lives
+        // on with the exchange, and an idle client connection should not hold one.
+        if kind == .response { spareIndex = fields.index }
         switch kind {
         case .request:
             let (method, uri, version) = try Self.requestLine(startLine)
@@ -342,8 +355,11 @@ struct HTTP1Parser {
         let parsed = buffer.withUnsafeReadableBytes { bytes -> Result<HTTPHeaders, Failure> in
             do throws(Failure) {
                 var lines = LineCursor(bytes: UnsafeRawBufferPointer(rebasing: bytes[..<length]))
-                var fields = FieldCollector(indexingFrom: nil)
-                while let line = try lines.next(), !line.isEmpty { try fields.add(line) }
+                var unused: [FieldBlock.Field] = []
+                var fields = FieldCollector(indexingFrom: nil, reusing: &unused)
+                while let line = lines.next(), !line.isEmpty {
+                    do throws(Failure) { try fields.add(line) } catch { throw Self.lineFailure(line, error) }
+                }
                 return .success(HTTPHeaders(fields.headers))
             } catch {
                 return .failure(error)
@@ -356,24 +372,36 @@ struct HTTP1Parser {
     }
 }
 
-/// Walks the lines of a complete head. A line ends in CRLF or a bare LF; a CR anywhere else is
-/// refused (RFC 9112 §2.2).
+/// Walks the lines of a complete head. A line ends in CRLF or a bare LF (RFC 9112 §2.2); a CR
+/// anywhere else is refused by the caller (`HTTP1Parser.lineFailure`).
 private struct LineCursor {
     let bytes: UnsafeRawBufferPointer
     var position = 0
 
-    mutating func next() throws(HTTP1Parser.Failure) -> UnsafeRawBufferPointer? {
+    mutating func next() -> UnsafeRawBufferPointer? {
         guard position < bytes.count, let base = bytes.baseAddress else { return nil }
         let end = memchr(base + position, Int32(UInt8.lf), bytes.count - position)
             .map { base.distance(to: UnsafeRawPointer($0)) } ?? bytes.count
         var lineEnd = end
-        if lineEnd > position, bytes[lineEnd - 1] == .cr { lineEnd -= 1 }
+        if lineEnd > position, base.load(fromByteOffset: lineEnd - 1, as: UInt8.self) == .cr { lineEnd -= 1 }
         let start = position
         position = end + 1
-        if lineEnd > start, memchr(base + start, Int32(UInt8.cr), lineEnd - start) != nil {
-            throw .bad("invalid line ending")
-        }
         return UnsafeRawBufferPointer(start: base + start, count: lineEnd - start)
+    }
+}
+
+extension HTTP1Parser {
+    /// What a refused line is reported as: a bare CR in it is the real problem (RFC 9112 §2.2),
+    /// whatever check it happened to fail first.
+    fileprivate static func lineFailure(_ line: UnsafeRawBufferPointer, _ failure: Failure) -> Failure {
+        line.containsCR ? .bad("invalid line ending") : failure
+    }
+}
+
+extension UnsafeRawBufferPointer {
+    fileprivate var containsCR: Bool {
+        guard let base = baseAddress, count > 0 else { return false }
+        return memchr(base, Int32(UInt8.cr), count) != nil
     }
 }
 
@@ -384,7 +412,7 @@ private struct FieldCollector {
     /// The fields as strings (trailers)...
     var headers: [(String, String)] = []
     /// ...or as offsets from `origin` (heads, see `RequestHead`).
-    var index: [FieldBlock.Field] = []
+    var index: [FieldBlock.Field]
     private let origin: UnsafeRawPointer?
     private var contentLength: Int?
     private var conflictingLengths = false
@@ -394,24 +422,38 @@ private struct FieldCollector {
     private var hasTransferEncoding = false
 
     /// `origin`: where the head's bytes start, to index fields instead of making strings.
-    init(indexingFrom origin: UnsafeRawPointer?) {
+    /// `spare`: an earlier index whose storage is reused when nothing else holds it any more.
+    init(indexingFrom origin: UnsafeRawPointer?, reusing spare: inout [FieldBlock.Field]) {
         self.origin = origin
-        if origin == nil { headers.reserveCapacity(16) } else { index.reserveCapacity(16) }
+        index = []
+        swap(&index, &spare)
+        if origin == nil {
+            headers.reserveCapacity(16)
+        } else {
+            index.removeAll(keepingCapacity: true)
+            if index.capacity < 16 { index.reserveCapacity(16) }
+        }
     }
 
     mutating func add(_ line: UnsafeRawBufferPointer) throws(HTTP1Parser.Failure) {
-        // obs-fold (a line starting with whitespace) is refused (RFC 9112 §5.2), and so is
-        // whitespace between the name and the colon (§5.1): neither is a token character.
-        guard let base = line.baseAddress, let found = memchr(base, Int32(UInt8.colon), line.count) else {
-            throw .bad("invalid header field")
+        // The name: token characters up to the colon. obs-fold (a line starting with
+        // whitespace, RFC 9112 §5.2) and whitespace between the name and the colon (§5.1) are
+        // refused with it: neither is a token character.
+        let count = line.count
+        guard let base = line.baseAddress else { throw .bad("invalid header field") }
+        var colon = 0
+        while true {
+            guard colon < count else { throw .bad("invalid header field") }
+            let byte = base.load(fromByteOffset: colon, as: UInt8.self)
+            if byte == .colon { break }
+            guard byte.isTokenChar else { throw .bad("invalid header field") }
+            colon += 1
         }
-        let colon = base.distance(to: UnsafeRawPointer(found))
         guard colon > 0 else { throw .bad("invalid header field") }
-        for i in 0..<colon where !line[i].isTokenChar { throw .bad("invalid header field") }
         var start = colon + 1
-        var end = line.count
-        while start < end, line[start] == .space || line[start] == .tab { start += 1 }
-        while end > start, line[end - 1] == .space || line[end - 1] == .tab { end -= 1 }
+        var end = count
+        while start < end, base.load(fromByteOffset: start, as: UInt8.self).isOptionalWhitespace { start += 1 }
+        while end > start, base.load(fromByteOffset: end - 1, as: UInt8.self).isOptionalWhitespace { end -= 1 }
         guard Self.isFieldValue(base + start, count: end - start) else { throw .bad("invalid header value") }
         let name = UnsafeRawBufferPointer(start: base, count: colon)
         let value = UnsafeRawBufferPointer(start: base + start, count: end - start)
@@ -428,8 +470,10 @@ private struct FieldCollector {
             endsInChunked = HeaderRewrite.lastCodingIsChunked(value)
         }
         if let origin {
-            index.append(FieldBlock.Field(nameStart: Int32(origin.distance(to: base)), nameCount: Int32(colon),
-                                          valueStart: Int32(origin.distance(to: base + start)), valueCount: Int32(end - start),
+            index.append(FieldBlock.Field(nameStart: Int32(truncatingIfNeeded: origin.distance(to: base)),
+                                          nameCount: Int32(truncatingIfNeeded: colon),
+                                          valueStart: Int32(truncatingIfNeeded: origin.distance(to: base + start)),
+                                          valueCount: Int32(truncatingIfNeeded: end - start),
                                           kind: kind))
         } else {
             headers.append((String(decoding: name, as: UTF8.self), String(decoding: value, as: UTF8.self)))
@@ -499,12 +543,37 @@ extension UnsafeRawBufferPointer {
         }
     }
 
-    /// ASCII case-insensitive comparison with a lowercase literal of the same length.
+    /// ASCII case-insensitive comparison with a lowercase literal: eight bytes at a time (field
+    /// names are classified on every field of every message).
     func equalsIgnoringCase(_ lower: StaticString) -> Bool {
-        guard count == lower.utf8CodeUnitCount else { return false }
-        let l = lower.utf8Start
-        for i in 0..<count where self[i].asciiLowercased != l[i] { return false }
+        let n = lower.utf8CodeUnitCount
+        guard count == n else { return false }
+        guard n > 0, let base = baseAddress else { return true }
+        let literal = UnsafeRawPointer(lower.utf8Start)
+        var i = 0
+        while i + 8 <= n {
+            let word = base.loadUnaligned(fromByteOffset: i, as: UInt64.self)
+            if word.asciiLowercased != literal.loadUnaligned(fromByteOffset: i, as: UInt64.self) { return false }
+            i += 8
+        }
+        while i < n {
+            if base.load(fromByteOffset: i, as: UInt8.self).asciiLowercased != literal.load(fromByteOffset: i, as: UInt8.self) {
+                return false
+            }
+            i += 1
+        }
         return true
+    }
+}
+
+extension UInt64 {
+    /// Each byte `A`–`Z` lowered, every other byte as it is (SWAR: bit 7 of a byte is set in
+    /// `upper` exactly when the byte is below 0x80 and within 0x41..<0x5B).
+    var asciiLowercased: UInt64 {
+        let ones: UInt64 = 0x0101_0101_0101_0101
+        let low7 = self & (0x7F &* ones)
+        let upper = ((low7 &+ (0x80 - 0x41) &* ones) ^ (low7 &+ (0x80 - 0x5B) &* ones)) & ~self & (0x80 &* ones)
+        return self | (upper >> 2)
     }
 }
 
@@ -518,6 +587,9 @@ extension UInt8 {
     static let comma = UInt8(ascii: ",")
     static let zero = UInt8(ascii: "0")
     static let nine = UInt8(ascii: "9")
+
+    /// SP or HTAB (RFC 9110 §5.6.3 `OWS`).
+    var isOptionalWhitespace: Bool { self == .space || self == .tab }
 
     /// `A`–`Z` lowered; every other byte as it is.
     var asciiLowercased: UInt8 { self &- 0x41 < 26 ? self | 0x20 : self }

@@ -51,6 +51,7 @@ final class HTTP1ServerHandler: ChannelDuplexHandler, RemovableChannelHandler {
     func handlerAdded(context: ChannelHandlerContext) {
         self.context = context
         output.allocator = context.channel.allocator
+        output.spare = exchange.loop.pool.spare
         exchange.http1 = self
         exchange.handlerAdded(context: context)
         exchange.loop.idleConnections.add(self, timeout: idleTimeout)

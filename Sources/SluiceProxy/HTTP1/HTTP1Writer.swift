@@ -40,21 +40,41 @@ enum HTTP1Writer {
     }
 
     /// A backend's response head passed on: the status line, every field `forwarded` keeps
-    /// (copied as bytes), then `extra` fields, with framing as for any response.
+    /// (copied as bytes), then `extra` fields, with framing as for any response. One capacity
+    /// check for the whole head (`RawOut`), then plain copies.
     static func writeResponseHead(_ head: ResponseHead, forwarded: HeaderRewrite.ForwardedResponse, extra: [(String, String)],
                                   bodySuppressed: Bool, into buffer: inout ByteBuffer) -> BodyFraming {
-        let mayHaveBody = writeStatusLine(head.version, head.status, into: &buffer)
+        let block = head.fields
+        let common = head.version.minor == 1 ? commonStatusLine(head.status) : nil
+        var bound = (common?.utf8CodeUnitCount ?? 16 + head.status.reasonPhrase.utf8.count)
+            + block.lineBound + "transfer-encoding: chunked\r\n\r\n".utf8.count
+        for (name, value) in extra { bound += name.utf8.count + value.utf8.count + 4 }
+        let code = head.status.code
+        let mayHaveBody = !(code / 100 == 1 || code == 204 || code == 304)
         var hasLength = false
-        head.fields.withBytes { bytes in
-            for field in head.fields.fields where forwarded.keeps(field, in: bytes) {
-                if field.kind == .contentLength {
-                    guard mayHaveBody else { continue }
-                    hasLength = true
-                }
-                writeField(bytes.name(field), bytes.value(field), into: &buffer)
+        RawOut.write(into: &buffer, atMost: bound) { out in
+            if let common {
+                out.put(common)
+            } else {
+                out.put(head.version.minor == 0 ? "HTTP/1.0 " : "HTTP/1.1 ")
+                out.put(UInt8(truncatingIfNeeded: 0x30 + code / 100))
+                out.put(UInt8(truncatingIfNeeded: 0x30 + code / 10 % 10))
+                out.put(UInt8(truncatingIfNeeded: 0x30 + code % 10))
+                out.put(UInt8.space)
+                out.put(head.status.reasonPhrase)
+                out.put("\r\n")
             }
+            block.withBytes { bytes in
+                for field in block.fields where forwarded.keeps(field, in: bytes) {
+                    if field.kind == .contentLength {
+                        guard mayHaveBody else { continue }
+                        hasLength = true
+                    }
+                    out.field(bytes.name(field), bytes.value(field))
+                }
+            }
+            for (name, value) in extra { out.field(name, value) }
         }
-        for (name, value) in extra { writeField(name, value, into: &buffer) }
         return finishResponseHead(head.version, mayHaveBody: mayHaveBody, hasLength: hasLength,
                                   bodySuppressed: bodySuppressed, into: &buffer)
     }
@@ -134,33 +154,55 @@ enum HTTP1Writer {
     }
 
     /// A request head for a backend from the client's head: the request line (always HTTP/1.1),
-    /// the kept field lines copied as bytes, then the proxy's own fields. The framing is what
-    /// the header pass re-stated.
+    /// the kept field lines copied as bytes, then the proxy's own fields (the same as
+    /// `ForwardedRequest.proxyFields`, written without building that list) and `extra`. The
+    /// framing is what the header pass re-stated. One capacity check for the whole head.
     static func writeRequestHead(_ request: UpstreamRequest, into buffer: inout ByteBuffer) -> BodyFraming {
-        writeMethod(request.method, into: &buffer)
-        buffer.writeInteger(UInt8.space)
-        buffer.writeString(request.uri)
-        buffer.writeStaticString(" HTTP/1.1\r\n")
+        let forwarded = request.forwarded
         let block = request.fields
-        block.withBytes { bytes in
-            for field in block.fields where request.forwarded.keeps(field, in: bytes) {
-                writeField(bytes.name(field), bytes.value(field), into: &buffer)
+        let method = commonMethod(request.method)
+        let host = forwarded.host?.utf8.count ?? 0
+        var bound = (method?.utf8CodeUnitCount ?? request.method.rawValue.utf8.count) + request.uri.utf8.count
+            + block.lineBound + 2 * host + (forwarded.priorForwardedFor?.utf8.count ?? 0)
+            + forwarded.clientAddress.utf8.count + forwarded.scheme.utf8.count + 160
+        for (name, value) in request.extra { bound += name.utf8.count + value.utf8.count + 4 }
+        RawOut.write(into: &buffer, atMost: bound) { out in
+            if let method { out.put(method) } else { out.put(request.method.rawValue) }
+            out.put(UInt8.space)
+            out.put(request.uri)
+            out.put(" HTTP/1.1\r\n")
+            block.withBytes { bytes in
+                for field in block.fields where forwarded.keeps(field, in: bytes) {
+                    out.field(bytes.name(field), bytes.value(field))
+                }
             }
+            if forwarded.replacesHost, let host = forwarded.host { out.field(named: "host: ", host) }
+            if forwarded.chunked { out.put("transfer-encoding: chunked\r\n") }
+            out.put("x-forwarded-for: ")
+            if let prior = forwarded.priorForwardedFor {
+                out.put(prior)
+                out.put(", ")
+            }
+            out.put(forwarded.clientAddress)
+            out.put("\r\n")
+            out.field(named: "x-forwarded-proto: ", forwarded.scheme)
+            if let host = forwarded.host { out.field(named: "x-forwarded-host: ", host) }
+            for (name, value) in request.extra { out.field(name, value) }
+            out.put("\r\n")
         }
-        for (name, value) in request.extra { writeField(name, value, into: &buffer) }
-        buffer.writeStaticString("\r\n")
-        if request.forwarded.chunked { return .chunked }
-        return request.forwarded.contentLength == nil ? .none : .raw
+        if forwarded.chunked { return .chunked }
+        return forwarded.contentLength == nil ? .none : .raw
     }
 
-    private static func writeMethod(_ method: HTTPMethod, into buffer: inout ByteBuffer) {
+    /// The common methods as literals (`HTTPMethod.rawValue` is a switch that builds a string).
+    private static func commonMethod(_ method: HTTPMethod) -> StaticString? {
         switch method {
-        case .GET: buffer.writeStaticString("GET")
-        case .POST: buffer.writeStaticString("POST")
-        case .HEAD: buffer.writeStaticString("HEAD")
-        case .PUT: buffer.writeStaticString("PUT")
-        case .DELETE: buffer.writeStaticString("DELETE")
-        default: buffer.writeString(method.rawValue)
+        case .GET: "GET"
+        case .POST: "POST"
+        case .HEAD: "HEAD"
+        case .PUT: "PUT"
+        case .DELETE: "DELETE"
+        default: nil
         }
     }
 
@@ -236,5 +278,68 @@ enum HTTP1Writer {
         } else {
             buffer.writeStaticString("\r\n")
         }
+    }
+}
+
+/// Writing a head with one capacity check: the caller reserves an upper bound of its size, then
+/// bytes are copied to a raw pointer. `ByteBuffer`'s own writes each check capacity and
+/// uniqueness (a field line was five such writes).
+struct RawOut {
+    private(set) var at: UnsafeMutableRawPointer
+
+    /// Runs `body` with room for at most `bound` bytes at `buffer`'s writer index, then moves
+    /// the writer index past what `body` wrote.
+    static func write(into buffer: inout ByteBuffer, atMost bound: Int, _ body: (inout RawOut) -> Void) {
+        buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: bound) { space in
+            let start = space.baseAddress!
+            var out = RawOut(at: start)
+            body(&out)
+            let written = start.distance(to: out.at)
+            precondition(written <= bound, "head larger than its bound")
+            return written
+        }
+    }
+
+    mutating func put(_ bytes: UnsafeRawBufferPointer) {
+        guard let base = bytes.baseAddress else { return }
+        at.copyMemory(from: base, byteCount: bytes.count)
+        at += bytes.count
+    }
+
+    mutating func put(_ literal: StaticString) {
+        at.copyMemory(from: literal.utf8Start, byteCount: literal.utf8CodeUnitCount)
+        at += literal.utf8CodeUnitCount
+    }
+
+    mutating func put(_ byte: UInt8) {
+        at.storeBytes(of: byte, as: UInt8.self)
+        at += 1
+    }
+
+    mutating func put(_ string: String) {
+        let copied: Void? = string.utf8.withContiguousStorageIfAvailable { put(UnsafeRawBufferPointer($0)) }
+        if copied == nil { for byte in string.utf8 { put(byte) } }
+    }
+
+    /// `name: value\r\n` from a field's bytes.
+    mutating func field(_ name: UnsafeRawBufferPointer, _ value: UnsafeRawBufferPointer) {
+        put(name)
+        put(": ")
+        put(value)
+        put("\r\n")
+    }
+
+    mutating func field(_ name: String, _ value: String) {
+        put(name)
+        put(": ")
+        put(value)
+        put("\r\n")
+    }
+
+    /// `nameColonSpace` is the field's name with its `": "`.
+    mutating func field(named nameColonSpace: StaticString, _ value: String) {
+        put(nameColonSpace)
+        put(value)
+        put("\r\n")
     }
 }

@@ -51,23 +51,23 @@ struct RequestHead {
 }
 
 /// The request head as it goes to a backend: the client's kept field lines (`forwarded.keeps`)
-/// followed by the proxy's own fields (`extra`). Always HTTP/1.1 on the wire. A class: it is
-/// kept by the exchange (a retry sends it again) and handed to the codec, and as a struct of
-/// this size every hand-over was a copy with a retain per reference inside.
+/// followed by the proxy's own fields (`forwarded.proxyFields`, then `extra`). Always HTTP/1.1
+/// on the wire. A class: it is kept by the exchange (a retry sends it again) and handed to the
+/// codec, and as a struct of this size every hand-over was a copy with a retain per reference
+/// inside.
 final class UpstreamRequest {
     let method: HTTPMethod
     let uri: String
     let fields: FieldBlock
     let forwarded: HeaderRewrite.ForwardedRequest
-    var extra: [(String, String)]
+    /// Fields the exchange adds after the proxy's own (a WebSocket handshake's upgrade fields).
+    var extra: [(String, String)] = []
 
-    init(method: HTTPMethod, uri: String, fields: FieldBlock, forwarded: HeaderRewrite.ForwardedRequest,
-         extra: [(String, String)]) {
+    init(method: HTTPMethod, uri: String, fields: FieldBlock, forwarded: HeaderRewrite.ForwardedRequest) {
         self.method = method
         self.uri = uri
         self.fields = fields
         self.forwarded = forwarded
-        self.extra = extra
     }
 
     /// As NIO's head: for an HTTP/2 backend's stream codec and for shadow copies.
@@ -75,6 +75,7 @@ final class UpstreamRequest {
         var list: [(String, String)] = fields.withBytes { bytes in
             fields.fields.filter { forwarded.keeps($0, in: bytes) }
         }.map { (fields.name($0), fields.value($0)) }
+        list.append(contentsOf: forwarded.proxyFields)
         list.append(contentsOf: extra)
         return HTTPRequestHead(version: .http1_1, method: method, uri: uri, headers: HTTPHeaders(list))
     }
@@ -118,6 +119,10 @@ struct FieldBlock {
         }
         self.init(bytes: buffer, fields: fields)
     }
+
+    /// At least the bytes of every field written as `name: value\r\n`: a line as received has
+    /// its name, value, a colon and an LF at least, so two bytes more per field.
+    var lineBound: Int { bytes.readableBytes + 2 * fields.count }
 
     /// Runs `body` with the block's bytes; a field's bytes are at its offsets.
     func withBytes<R>(_ body: (UnsafeRawBufferPointer) -> R) -> R {

@@ -111,6 +111,10 @@ final class HTTP1UpstreamHandler: UpstreamHandler, ChannelDuplexHandler, Removab
     private var input: ByteBuffer?
     private var output = HTTP1Output()
 
+    init(spare: SpareBuffer? = nil) {
+        output.spare = spare
+    }
+
     func handlerAdded(context: ChannelHandlerContext) {
         self.context = context
         output.allocator = context.channel.allocator

@@ -11,6 +11,8 @@ import SluiceConfig
 /// (the design of Envoy's per-worker connection pools).
 final class UpstreamPool {
     let eventLoop: EventLoop
+    /// The loop's reusable head buffer, shared by its upstream and client connections.
+    let spare: SpareBuffer
     /// Per endpoint: idle connections (most recently used last), counts, waiting requests.
     private var endpoints: [SocketAddress: Endpoint] = [:]
     /// The endpoint looked up last: most loops send most requests to one or a few endpoints,
@@ -23,8 +25,10 @@ final class UpstreamPool {
     /// requests wait for a connection to come back or a slot to free (see `ConnectionWaiter`).
     let maxConnectingPerEndpoint: Int
 
-    init(eventLoop: EventLoop, maxIdlePerEndpoint: Int = 128, maxConnectingPerEndpoint: Int = 64) {
+    init(eventLoop: EventLoop, spare: SpareBuffer = SpareBuffer(), maxIdlePerEndpoint: Int = 128,
+         maxConnectingPerEndpoint: Int = 64) {
         self.eventLoop = eventLoop
+        self.spare = spare
         self.maxIdlePerEndpoint = maxIdlePerEndpoint
         self.maxConnectingPerEndpoint = maxConnectingPerEndpoint
     }
@@ -87,12 +91,13 @@ final class UpstreamPool {
     func connect(_ address: SocketAddress, timeout: TimeAmount) -> EventLoopFuture<UpstreamConnection>.Isolated {
         let endpoint = self.endpoint(address)
         endpoint.connecting += 1
+        let spare = NIOLoopBound(self.spare, eventLoop: eventLoop)
         let pending = ClientBootstrap(group: eventLoop)
             .connectTimeout(timeout)
             .channelOption(.socketOption(.tcp_nodelay), value: 1)
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
-                    try channel.pipeline.syncOperations.addHandler(HTTP1UpstreamHandler())
+                    try channel.pipeline.syncOperations.addHandler(HTTP1UpstreamHandler(spare: spare.value))
                 }
             }
             .connect(to: address)
