@@ -102,7 +102,7 @@ import SluiceRouting
         #expect(out.problem == nil)
         #expect(out.expectsContinue)
         #expect(out.chunked)
-        let upstream = UpstreamRequest(method: head.method, uri: head.uri, fields: head.fields, forwarded: out)
+        let upstream = UpstreamRequest(head: head, forwarded: out)
         #expect(upstream.httpHead.headers.map { "\($0.name): \($0.value)" } == [
             "Host: shop.example.com", "traceparent: 00-abc-def-01", "transfer-encoding: chunked",
             "x-forwarded-for: 10.0.0.1, 127.0.0.1", "x-forwarded-proto: http", "x-forwarded-host: shop.example.com",
@@ -129,7 +129,7 @@ import SluiceRouting
         #expect(out.headers(of: head).map { "\($0.name): \($0.value)" } == ["Content-Length: 2", "Set-Cookie: a=b"])
         // The same fields written for an HTTP/1.1 client: kept lines as they came, then extras.
         var bytes = ByteBuffer()
-        let framing = HTTP1Writer.writeResponseHead(head, forwarded: out, extra: [("connection", "close")],
+        let framing = HTTP1Writer.writeResponseHead(head, version: .http1_1, forwarded: out, extra: [("connection", "close")],
                                                     bodySuppressed: false, into: &bytes)
         #expect(framing == .raw)
         #expect(String(buffer: bytes) == "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nSet-Cookie: a=b\r\nconnection: close\r\n\r\n")

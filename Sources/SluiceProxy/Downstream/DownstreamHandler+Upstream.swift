@@ -36,9 +36,7 @@ extension DownstreamHandler: UpstreamDelegate {
         let version: HTTPVersion = req.clientIsHTTP10 ? .http1_0 : .http1_1
         if let http1 {
             // HTTP/1.1 client: the kept field lines are copied as bytes.
-            var head = head
-            head.version = version
-            http1.writeForwardedHead(head, forwarded: forwarded, extra: extra)
+            http1.writeForwardedHead(head, version: version, forwarded: forwarded, extra: extra)
         } else {
             var headers = forwarded.headers(of: head)
             for (name, value) in extra { headers.add(name: name, value: value) }

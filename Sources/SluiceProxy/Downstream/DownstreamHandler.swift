@@ -228,40 +228,42 @@ final class DownstreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
     private func startRequest(_ head: RequestHead, authority: String?, context: ChannelHandlerContext) {
         let start = NIODeadline.now()
         if clientAddress == nil { clientAddress = context.channel.remoteAddress?.ipAddress ?? "unknown" }
-        let forwarded = HeaderRewrite.forwardRequest(head, clientAddress: clientAddress!, scheme: scheme,
+        let rewritten = HeaderRewrite.forwardRequest(head, clientAddress: clientAddress!, scheme: scheme,
                                                      authority: authority)
-        if let problem = forwarded.problem {
+        if let problem = rewritten.problem {
             respondLocally(status: problem.0, message: problem.1, close: true, context: context)
             return
         }
+        // Moved, not copied (a copy retains every string inside); read through `upstreamHead`.
+        let upstreamHead = UpstreamRequest(head: head, forwarded: consume rewritten)
         let snapshot = store.load()
-        guard let decision = snapshot.table.decide(RequestHeadFacts(head: head, host: forwarded.host), random: &loop.random) else {
+        guard let decision = snapshot.table.decide(RequestHeadFacts(head: head, host: upstreamHead.forwarded.host),
+                                                   random: &loop.random) else {
             loop.stats.recordUnrouted()
             let target = head.uri.split(separator: "?", maxSplits: 1).first.map(String.init) ?? "/"
+            let hasBody = upstreamHead.forwarded.chunked || (upstreamHead.forwarded.contentLength.map { $0 != "0" } ?? false)
             respondLocally(status: .notFound, message: "no route for \(head.method.rawValue) \(target)",
-                           close: !forwarded.keepAlive || forwarded.chunked || (forwarded.contentLength.map { $0 != "0" } ?? false),
-                           context: context)
+                           close: !upstreamHead.forwarded.keepAlive || hasBody, context: context)
             return
         }
         let series = snapshot.series[decision.route.index][decision.backend.index]
         // A WebSocket handshake keeps its Upgrade/Connection fields (RFC 9110 §7.8): the proxy
         // takes part in the upgrade and then tunnels bytes. Other upgrades (h2c, ...) are
         // hop-by-hop fields like any other and are dropped.
-        let upgrade = Self.webSocketUpgrade(head, forwarded)
-        let upstreamHead = UpstreamRequest(method: head.method, uri: head.uri, fields: head.fields, forwarded: forwarded)
+        let upgrade = Self.webSocketUpgrade(head, upgradeField: upstreamHead.forwarded.upgrade)
         if let upgrade {
             upstreamHead.extra.append(("connection", "upgrade"))
             upstreamHead.extra.append(("upgrade", upgrade))
         }
-        if head.version.minor >= 1, forwarded.expectsContinue {
+        if head.version.minor >= 1, upstreamHead.forwarded.expectsContinue {
             send(.head(HTTPResponseHead(version: head.version, status: .continue)))
             flushClient()
         }
         request = RequestState(
             snapshot: snapshot, decision: decision, series: series, start: start,
-            isHEAD: head.method == .HEAD, clientIsHTTP10: head.version == .http1_0, upstreamHead: upstreamHead,
-            keepAlive: forwarded.keepAlive && !closeWhenIdle,
-            bodyless: !forwarded.chunked && (forwarded.contentLength ?? "0") == "0")
+            isHEAD: head.method.isHEAD, clientIsHTTP10: head.version == .http1_0, upstreamHead: upstreamHead,
+            keepAlive: upstreamHead.forwarded.keepAlive && !closeWhenIdle,
+            bodyless: !upstreamHead.forwarded.chunked && (upstreamHead.forwarded.contentLength ?? "0") == "0")
         loop.stats.adjustInflight(series: series, by: 1)
         request!.upgrade = upgrade
         // WebSockets are never mirrored.
@@ -295,9 +297,9 @@ final class DownstreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
 
     /// The `Upgrade` value when `head` is a WebSocket handshake (GET, `Upgrade: websocket`,
     /// `Connection: upgrade`; the header pass noted both).
-    private static func webSocketUpgrade(_ head: RequestHead, _ forwarded: HeaderRewrite.ForwardedRequest) -> String? {
-        guard head.method == .GET, head.version.major == 1, head.version.minor >= 1,
-              let value = forwarded.upgrade, value.lowercased().contains("websocket") else { return nil }
+    private static func webSocketUpgrade(_ head: RequestHead, upgradeField: String?) -> String? {
+        guard head.method.isGET, head.version.major == 1, head.version.minor >= 1,
+              let value = upgradeField, value.lowercased().contains("websocket") else { return nil }
         return value
     }
 

@@ -108,7 +108,7 @@ final class HTTP1ServerHandler: ChannelDuplexHandler, RemovableChannelHandler {
             switch consume event {
             case .requestHead(let head):
                 responsePending = true
-                requestIsHEAD = head.method == .HEAD
+                requestIsHEAD = head.method.isHEAD
                 exchange.receiveHead(head, context: context)
             case .body(let body):
                 exchange.receive(.body(body), context: context)
@@ -185,9 +185,11 @@ final class HTTP1ServerHandler: ChannelDuplexHandler, RemovableChannelHandler {
     }
 
     /// A backend's response head passed on (see `ResponseHead`): kept field lines copied as bytes.
-    func writeForwardedHead(_ head: ResponseHead, forwarded: HeaderRewrite.ForwardedResponse, extra: [(String, String)]) {
+    func writeForwardedHead(_ head: ResponseHead, version: HTTPVersion, forwarded: HeaderRewrite.ForwardedResponse,
+                            extra: [(String, String)]) {
         output.head { buffer in
-            HTTP1Writer.writeResponseHead(head, forwarded: forwarded, extra: extra, bodySuppressed: requestIsHEAD, into: &buffer)
+            HTTP1Writer.writeResponseHead(head, version: version, forwarded: forwarded, extra: extra,
+                                          bodySuppressed: requestIsHEAD, into: &buffer)
         }
     }
 

@@ -42,10 +42,11 @@ enum HTTP1Writer {
     /// A backend's response head passed on: the status line, every field `forwarded` keeps
     /// (copied as bytes), then `extra` fields, with framing as for any response. One capacity
     /// check for the whole head (`RawOut`), then plain copies.
-    static func writeResponseHead(_ head: ResponseHead, forwarded: HeaderRewrite.ForwardedResponse, extra: [(String, String)],
-                                  bodySuppressed: Bool, into buffer: inout ByteBuffer) -> BodyFraming {
+    /// `version`: what the client speaks (an HTTP/1.0 client gets an HTTP/1.0 status line).
+    static func writeResponseHead(_ head: ResponseHead, version: HTTPVersion, forwarded: HeaderRewrite.ForwardedResponse,
+                                  extra: [(String, String)], bodySuppressed: Bool, into buffer: inout ByteBuffer) -> BodyFraming {
         let block = head.fields
-        let common = head.version.minor == 1 ? commonStatusLine(head.status) : nil
+        let common = version.minor == 1 ? commonStatusLine(head.status) : nil
         var bound = (common?.utf8CodeUnitCount ?? 16 + head.status.reasonPhrase.utf8.count)
             + block.lineBound + "transfer-encoding: chunked\r\n\r\n".utf8.count
         for (name, value) in extra { bound += name.utf8.count + value.utf8.count + 4 }
@@ -56,7 +57,7 @@ enum HTTP1Writer {
             if let common {
                 out.put(common)
             } else {
-                out.put(head.version.minor == 0 ? "HTTP/1.0 " : "HTTP/1.1 ")
+                out.put(version.minor == 0 ? "HTTP/1.0 " : "HTTP/1.1 ")
                 out.put(UInt8(truncatingIfNeeded: 0x30 + code / 100))
                 out.put(UInt8(truncatingIfNeeded: 0x30 + code / 10 % 10))
                 out.put(UInt8(truncatingIfNeeded: 0x30 + code % 10))
@@ -75,7 +76,7 @@ enum HTTP1Writer {
             }
             for (name, value) in extra { out.field(name, value) }
         }
-        return finishResponseHead(head.version, mayHaveBody: mayHaveBody, hasLength: hasLength,
+        return finishResponseHead(version, mayHaveBody: mayHaveBody, hasLength: hasLength,
                                   bodySuppressed: bodySuppressed, into: &buffer)
     }
 

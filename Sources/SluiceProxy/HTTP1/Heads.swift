@@ -10,10 +10,14 @@ import NIOHTTP1
 /// per request; here the parser records offsets, `HeaderRewrite.forwardResponse` reads the few
 /// fields it needs, and `HTTP1Writer` copies the kept lines with `memcpy`. `HTTPHeaders` are
 /// built only when something needs them (an HTTP/2 client, tests).
-struct ResponseHead {
-    var version: HTTPVersion
-    var status: HTTPResponseStatus
-    var fields: FieldBlock
+///
+/// A class, like `RequestHead`: the parser hands it over, the exchange reads it, the writer
+/// copies its lines. As a struct of five references it was copied (and its optional destroyed)
+/// through generic value witnesses at each of those steps.
+final class ResponseHead {
+    let version: HTTPVersion
+    let status: HTTPResponseStatus
+    let fields: FieldBlock
 
     init(version: HTTPVersion, status: HTTPResponseStatus, fields: FieldBlock) {
         self.version = version
@@ -22,7 +26,7 @@ struct ResponseHead {
     }
 
     /// From NIO's head (an HTTP/2 backend's response, through NIO's part codec).
-    init(_ head: HTTPResponseHead) {
+    convenience init(_ head: HTTPResponseHead) {
         self.init(version: head.version, status: head.status, fields: FieldBlock(head.headers))
     }
 }
@@ -31,11 +35,11 @@ struct ResponseHead {
 /// field section as bytes with an index, like `ResponseHead`: the HTTP/1.1 → HTTP/1.1 path copies
 /// the kept field lines on without making a `String` of each; values are read as strings only
 /// where something needs them (Host, cookies and rule headers for routing, x-forwarded-for).
-struct RequestHead {
-    var method: HTTPMethod
-    var uri: String
-    var version: HTTPVersion
-    var fields: FieldBlock
+final class RequestHead {
+    let method: HTTPMethod
+    let uri: String
+    let version: HTTPVersion
+    let fields: FieldBlock
 
     init(method: HTTPMethod, uri: String, version: HTTPVersion, fields: FieldBlock) {
         self.method = method
@@ -45,7 +49,7 @@ struct RequestHead {
     }
 
     /// From NIO's head (an HTTP/2 stream, through NIO's part codec).
-    init(_ head: HTTPRequestHead) {
+    convenience init(_ head: HTTPRequestHead) {
         self.init(method: head.method, uri: head.uri, version: head.version, fields: FieldBlock(head.headers))
     }
 }
@@ -56,19 +60,20 @@ struct RequestHead {
 /// codec, and as a struct of this size every hand-over was a copy with a retain per reference
 /// inside.
 final class UpstreamRequest {
-    let method: HTTPMethod
-    let uri: String
-    let fields: FieldBlock
+    /// The client's head (method, origin-form target, the fields `forwarded.keeps`).
+    let head: RequestHead
     let forwarded: HeaderRewrite.ForwardedRequest
     /// Fields the exchange adds after the proxy's own (a WebSocket handshake's upgrade fields).
     var extra: [(String, String)] = []
 
-    init(method: HTTPMethod, uri: String, fields: FieldBlock, forwarded: HeaderRewrite.ForwardedRequest) {
-        self.method = method
-        self.uri = uri
-        self.fields = fields
+    init(head: RequestHead, forwarded: HeaderRewrite.ForwardedRequest) {
+        self.head = head
         self.forwarded = forwarded
     }
+
+    var method: HTTPMethod { head.method }
+    var uri: String { head.uri }
+    var fields: FieldBlock { head.fields }
 
     /// As NIO's head: for an HTTP/2 backend's stream codec and for shadow copies.
     var httpHead: HTTPRequestHead {
@@ -164,4 +169,11 @@ extension UnsafeRawBufferPointer {
     func value(_ field: FieldBlock.Field) -> UnsafeRawBufferPointer {
         UnsafeRawBufferPointer(rebasing: self[Int(field.valueStart)..<Int(field.valueStart + field.valueCount)])
     }
+}
+
+extension HTTPMethod {
+    /// By pattern, not `==`: NIO's `HTTPMethod` equality compares `rawValue` strings, built
+    /// by a switch on each side (two per comparison, several comparisons per request).
+    var isHEAD: Bool { if case .HEAD = self { true } else { false } }
+    var isGET: Bool { if case .GET = self { true } else { false } }
 }

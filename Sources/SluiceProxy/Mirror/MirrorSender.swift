@@ -139,7 +139,7 @@ final class MirrorExchange: UpstreamDelegate {
         code = Int(head.status.code)
         let forwarded = HeaderRewrite.forwardResponse(head)
         reusable = HeaderRewrite.upstreamReusable(status: head.status, keepAlive: forwarded.keepAlive, framed: forwarded.framed,
-                                                  requestWasHEAD: mirror.head.method == .HEAD)
+                                                  requestWasHEAD: mirror.head.method.isHEAD)
     }
 
     func upstreamResponseBody(_ body: ByteBuffer) {}

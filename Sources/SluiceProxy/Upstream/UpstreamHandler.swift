@@ -132,12 +132,12 @@ final class HTTP1UpstreamHandler: UpstreamHandler, ChannelDuplexHandler, Removab
     override func send(_ part: HTTPClientRequestPart) {
         guard let context, let head = output.write(part, context: context) else { return }
         output.head { HTTP1Writer.writeRequestHead(head, into: &$0) }
-        parser.respondingToHEAD = head.method == .HEAD
+        parser.respondingToHEAD = head.method.isHEAD
     }
 
     override func sendHead(_ request: UpstreamRequest) {
         output.head { HTTP1Writer.writeRequestHead(request, into: &$0) }
-        parser.respondingToHEAD = request.method == .HEAD
+        parser.respondingToHEAD = request.method.isHEAD
     }
 
     override func flush() {
