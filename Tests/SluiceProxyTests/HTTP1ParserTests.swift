@@ -835,4 +835,58 @@ import Testing
         // Only letters fold: '-' is not a case of '\r', '[' not of '{'.
         #expect(!eq("content\rlength", "content-length") && !eq("keep{alive", "keep[alive"))
     }
+
+    /// Field names: every name the proxy acts on is recognised in any case, a name one byte
+    /// off is not, and a byte outside `tchar` anywhere in a name of any length refuses it.
+    @Test func fieldNamesAreCheckedAndClassified() {
+        func classify(_ name: String) -> HeaderRewrite.Kind? {
+            Array(name.utf8).withUnsafeBytes { FieldName.classify($0) }
+        }
+        let known: [(String, HeaderRewrite.Kind)] = [
+            ("te", .hopByHop), ("host", .host), ("expect", .expect), ("trailer", .hopByHop), ("upgrade", .upgrade),
+            ("connection", .connection), ("keep-alive", .hopByHop), ("grpc-status", .grpcStatus),
+            ("content-length", .contentLength), ("x-forwarded-for", .forwardedFor), ("proxy-connection", .hopByHop),
+            ("x-forwarded-host", .forwardedHost), ("transfer-encoding", .transferEncoding),
+            ("x-forwarded-proto", .forwardedProto), ("proxy-authenticate", .hopByHop), ("proxy-authorization", .hopByHop),
+        ]
+        for (name, kind) in known {
+            #expect(classify(name) == kind, "\(name)")
+            #expect(classify(name.uppercased()) == kind, "\(name)")
+            let mixed = String(name.enumerated().map { $0.offset % 2 == 0 ? Character($0.element.uppercased()) : $0.element })
+            #expect(classify(mixed) == kind, "\(mixed)")
+            // One byte off, at every position: another (valid) name.
+            for position in 0..<name.utf8.count {
+                var bytes = Array(name.utf8)
+                bytes[position] = bytes[position] == UInt8(ascii: "q") ? UInt8(ascii: "z") : UInt8(ascii: "q")
+                #expect(classify(String(decoding: bytes, as: UTF8.self)) == .other, "\(name) at \(position)")
+            }
+            #expect(classify(name + "s") == .other && classify(String(name.dropLast())) == .other)
+        }
+        #expect(classify("User-Agent") == .other && classify("X_Custom.Name~1") == .other)
+        #expect(classify("!#$%&'*+-.^_`|~09azAZ") == .other)
+        #expect(classify("") == nil)
+        // Every byte that is not a token character, at every position of a 21-byte name (three
+        // words: the fast path, the fall-back, and the tail).
+        let tchars = Set("!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ".utf8)
+        for byte in UInt8.min...UInt8.max where !tchars.contains(byte) {
+            for position in 0..<21 {
+                var bytes = Array("x-forwarded-for-extra".utf8)
+                bytes[position] = byte
+                #expect(bytes.withUnsafeBytes { FieldName.classify($0) } == nil, "byte \(byte) at \(position)")
+            }
+        }
+    }
+
+    /// The known names' word constants are the words of their names.
+    @Test func knownFieldNameWordsMatchTheirNames() {
+        typealias K = FieldName.Known
+        typealias W = FieldName.Words
+        #expect(K.te == W("te") && K.host == W("host") && K.expect == W("expect") && K.trailer == W("trailer"))
+        #expect(K.upgrade == W("upgrade") && K.connection == W("connection") && K.keepAlive == W("keep-alive"))
+        #expect(K.grpcStatus == W("grpc-status") && K.contentLength == W("content-length"))
+        #expect(K.forwardedFor == W("x-forwarded-for") && K.proxyConnection == W("proxy-connection"))
+        #expect(K.forwardedHost == W("x-forwarded-host") && K.transferEncoding == W("transfer-encoding"))
+        #expect(K.forwardedProto == W("x-forwarded-proto") && K.proxyAuthenticate == W("proxy-authenticate"))
+        #expect(K.proxyAuthorization == W("proxy-authorization"))
+    }
 }

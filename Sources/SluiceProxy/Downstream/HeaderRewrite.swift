@@ -19,33 +19,14 @@ enum HeaderRewrite {
         case grpcStatus
     }
 
-    /// Classifies `name` without allocating: by length first, then an ASCII case-insensitive compare.
+    /// Classifies `name` without allocating (`FieldName`; a name that is not a token is `.other`).
     static func kind(of name: String) -> Kind {
         var name = name
         return name.withUTF8 { kind(ofBytes: UnsafeRawBufferPointer($0)) }
     }
 
     static func kind(ofBytes bytes: UnsafeRawBufferPointer) -> Kind {
-            func eq(_ lower: StaticString) -> Bool { bytes.equalsIgnoringCase(lower) }
-            switch bytes.count {
-            case 2: return eq("te") ? .hopByHop : .other
-            case 4: return eq("host") ? .host : .other
-            case 6: return eq("expect") ? .expect : .other
-            case 7: return eq("trailer") ? .hopByHop : eq("upgrade") ? .upgrade : .other
-            case 10: return eq("connection") ? .connection : eq("keep-alive") ? .hopByHop : .other
-            case 11: return eq("grpc-status") ? .grpcStatus : .other
-            case 14: return eq("content-length") ? .contentLength : .other
-            case 15: return eq("x-forwarded-for") ? .forwardedFor : .other
-            case 16:
-                if eq("proxy-connection") { return .hopByHop }
-                return eq("x-forwarded-host") ? .forwardedHost : .other
-            case 17:
-                if eq("transfer-encoding") { return .transferEncoding }
-                return eq("x-forwarded-proto") ? .forwardedProto : .other
-            case 18: return eq("proxy-authenticate") ? .hopByHop : .other
-            case 19: return eq("proxy-authorization") ? .hopByHop : .other
-            default: return .other
-            }
+        FieldName.classify(bytes) ?? .other
     }
 
     /// What the header pass learned about a client's request, and which fields go on.
@@ -112,15 +93,17 @@ enum HeaderRewrite {
     /// any Host field, which is then not checked either).
     static func forwardRequest(_ head: RequestHead, clientAddress: String, scheme: String,
                                authority: String? = nil) -> ForwardedRequest {
-        var out = ForwardedRequest()
-        out.clientAddress = clientAddress
-        out.scheme = scheme
-        var hostCount = 0
-        var transferEncodings = 0
-        var lastCodingChunked = false
-        var conflictingLengths = false
+        // Built and returned inside the closure: a result captured by the closure was copied
+        // out of it (a retain per string) and destroyed there.
         let block = head.fields
-        block.withBytes { bytes in
+        return block.withBytes { bytes -> ForwardedRequest in
+            var out = ForwardedRequest()
+            out.clientAddress = clientAddress
+            out.scheme = scheme
+            var hostCount = 0
+            var transferEncodings = 0
+            var lastCodingChunked = false
+            var conflictingLengths = false
             for field in block.fields {
                 switch field.kind {
                 case .other, .grpcStatus, .hopByHop, .forwardedProto, .forwardedHost:
@@ -150,29 +133,29 @@ enum HeaderRewrite {
                     out.priorForwardedFor = out.priorForwardedFor.map { "\($0), \(value)" } ?? value
                 }
             }
-        }
-        if transferEncodings > 0 {
-            out.chunked = lastCodingChunked
-            if out.contentLength != nil {
-                out.problem = (.badRequest, "malformed request: both Content-Length and Transfer-Encoding")
-            } else if !out.chunked {
-                out.problem = (.badRequest, "malformed request: Transfer-Encoding must end in chunked")
+            if transferEncodings > 0 {
+                out.chunked = lastCodingChunked
+                if out.contentLength != nil {
+                    out.problem = (.badRequest, "malformed request: both Content-Length and Transfer-Encoding")
+                } else if !out.chunked {
+                    out.problem = (.badRequest, "malformed request: Transfer-Encoding must end in chunked")
+                }
             }
+            if conflictingLengths {
+                out.problem = (.badRequest, "malformed request: conflicting Content-Length values")
+            }
+            let http11 = head.version.major == 1 && head.version.minor >= 1
+            if let authority {
+                out.host = authority
+                out.replacesHost = true
+            } else if http11 {
+                if hostCount == 0 { out.problem = (.badRequest, "malformed request: missing Host header") }
+                if hostCount > 1 { out.problem = (.badRequest, "malformed request: more than one Host header") }
+            }
+            out.keepAlive = out.connection.keepAlive(http11: http11 || head.version.major > 1)
+            if !out.connection.upgradeToken { out.upgrade = nil }
+            return out
         }
-        if conflictingLengths {
-            out.problem = (.badRequest, "malformed request: conflicting Content-Length values")
-        }
-        let http11 = head.version.major == 1 && head.version.minor >= 1
-        if let authority {
-            out.host = authority
-            out.replacesHost = true
-        } else if http11 {
-            if hostCount == 0 { out.problem = (.badRequest, "malformed request: missing Host header") }
-            if hostCount > 1 { out.problem = (.badRequest, "malformed request: more than one Host header") }
-        }
-        out.keepAlive = out.connection.keepAlive(http11: http11 || head.version.major > 1)
-        if !out.connection.upgradeToken { out.upgrade = nil }
-        return out
     }
 
     /// What the header pass learned about a backend's response, and which fields go on.
@@ -209,9 +192,9 @@ enum HeaderRewrite {
     /// and the `Connection` tokens that decide what else is hop-by-hop. Nothing is copied; the
     /// writer copies the kept lines (`ForwardedResponse.keeps`).
     static func forwardResponse(_ head: ResponseHead) -> ForwardedResponse {
-        var out = ForwardedResponse()
         let block = head.fields
-        block.withBytes { bytes in
+        return block.withBytes { bytes -> ForwardedResponse in
+            var out = ForwardedResponse()
             for field in block.fields {
                 switch field.kind {
                 case .connection:
@@ -228,9 +211,9 @@ enum HeaderRewrite {
                     continue
                 }
             }
+            out.keepAlive = out.connection.keepAlive(http11: head.version.major > 1 || head.version.minor >= 1)
+            return out
         }
-        out.keepAlive = out.connection.keepAlive(http11: head.version.major > 1 || head.version.minor >= 1)
-        return out
     }
 
     /// Whether the last coding of a `Transfer-Encoding` value is `chunked`.

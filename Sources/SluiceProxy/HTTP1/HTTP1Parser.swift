@@ -440,24 +440,18 @@ private struct FieldCollector {
         // whitespace, RFC 9112 §5.2) and whitespace between the name and the colon (§5.1) are
         // refused with it: neither is a token character.
         let count = line.count
-        guard let base = line.baseAddress else { throw .bad("invalid header field") }
-        var colon = 0
-        while true {
-            guard colon < count else { throw .bad("invalid header field") }
-            let byte = base.load(fromByteOffset: colon, as: UInt8.self)
-            if byte == .colon { break }
-            guard byte.isTokenChar else { throw .bad("invalid header field") }
-            colon += 1
+        guard let base = line.baseAddress, let found = memchr(base, Int32(UInt8.colon), count) else {
+            throw .bad("invalid header field")
         }
-        guard colon > 0 else { throw .bad("invalid header field") }
+        let colon = base.distance(to: UnsafeRawPointer(found))
+        let name = UnsafeRawBufferPointer(start: base, count: colon)
+        guard let kind = FieldName.classify(name) else { throw .bad("invalid header field") }
         var start = colon + 1
         var end = count
         while start < end, base.load(fromByteOffset: start, as: UInt8.self).isOptionalWhitespace { start += 1 }
         while end > start, base.load(fromByteOffset: end - 1, as: UInt8.self).isOptionalWhitespace { end -= 1 }
         guard Self.isFieldValue(base + start, count: end - start) else { throw .bad("invalid header value") }
-        let name = UnsafeRawBufferPointer(start: base, count: colon)
         let value = UnsafeRawBufferPointer(start: base + start, count: end - start)
-        let kind = HeaderRewrite.kind(ofBytes: name)
         if kind == .contentLength {
             if let n = Self.decimal(value) {
                 if let seen = contentLength, seen != n { conflictingLengths = true }
