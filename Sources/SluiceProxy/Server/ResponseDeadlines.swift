@@ -12,10 +12,23 @@ import NIOCore
 final class ResponseDeadlines {
     static let resolution = TimeAmount.milliseconds(10)
 
+    /// The request is named, not held: a finished request (and with it its head, which holds
+    /// the client connection's receive buffer) is freed at once rather than at the next sweep,
+    /// so the buffer is unique again, and reused, by the next read. An entry counts only while
+    /// its owner's current request is that object with that same deadline: an address reused
+    /// by a later request cannot carry the same armed deadline, and if it did, that deadline
+    /// has passed all the same.
     private struct Entry {
         let deadline: NIODeadline
-        let request: DownstreamHandler.RequestState
+        let request: ObjectIdentifier
         let owner: DownstreamHandler
+
+        /// The request this entry was armed for, when it is still in progress and armed.
+        var armedRequest: DownstreamHandler.RequestState? {
+            guard let current = owner.request, ObjectIdentifier(current) == request,
+                  current.deadline == deadline else { return nil }
+            return current
+        }
     }
 
     private let eventLoop: EventLoop
@@ -31,28 +44,28 @@ final class ResponseDeadlines {
     func arm(_ request: DownstreamHandler.RequestState, owner: DownstreamHandler, in timeout: TimeAmount) {
         let deadline = NIODeadline.now() + timeout
         request.deadline = deadline
-        entries.append(Entry(deadline: deadline, request: request, owner: owner))
+        entries.append(Entry(deadline: deadline, request: ObjectIdentifier(request), owner: owner))
         timer.schedule(on: eventLoop, in: Self.resolution) { [self] in self.sweep() }
     }
 
     private func sweep() {
         timer.fired()
         let now = NIODeadline.now()
-        var due: [Entry] = []
+        var due: [(DownstreamHandler.RequestState, DownstreamHandler)] = []
         entries.removeAll { entry in
-            guard entry.request.deadline == entry.deadline, entry.owner.request === entry.request else {
+            guard let request = entry.armedRequest else {
                 return true // disarmed, re-armed, or the request is over
             }
             if entry.deadline <= now {
-                due.append(entry)
+                due.append((request, entry.owner))
                 return true
             }
             return false
         }
         if !entries.isEmpty { timer.schedule(on: eventLoop, in: Self.resolution) { [self] in self.sweep() } }
-        for entry in due {
-            entry.request.deadline = nil
-            entry.owner.deadlinePassed()
+        for (request, owner) in due {
+            request.deadline = nil
+            owner.deadlinePassed()
         }
     }
 }
