@@ -338,7 +338,7 @@ final class DownstreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
             return
         }
         req.connecting = true
-        let timeout = TimeAmount(backend.spec.connectTimeout)
+        let timeout = backend.connectTimeout
         if !h2, !loop.pool.mayConnect(address, limit: loop.connectionLimit(backend.spec)) {
             // Enough connects to this endpoint are in flight: wait (at most the connect
             // timeout) for one of them to finish or a connection to come back.
@@ -383,7 +383,7 @@ final class DownstreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
         for part in req.buffered { conn.handler.send(part) }
         req.buffered.removeAll()
         conn.handler.flush()
-        let timeout = TimeAmount(req.snapshot.backends[req.decision.backend.index].spec.timeout)
+        let timeout = req.snapshot.backends[req.decision.backend.index].responseTimeout
         loop.deadlines.arm(req, owner: self, in: timeout)
         if conn.channel.isWritable { resumeRead() }
     }

@@ -59,12 +59,12 @@ final class MirrorSender {
         loop.stats.recordMirror(series: mirror.series, result: .sent)
         let index = loop.nextEndpoint(backend: mirror.backend.index, of: backend.endpoints.count,
                                       generation: snapshot.generation)
-        let exchange = MirrorExchange(sender: self, mirror: mirror, timeout: TimeAmount(backend.spec.timeout))
+        let exchange = MirrorExchange(sender: self, mirror: mirror, timeout: backend.responseTimeout)
         let address = backend.endpoints[index]
         if let conn = loop.pool.takeIdle(address) {
             exchange.start(on: conn)
         } else {
-            loop.pool.connect(address, timeout: TimeAmount(backend.spec.connectTimeout)).whenComplete { result in
+            loop.pool.connect(address, timeout: backend.connectTimeout).whenComplete { result in
                 switch result {
                 case .success(let conn): exchange.start(on: conn)
                 case .failure: exchange.finish(ok: false, conn: nil)
@@ -113,8 +113,8 @@ final class MirrorExchange: UpstreamDelegate {
         self.conn = conn
         conn.handler.delegate = self
         conn.requestsServed += 1
-        // The exchange must outlive this call: the handler holds its delegate weakly, so the
-        // scheduled timeout (which captures self) keeps it alive until it ends.
+        // The handler holds its delegate until the lease ends (`finish` and `upstreamFailed`
+        // clear it); the scheduled timeout (which captures self) bounds how long that can be.
         timeout = conn.channel.eventLoop.assumeIsolated().scheduleTask(in: timeoutAmount) { [self] in
             self.upstreamFailed(.timeout)
         }

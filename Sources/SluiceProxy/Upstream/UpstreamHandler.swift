@@ -35,7 +35,12 @@ enum UpstreamFailure: String, Error {
 /// connection is writable. This base holds what they share; it is not a handler by itself.
 class UpstreamHandler {
     /// The request leasing this connection; nil while the connection idles in the pool.
-    final weak var delegate: UpstreamDelegate?
+    ///
+    /// Strong, not weak (a weak load costs a side-table lookup and a retain, several times a
+    /// response): the lease is always ended by clearing it — released to the pool, abandoned,
+    /// failed, timed out, turned into a tunnel, or the channel closed (`connectionClosed`) — and
+    /// that breaks the exchange → connection → delegate cycle.
+    final var delegate: UpstreamDelegate?
     /// The pool that holds this connection while it idles; told when the channel closes.
     /// `unowned(unsafe)`: a pool lives as long as its event loop, longer than any connection.
     final unowned(unsafe) var pool: UpstreamPool?
