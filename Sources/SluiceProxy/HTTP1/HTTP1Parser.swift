@@ -142,31 +142,47 @@ struct HTTP1Parser {
                 buffer.moveReaderIndex(forwardBy: 1)
             }
         }
-        guard let length = headLength(buffer) else {
-            if buffer.readableBytes > maxHeadBytes + 8192 {
-                throw kind == .request ? .tooLarge : .bad("response head too large")
-            }
-            return nil
-        }
-        searched = 0
-        // The same limit as for an incomplete head above, so the verdict does not depend on how
-        // the bytes were split into reads.
-        if length > maxHeadBytes + 8192 { throw kind == .request ? .tooLarge : .bad("response head too large") }
-        // A head keeps its field section as bytes (`RequestHead`, `ResponseHead`): the slice
-        // shares the input's storage, no copy.
-        let head = buffer.getSlice(at: buffer.readerIndex, length: length)!
-        let parsed = head.withUnsafeReadableBytes { bytes -> Result<Event?, Failure> in
+        // A head that arrived in one read (nearly all) is parsed in the same pass that finds its
+        // end. One that comes in pieces is searched for its end incrementally (`headLength`)
+        // and parsed once, when complete.
+        if searched > 0, headLength(buffer) == nil { return try waitForMore(buffer) }
+        let parsed = buffer.withUnsafeReadableBytes { bytes -> Result<(event: Event?, length: Int)?, Failure> in
             do throws(Failure) {
-                return .success(try parseHeadBytes(bytes, slice: head))
+                return .success(try parseHeadBytes(bytes, in: buffer))
             } catch {
                 return .failure(error)
             }
         }
-        let event = try parsed.get()
-        buffer.moveReaderIndex(forwardBy: length)
+        let head: (event: Event?, length: Int)
+        switch parsed {
+        case .success(let complete?):
+            head = complete
+        case .success(nil):
+            searched = buffer.readableBytes
+            return try waitForMore(buffer)
+        case .failure(let failure):
+            // The verdict must not depend on how the bytes were split into reads: a refused
+            // line counts only once the head is complete and within the size limit, as when
+            // the head is parsed after arriving in pieces.
+            searched = 0
+            guard let length = headLength(buffer) else { return try waitForMore(buffer) }
+            if length > maxHeadBytes + 8192 { throw kind == .request ? .tooLarge : .bad("response head too large") }
+            throw failure
+        }
+        searched = 0
+        if head.length > maxHeadBytes + 8192 { throw kind == .request ? .tooLarge : .bad("response head too large") }
+        buffer.moveReaderIndex(forwardBy: head.length)
         // nil: an interim response was skipped; the final head may already be buffered.
-        if let event { return event }
+        if let event = head.event { return event }
         return try next(from: &buffer)
+    }
+
+    /// An incomplete head: nil (more bytes needed) unless it is already over the size limit.
+    private func waitForMore(_ buffer: ByteBuffer) throws(Failure) -> Event? {
+        if buffer.readableBytes > maxHeadBytes + 8192 {
+            throw kind == .request ? .tooLarge : .bad("response head too large")
+        }
+        return nil
     }
 
     /// The length of the head at the front of `buffer` (through its empty line), if complete.
@@ -186,16 +202,22 @@ struct HTTP1Parser {
         }
     }
 
-    private mutating func parseHeadBytes(_ bytes: UnsafeRawBufferPointer, slice: ByteBuffer) throws(Failure) -> Event? {
+    /// Parses the head at the front of `bytes` (`buffer`'s readable bytes): nil when its empty
+    /// line has not arrived yet, otherwise the event (nil for a skipped interim response) and
+    /// the head's length.
+    private mutating func parseHeadBytes(_ bytes: UnsafeRawBufferPointer, in buffer: ByteBuffer) throws(Failure)
+        -> (event: Event?, length: Int)? {
         var lines = LineCursor(bytes: bytes)
-        guard let startLine = lines.next() else { throw .bad("empty head") }
+        guard let startLine = lines.next() else { return nil }
         // Field lines need no separate search for a bare CR: it fails the name or value syntax,
         // and the failure is then reported as the line ending it is (`lineFailure`). The start
         // line is checked here, first, as a whole.
         if startLine.containsCR { throw .bad("invalid line ending") }
         var fields = FieldCollector(indexingFrom: bytes.baseAddress, reusing: &spareIndex)
         var fieldBytes = 0
-        while let line = lines.next(), !line.isEmpty {
+        while true {
+            guard let line = lines.next() else { return nil }
+            if line.isEmpty { break }
             fieldBytes += line.count + 2
             if fieldBytes > maxHeadBytes {
                 throw Self.lineFailure(line, kind == .request ? .tooLarge : .bad("response head too large"))
@@ -206,6 +228,10 @@ struct HTTP1Parser {
         // written on at once), so the parser keeps it to reuse its storage. A request's lives
         // on with the exchange, and an idle client connection should not hold one.
         if kind == .response { spareIndex = fields.index }
+        // A head keeps its field section as bytes (`RequestHead`, `ResponseHead`): the slice
+        // shares the input's storage, no copy.
+        let length = lines.position
+        let slice = buffer.getSlice(at: buffer.readerIndex, length: length)!
         switch kind {
         case .request:
             let (method, uri, version) = try Self.requestLine(startLine)
@@ -216,8 +242,8 @@ struct HTTP1Parser {
             case .chunked: state = .chunkSize
             case .untilClose: state = .untilClose
             }
-            return .requestHead(RequestHead(method: method, uri: uri, version: version,
-                                            fields: FieldBlock(bytes: slice, fields: fields.index)))
+            return (.requestHead(RequestHead(method: method, uri: uri, version: version,
+                                             fields: FieldBlock(bytes: slice, fields: fields.index))), length)
         case .response:
             let (version, status) = try Self.statusLine(startLine)
             let code = status.code
@@ -227,7 +253,7 @@ struct HTTP1Parser {
                 // An interim response (100, 103, ...) says nothing the client asked for here
                 // (the proxy answers Expect itself): it is skipped, the final one follows.
                 state = .head
-                return nil
+                return (nil, length)
             } else if respondingToHEAD || code == 204 || code == 304 {
                 state = .fixed(0)
             } else {
@@ -238,8 +264,8 @@ struct HTTP1Parser {
                 case .untilClose: state = .untilClose
                 }
             }
-            return .responseHead(ResponseHead(version: version, status: status,
-                                              fields: FieldBlock(bytes: slice, fields: fields.index)))
+            return (.responseHead(ResponseHead(version: version, status: status,
+                                               fields: FieldBlock(bytes: slice, fields: fields.index))), length)
         }
     }
 
@@ -372,16 +398,17 @@ struct HTTP1Parser {
     }
 }
 
-/// Walks the lines of a complete head. A line ends in CRLF or a bare LF (RFC 9112 §2.2); a CR
-/// anywhere else is refused by the caller (`HTTP1Parser.lineFailure`).
+/// Walks the lines of a head. A line ends in CRLF or a bare LF (RFC 9112 §2.2); a CR anywhere
+/// else is refused by the caller (`HTTP1Parser.lineFailure`). Bytes after the last LF are not a
+/// line yet (nil: the head is incomplete).
 private struct LineCursor {
     let bytes: UnsafeRawBufferPointer
     var position = 0
 
     mutating func next() -> UnsafeRawBufferPointer? {
-        guard position < bytes.count, let base = bytes.baseAddress else { return nil }
-        let end = memchr(base + position, Int32(UInt8.lf), bytes.count - position)
-            .map { base.distance(to: UnsafeRawPointer($0)) } ?? bytes.count
+        guard position < bytes.count, let base = bytes.baseAddress,
+              let found = memchr(base + position, Int32(UInt8.lf), bytes.count - position) else { return nil }
+        let end = base.distance(to: UnsafeRawPointer(found))
         var lineEnd = end
         if lineEnd > position, base.load(fromByteOffset: lineEnd - 1, as: UInt8.self) == .cr { lineEnd -= 1 }
         let start = position
