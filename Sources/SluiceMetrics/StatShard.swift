@@ -67,10 +67,22 @@ public enum MirrorResult: Int, CaseIterable, Sendable {
     }
 }
 
+/// One status code's count (`SeriesStats.codes`).
+struct CodeCount: Sendable, Equatable {
+    var code: Int
+    var count: UInt64
+}
+
 /// The figures of one series.
 public struct SeriesStats: Sendable, Equatable {
     /// Requests per status code (primary traffic only).
-    public var codes: [Int: UInt64] = Dictionary(minimumCapacity: 8)
+    public var codes: [Int: UInt64] {
+        get { Dictionary(uniqueKeysWithValues: codeCounts.lazy.map { ($0.code, $0.count) }) }
+        set { codeCounts = newValue.sorted { $0.key < $1.key }.map { CodeCount(code: $0.key, count: $0.value) } }
+    }
+    /// The storage of `codes`: a series sees a handful of distinct codes, and a short scan
+    /// finds one without hashing (a dictionary update was ~130 instructions per request).
+    private var codeCounts: [CodeCount] = []
     /// Non-cumulative counts per bucket of `durationBuckets`, plus one for +Inf.
     public var buckets: [UInt64] = Array(repeating: 0, count: durationBuckets.count + 1)
     public var durationSum: Double = 0
@@ -91,7 +103,7 @@ public struct SeriesStats: Sendable, Equatable {
     public init() {}
 
     public mutating func merge(_ other: SeriesStats) {
-        codes.merge(other.codes, uniquingKeysWith: +)
+        for other in other.codeCounts { count(code: other.code, other.count) }
         for i in buckets.indices { buckets[i] += other.buckets[i] }
         durationSum += other.durationSum
         count += other.count
@@ -107,7 +119,7 @@ public struct SeriesStats: Sendable, Equatable {
     /// A copy that shares no buffer with `self` (so the original stays uniquely referenced).
     func detached() -> SeriesStats {
         var copy = self
-        copy.codes = codes.mapValues { $0 }
+        copy.codeCounts = codeCounts.map { $0 }
         copy.buckets = buckets.map { $0 }
         copy.upstreamErrors = upstreamErrors.map { $0 }
         copy.mirror = mirror.map { $0 }
@@ -116,11 +128,22 @@ public struct SeriesStats: Sendable, Equatable {
         return copy
     }
 
+    @inline(__always)
+    private mutating func count(code: Int, _ n: UInt64) {
+        for i in codeCounts.indices where codeCounts[i].code == code {
+            codeCounts[i].count += n
+            return
+        }
+        // Kept in code order, so equal counts compare equal whatever order they came in.
+        let at = codeCounts.firstIndex { $0.code > code } ?? codeCounts.endIndex
+        codeCounts.insert(CodeCount(code: code, count: n), at: at)
+    }
+
     /// One finished primary request (one exclusive access to the shard's array per request).
     @inline(__always)
     mutating func recordRequest(code: Int, seconds: Double, now: UInt64) {
         let bucket = durationBucketIndex(seconds)
-        codes[code, default: 0] += 1
+        count(code: code, 1)
         buckets[bucket] += 1
         durationSum += seconds >= 0 ? seconds : 0
         count += 1

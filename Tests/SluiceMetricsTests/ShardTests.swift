@@ -32,6 +32,20 @@ import SluiceMetrics
         #expect(ShardCopy.merged([]).series.isEmpty)
     }
 
+    /// Status codes are counted exactly however many distinct ones a series sees, and the
+    /// same counts compare equal whatever order the codes first came in.
+    @Test func statusCodesCountInAnyOrder() {
+        let a = StatShard(), b = StatShard()
+        let codes = [200, 404, 200, 503, 101, 200, 599, 404, 302, 200, 100, 499]
+        for code in codes { a.recordRequest(series: 0, code: code, seconds: 0.001, now: at(10)) }
+        for code in codes.reversed() { b.recordRequest(series: 0, code: code, seconds: 0.001, now: at(10)) }
+        let expected = Dictionary(codes.map { ($0, UInt64(1)) }, uniquingKeysWith: +)
+        #expect(a.series[0].codes == expected)
+        #expect(a.series[0].codes[200] == 4 && a.series[0].codes[404] == 2)
+        #expect(a.series[0] == b.series[0])
+        #expect(ShardCopy.merged([a.copy(), b.copy()]).series[0].codes == expected.mapValues { $0 * 2 })
+    }
+
     @Test func mergeDropsStaleSlicesAndAddsTheSameSlice() {
         let a = StatShard(), b = StatShard()
         a.recordRequest(series: 0, code: 500, seconds: 0.001, now: at(1))   // slot 0, first minute
