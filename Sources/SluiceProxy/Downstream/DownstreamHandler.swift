@@ -237,7 +237,7 @@ final class DownstreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
         // Moved, not copied (a copy retains every string inside); read through `upstreamHead`.
         let upstreamHead = UpstreamRequest(head: head, forwarded: consume rewritten)
         let snapshot = store.load()
-        guard let decision = snapshot.table.decide(RequestHeadFacts(head: head, host: upstreamHead.forwarded.host),
+        guard let decision = snapshot.table.decide(RequestHeadFacts(request: upstreamHead),
                                                    random: &loop.random) else {
             loop.stats.recordUnrouted()
             let target = head.uri.split(separator: "?", maxSplits: 1).first.map(String.init) ?? "/"

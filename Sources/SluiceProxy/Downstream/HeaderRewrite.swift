@@ -36,7 +36,11 @@ enum HeaderRewrite {
         var expectsContinue = false
         var chunked = false
         var contentLength: String?
-        var host: String?
+        /// The first `Host` field (its value is read as a string only when something asks:
+        /// routing on hosts, an HTTP/2 backend, a mirror).
+        var hostField: FieldBlock.Field?
+        /// The host of an absolute-form request target: it replaces the client's Host fields.
+        var authority: String?
         /// The client wants the connection kept open (RFC 9112 §9.3).
         var keepAlive = true
         /// The `Upgrade` value, when `Connection` lists `upgrade` (the field is not forwarded
@@ -48,7 +52,7 @@ enum HeaderRewrite {
         var firstLength: Int32 = -1
         /// The request target named the host (absolute-form): the client's Host fields are
         /// replaced by it.
-        var replacesHost = false
+        var replacesHost: Bool { authority != nil }
         /// The client's own `X-Forwarded-For` values (joined), which the proxy's value extends.
         var priorForwardedFor: String?
         /// Who sent the request and how (`x-forwarded-for`, `x-forwarded-proto`).
@@ -68,12 +72,18 @@ enum HeaderRewrite {
             }
         }
 
+        /// The request's host: the absolute-form target's, or the first Host field's value.
+        func host(in block: FieldBlock) -> String? {
+            authority ?? hostField.map(block.value)
+        }
+
         /// The proxy's own fields, after the client's kept ones: the Host of an absolute-form
         /// target, framing re-stated, `x-forwarded-*` (Sluice is the edge). `HTTP1Writer`
         /// writes the same fields in the same order without building this list.
-        var proxyFields: [(String, String)] {
+        func proxyFields(in block: FieldBlock) -> [(String, String)] {
+            let host = host(in: block)
             var fields: [(String, String)] = []
-            if replacesHost, let host { fields.append(("host", host)) }
+            if let authority { fields.append(("host", authority)) }
             if chunked { fields.append(("transfer-encoding", "chunked")) }
             fields.append(("x-forwarded-for", priorForwardedFor.map { "\($0), \(clientAddress)" } ?? clientAddress))
             fields.append(("x-forwarded-proto", scheme))
@@ -127,7 +137,7 @@ enum HeaderRewrite {
                     }
                 case .host:
                     hostCount += 1
-                    if out.host == nil { out.host = block.value(field) }
+                    if out.hostField == nil { out.hostField = field }
                 case .forwardedFor:
                     let value = block.value(field)
                     out.priorForwardedFor = out.priorForwardedFor.map { "\($0), \(value)" } ?? value
@@ -146,8 +156,7 @@ enum HeaderRewrite {
             }
             let http11 = head.version.major == 1 && head.version.minor >= 1
             if let authority {
-                out.host = authority
-                out.replacesHost = true
+                out.authority = authority
             } else if http11 {
                 if hostCount == 0 { out.problem = (.badRequest, "malformed request: missing Host header") }
                 if hostCount > 1 { out.problem = (.badRequest, "malformed request: more than one Host header") }

@@ -4,13 +4,14 @@ import SluiceRouting
 /// `RequestFacts` as a view over a request head: nothing is copied up front; the routing core
 /// asks only for what its matchers need (a header's values become strings when a rule asks).
 struct RequestHeadFacts: RequestFacts {
-    let head: RequestHead
-    /// The first `Host` value, found by the header pass already.
-    let host: String?
+    let request: UpstreamRequest
+
+    var head: RequestHead { request.head }
 
     var method: String { head.method.rawValue }
 
-    var authority: String? { host }
+    /// The Host (or absolute-form authority), made a string only when a route matches hosts.
+    var authority: String? { request.host }
 
     var path: Substring {
         let uri = head.uri[...]

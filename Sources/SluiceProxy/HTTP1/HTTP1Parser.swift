@@ -234,7 +234,8 @@ struct HTTP1Parser {
         let slice = buffer.getSlice(at: buffer.readerIndex, length: length)!
         switch kind {
         case .request:
-            let (method, uri, version) = try Self.requestLine(startLine)
+            let (method, target, version) = try Self.requestLine(startLine)
+            let uri = String(decoding: UnsafeRawBufferPointer(rebasing: startLine[target]), as: UTF8.self)
             let framing = try fields.requestFraming()
             switch framing {
             case .none: state = .fixed(0)
@@ -242,8 +243,10 @@ struct HTTP1Parser {
             case .chunked: state = .chunkSize
             case .untilClose: state = .untilClose
             }
+            // The start line is the head's first bytes: the target's range in the line is its
+            // range in the head.
             return (.requestHead(RequestHead(method: method, uri: uri, version: version,
-                                             fields: FieldBlock(bytes: slice, fields: fields.index))), length)
+                                             fields: FieldBlock(bytes: slice, fields: fields.index), target: target)), length)
         case .response:
             let (version, status) = try Self.statusLine(startLine)
             let code = status.code
@@ -269,7 +272,8 @@ struct HTTP1Parser {
         }
     }
 
-    private static func requestLine(_ line: UnsafeRawBufferPointer) throws(Failure) -> (HTTPMethod, String, HTTPVersion) {
+    /// The method, where the target is in `line`, and the version.
+    private static func requestLine(_ line: UnsafeRawBufferPointer) throws(Failure) -> (HTTPMethod, Range<Int>, HTTPVersion) {
         guard let sp1 = line.firstIndex(of: .space), sp1 > 0 else { throw .bad("invalid method") }
         let method = UnsafeRawBufferPointer(rebasing: line[..<sp1])
         guard method.allSatisfy(\.isTokenChar) else { throw .bad("invalid method") }
@@ -280,7 +284,7 @@ struct HTTP1Parser {
         guard let version = httpVersion(UnsafeRawBufferPointer(rebasing: line[(sp2 + 1)...])) else {
             throw .bad("invalid HTTP version")
         }
-        return (knownMethod(method), String(decoding: target, as: UTF8.self), version)
+        return (knownMethod(method), rest.startIndex..<sp2, version)
     }
 
     private static func statusLine(_ line: UnsafeRawBufferPointer) throws(Failure) -> (HTTPVersion, HTTPResponseStatus) {

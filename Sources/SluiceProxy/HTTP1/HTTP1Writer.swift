@@ -162,32 +162,43 @@ enum HTTP1Writer {
         let forwarded = request.forwarded
         let block = request.fields
         let method = commonMethod(request.method)
-        let host = forwarded.host?.utf8.count ?? 0
+        let authority = forwarded.authority?.utf8.count ?? 0
+        // The target and the Host value (for x-forwarded-host) are within the block's bytes.
         var bound = (method?.utf8CodeUnitCount ?? request.method.rawValue.utf8.count) + request.uri.utf8.count
-            + block.lineBound + 2 * host + (forwarded.priorForwardedFor?.utf8.count ?? 0)
+            + 2 * block.lineBound + 2 * authority + (forwarded.priorForwardedFor?.utf8.count ?? 0)
             + forwarded.clientAddress.utf8.count + forwarded.scheme.utf8.count + 160
         for (name, value) in request.extra { bound += name.utf8.count + value.utf8.count + 4 }
         RawOut.write(into: &buffer, atMost: bound) { out in
-            if let method { out.put(method) } else { out.put(request.method.rawValue) }
-            out.put(UInt8.space)
-            out.put(request.uri)
-            out.put(" HTTP/1.1\r\n")
             block.withBytes { bytes in
+                if let method { out.put(method) } else { out.put(request.method.rawValue) }
+                out.put(UInt8.space)
+                if let target = request.head.target {
+                    out.put(UnsafeRawBufferPointer(rebasing: bytes[target]))
+                } else {
+                    out.put(request.uri)
+                }
+                out.put(" HTTP/1.1\r\n")
                 for field in block.fields where forwarded.keeps(field, in: bytes) {
                     out.field(bytes.name(field), bytes.value(field))
                 }
+                if let authority = forwarded.authority { out.field(named: "host: ", authority) }
+                if forwarded.chunked { out.put("transfer-encoding: chunked\r\n") }
+                out.put("x-forwarded-for: ")
+                if let prior = forwarded.priorForwardedFor {
+                    out.put(prior)
+                    out.put(", ")
+                }
+                out.put(forwarded.clientAddress)
+                out.put("\r\n")
+                out.field(named: "x-forwarded-proto: ", forwarded.scheme)
+                if let authority = forwarded.authority {
+                    out.field(named: "x-forwarded-host: ", authority)
+                } else if let host = forwarded.hostField {
+                    out.put("x-forwarded-host: ")
+                    out.put(bytes.value(host))
+                    out.put("\r\n")
+                }
             }
-            if forwarded.replacesHost, let host = forwarded.host { out.field(named: "host: ", host) }
-            if forwarded.chunked { out.put("transfer-encoding: chunked\r\n") }
-            out.put("x-forwarded-for: ")
-            if let prior = forwarded.priorForwardedFor {
-                out.put(prior)
-                out.put(", ")
-            }
-            out.put(forwarded.clientAddress)
-            out.put("\r\n")
-            out.field(named: "x-forwarded-proto: ", forwarded.scheme)
-            if let host = forwarded.host { out.field(named: "x-forwarded-host: ", host) }
             for (name, value) in request.extra { out.field(name, value) }
             out.put("\r\n")
         }

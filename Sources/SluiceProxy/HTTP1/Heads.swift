@@ -40,12 +40,17 @@ final class RequestHead {
     let uri: String
     let version: HTTPVersion
     let fields: FieldBlock
+    /// Where `uri` is in `fields.bytes` (the request line is part of the parsed head): the
+    /// writer copies it from there. Nil when `uri` is not the bytes as received (absolute-form
+    /// cut to origin-form, a head from HTTP/2).
+    let target: Range<Int>?
 
-    init(method: HTTPMethod, uri: String, version: HTTPVersion, fields: FieldBlock) {
+    init(method: HTTPMethod, uri: String, version: HTTPVersion, fields: FieldBlock, target: Range<Int>? = nil) {
         self.method = method
         self.uri = uri
         self.version = version
         self.fields = fields
+        self.target = target
     }
 
     /// From NIO's head (an HTTP/2 stream, through NIO's part codec).
@@ -74,13 +79,15 @@ final class UpstreamRequest {
     var method: HTTPMethod { head.method }
     var uri: String { head.uri }
     var fields: FieldBlock { head.fields }
+    /// The host the request names (`ForwardedRequest.host(in:)`).
+    var host: String? { forwarded.host(in: head.fields) }
 
     /// As NIO's head: for an HTTP/2 backend's stream codec and for shadow copies.
     var httpHead: HTTPRequestHead {
         var list: [(String, String)] = fields.withBytes { bytes in
             fields.fields.filter { forwarded.keeps($0, in: bytes) }
         }.map { (fields.name($0), fields.value($0)) }
-        list.append(contentsOf: forwarded.proxyFields)
+        list.append(contentsOf: forwarded.proxyFields(in: fields))
         list.append(contentsOf: extra)
         return HTTPRequestHead(version: .http1_1, method: method, uri: uri, headers: HTTPHeaders(list))
     }
