@@ -4,7 +4,7 @@ import NIOHTTP1
 import NIOPosix
 import Testing
 import SluiceMetrics
-import SluiceProxy
+@testable import SluiceProxy
 
 /// End-to-end tests of shadow mirroring (SPEC "Mirror (shadow)"): which requests are copied,
 /// what a copy looks like, that the primary never waits for the shadow, and drop counting.
@@ -420,10 +420,15 @@ extension EndToEnd {
                 #expect(r.status == 200, "a shadow answering 503 changed the client's status")
                 #expect(r.json["version"] as? String == "v1")
             }
-            // The refused copies are counted failed; the 503 copies were answered (completed).
+            // The refused copy is counted failed, and the shadow then cools down: the copies
+            // after it are dropped without a connect (the 20 requests take far less than the
+            // 1 s + 2 s + 4 s + 8 s of back-off a fifth attempt would need). The 503 copies
+            // were answered (completed).
             let deadCounts = try h.waitForMirrorsSettled(route: "toDead", backend: "dead")
-            #expect(deadCounts[.sent] == 20)
-            #expect(deadCounts[.failed] == 20)
+            let sent = deadCounts[.sent] ?? 0
+            #expect(sent >= 1 && sent <= 4, "\(deadCounts)")
+            #expect(deadCounts[.failed] == sent)
+            #expect(sent + (deadCounts[.dropped] ?? 0) == 20, "\(deadCounts)")
             let failingCounts = try h.waitForMirrorsSettled(route: "toFailing", backend: "failing")
             #expect(failingCounts[.sent] == 20)
             #expect(failingCounts[.completed] == 20, "\(failingCounts)")
@@ -449,8 +454,10 @@ extension EndToEnd {
     }
 
     @Test func failedCopiesFreeTheirInFlightSlot() async throws {
-        // Refused and timed-out copies must give their slot back: after 2 × 64 failed copies,
-        // sent in batches that each fit the limit, nothing has been dropped.
+        // Timed-out copies must give their slot back: after 2 × 64 failed copies, sent in
+        // batches that each fit the limit, nothing has been dropped. Refused copies give theirs
+        // back too, and the refusing shadow then cools down: its later copies are dropped
+        // without a connect, and none is left in flight.
         let dead = try deadPort()
         try await Harness.withYAML(backends: [.init(version: "v1"), .init(version: "v2", latency: .seconds(5))], config: """
             listen: ["127.0.0.1:1"]
@@ -468,17 +475,22 @@ extension EndToEnd {
                 mirror: { backend: slow, percent: 100 }
             """) { h in
             let c = try h.client()
-            for (route, backend, prefix) in [("toDead", "dead", "/dead"), ("toSlow", "slow", "/slow")] {
-                for batch in 0..<4 {
-                    for i in 0..<32 {
-                        #expect(try c.request("GET", "\(prefix)/\(batch)/\(i)").status == 200)
-                    }
-                    let counts = try h.waitForMirrorsSettled(route: route, backend: backend)
-                    #expect(counts[.sent] == UInt64(32 * (batch + 1)), "\(route) batch \(batch): \(counts)")
-                    #expect(counts[.failed] == UInt64(32 * (batch + 1)), "\(route) batch \(batch): \(counts)")
-                    #expect(counts[.dropped] == 0, "\(route) batch \(batch): \(counts)")
+            for batch in 0..<4 {
+                for i in 0..<32 {
+                    #expect(try c.request("GET", "/slow/\(batch)/\(i)").status == 200)
                 }
+                let counts = try h.waitForMirrorsSettled(route: "toSlow", backend: "slow")
+                #expect(counts[.sent] == UInt64(32 * (batch + 1)), "batch \(batch): \(counts)")
+                #expect(counts[.failed] == UInt64(32 * (batch + 1)), "batch \(batch): \(counts)")
+                #expect(counts[.dropped] == 0, "batch \(batch): \(counts)")
             }
+            for i in 0..<128 {
+                #expect(try c.request("GET", "/dead/\(i)").status == 200)
+            }
+            let dead = try h.waitForMirrorsSettled(route: "toDead", backend: "dead")
+            let sent = dead[.sent] ?? 0
+            #expect(sent >= 1 && dead[.failed] == sent, "\(dead)")
+            #expect(sent + (dead[.dropped] ?? 0) == 128, "\(dead)")
         }
     }
 
@@ -515,3 +527,32 @@ extension EndToEnd {
     }
 }
 }
+
+/// The cool-down of shadow endpoints that refuse connections (pure logic, injected clock).
+@Suite struct ShadowCooldownTests {
+    @Test func refusedEndpointsAreSkippedWithDoublingBackOff() throws {
+        let a = try SocketAddress(ipAddress: "127.0.0.1", port: 1)
+        let b = try SocketAddress(ipAddress: "127.0.0.1", port: 2)
+        let t0 = NIODeadline.uptimeNanoseconds(1_000_000_000_000)
+        var cooldown = ShadowCooldown()
+        #expect(cooldown.isEmpty && !cooldown.skips(a, now: t0))
+        cooldown.connectFailed(a, now: t0)
+        #expect(cooldown.skips(a, now: t0) && cooldown.skips(a, now: t0 + .milliseconds(999)))
+        #expect(!cooldown.skips(a, now: t0 + .seconds(1)))
+        #expect(!cooldown.skips(b, now: t0))
+        // Each further failure doubles the wait: 2 s, 4 s, ... up to 30 s.
+        var now = t0 + .seconds(1)
+        for expected in [2, 4, 8, 16, 30, 30] {
+            cooldown.connectFailed(a, now: now)
+            #expect(cooldown.skips(a, now: now + .seconds(Int64(expected)) - .nanoseconds(1)), "\(expected) s")
+            #expect(!cooldown.skips(a, now: now + .seconds(Int64(expected))), "\(expected) s")
+            now = now + .seconds(Int64(expected))
+        }
+        // A successful connect forgets the endpoint: the next failure starts again at 1 s.
+        cooldown.connected(a)
+        #expect(cooldown.isEmpty && !cooldown.skips(a, now: now))
+        cooldown.connectFailed(a, now: now)
+        #expect(!cooldown.skips(a, now: now + .seconds(1)))
+    }
+}
+

@@ -309,7 +309,7 @@ final class DownstreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
         let series = snapshot.series[decision.route.index][backend.index]
         guard let policy = snapshot.table[decision.route].mirror else { return nil }
         let declared = upstream.forwarded.contentLength.flatMap(Int.init) ?? 0
-        guard loop.mirrors.hasRoom, declared <= policy.maxBodyBytes else {
+        guard loop.mirrors.accepts(snapshot.backends[backend.index]), declared <= policy.maxBodyBytes else {
             loop.stats.recordMirror(series: series, result: .dropped)
             return nil
         }
