@@ -94,28 +94,29 @@ final class HTTP1ServerHandler: ChannelDuplexHandler, RemovableChannelHandler {
     private func process(context: ChannelHandlerContext) {
         guard var buffer = input else { return }
         input = nil
-        while !failed {
+        parsing: while !failed {
             let atStart = parser.isAtMessageStart
             if atStart && (responsePending || exchange.request != nil) { break }
-            let event: HTTP1Parser.Event?
+            // The event is switched on as it comes back, never bound: a bound copy of the enum
+            // cost a retain and two releases of its payload per event.
             do {
-                event = try parser.next(from: &buffer)
+                switch try parser.next(from: &buffer) {
+                case nil:
+                    break parsing
+                case .requestHead(let head)?:
+                    responsePending = true
+                    requestIsHEAD = head.method.isHEAD
+                    exchange.receiveHead(head, context: context)
+                case .body(let body)?:
+                    exchange.receive(.body(body), context: context)
+                case .end(let trailers)?:
+                    exchange.receive(.end(trailers), context: context)
+                case .responseHead?:
+                    preconditionFailure("a request parser yields no response heads")
+                }
             } catch {
                 refuse(error, atStart: atStart, context: context)
                 return
-            }
-            guard let event else { break }
-            switch consume event {
-            case .requestHead(let head):
-                responsePending = true
-                requestIsHEAD = head.method.isHEAD
-                exchange.receiveHead(head, context: context)
-            case .body(let body):
-                exchange.receive(.body(body), context: context)
-            case .end(let trailers):
-                exchange.receive(.end(trailers), context: context)
-            case .responseHead:
-                preconditionFailure("a request parser yields no response heads")
             }
         }
         if buffer.readableBytes > 0 && !failed {

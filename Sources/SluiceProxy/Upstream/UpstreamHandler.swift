@@ -155,31 +155,35 @@ final class HTTP1UpstreamHandler: UpstreamHandler, ChannelDuplexHandler, Removab
         input.append(received: bytes)
         guard var buffer = input else { return }
         input = nil
-        while !parser.isUpgraded {
+        parsing: while !parser.isUpgraded {
             guard let delegate else {
                 // A response nobody asked for (or bytes after one): the connection is unusable.
                 if buffer.readableBytes > 0 { context.close(promise: nil) }
                 return
             }
-            let event: HTTP1Parser.Event?
+            // Switched on as it comes back, never bound (see `HTTP1ServerHandler.process`).
             do {
-                event = try parser.next(from: &buffer)
+                switch try parser.next(from: &buffer) {
+                case nil:
+                    break parsing
+                case .responseHead(let head)?:
+                    delegate.upstreamResponseHead(head)
+                case .body(let body)?:
+                    delegate.upstreamResponseBody(body)
+                case .end(let trailers)?:
+                    if parser.isUpgraded {
+                        // The 101's end: the bytes after it are the tunnel's, and the delegate
+                        // removes this handler right away (`removeHandler` passes `input` on).
+                        input = buffer.readableBytes > 0 ? buffer : nil
+                        buffer.clear()
+                    }
+                    delegate.upstreamResponseEnd(trailers)
+                case .requestHead?:
+                    preconditionFailure("a response parser yields no request heads")
+                }
             } catch {
                 failed(.protocolError, context: context)
                 return
-            }
-            guard let event else { break }
-            if parser.isUpgraded {
-                // The 101's end: the bytes after it are the tunnel's, and the delegate removes
-                // this handler right away (`removeHandler` passes `input` on).
-                input = buffer.readableBytes > 0 ? buffer : nil
-                buffer.clear()
-            }
-            switch consume event {
-            case .responseHead(let head): delegate.upstreamResponseHead(head)
-            case .body(let body): delegate.upstreamResponseBody(body)
-            case .end(let trailers): delegate.upstreamResponseEnd(trailers)
-            case .requestHead: preconditionFailure("a response parser yields no request heads")
             }
         }
         if buffer.readableBytes > 0 { input = buffer }
