@@ -376,13 +376,16 @@ final class DownstreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
             loop.pool.release(conn)
             return
         }
-        conn.handler.delegate = self
+        let handler = conn.handler
+        handler.delegate = self
         conn.requestsServed += 1
         req.upstream = conn
-        conn.handler.sendHead(req.upstreamHead)
-        for part in req.buffered { conn.handler.send(part) }
-        req.buffered.removeAll()
-        conn.handler.flush()
+        handler.sendHead(req.upstreamHead)
+        if !req.buffered.isEmpty {
+            for part in req.buffered { handler.send(part) }
+            req.buffered.removeAll()
+        }
+        handler.flush()
         let timeout = req.snapshot.backends[req.decision.backend.index].responseTimeout
         loop.deadlines.arm(req, owner: self, in: timeout)
         if conn.channel.isWritable { resumeRead() }
@@ -507,7 +510,7 @@ final class DownstreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
         loop.stats.recordRequest(series: req.series, code: code, seconds: seconds, now: end.uptimeNanoseconds)
         loop.stats.adjustInflight(series: req.series, by: -1)
         if let failure { loop.stats.recordUpstreamError(series: req.series, reason: failure.metricReason) }
-        if failure != nil || req.snapshot.configuration.server.accessLog {
+        if failure != nil || req.snapshot.accessLog {
             log(req, code: code, seconds: seconds, failure: failure)
         }
         if let up = req.upstream {

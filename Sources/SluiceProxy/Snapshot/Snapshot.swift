@@ -18,12 +18,15 @@ public final class Snapshot: AtomicReference, Sendable {
     let backends: [BackendRuntime]
     /// Metrics series id of every (route, backend) pair: `series[route.index][backend.index]`.
     let series: [[Int]]
+    /// `configuration.server.accessLog`, read at the end of every request.
+    let accessLog: Bool
 
     init(generation: Int, configuration: Configuration, table: RouteTable, registry: SeriesRegistry) throws {
         self.generation = generation
         self.configuration = configuration
         self.table = table
         self.backends = try configuration.backends.map(BackendRuntime.init)
+        self.accessLog = configuration.server.accessLog
         self.series = table.routes.map { route in
             configuration.backends.map { backend in
                 registry.id(for: SeriesKey(route: route.name, backend: backend.name, version: backend.version))
