@@ -307,9 +307,15 @@ final class DownstreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
     /// spent or the declared body is over the route's limit.
     private func makeMirror(_ upstream: UpstreamRequest, to backend: BackendID, snapshot: Snapshot, decision: Decision) -> PendingMirror? {
         let series = snapshot.series[decision.route.index][backend.index]
-        guard let policy = snapshot.table[decision.route].mirror else { return nil }
+        // Checked first and cheaply: with a slow shadow nearly every copy is dropped here (the
+        // in-flight limit), and looking up the route's policy copied the whole route.
+        guard loop.mirrors.accepts(backend: backend.index, of: snapshot) else {
+            loop.stats.recordMirror(series: series, result: .dropped)
+            return nil
+        }
+        guard let policy = snapshot.table.routes[decision.route.index].mirror else { return nil }
         let declared = upstream.forwarded.contentLength.flatMap(Int.init) ?? 0
-        guard loop.mirrors.accepts(snapshot.backends[backend.index]), declared <= policy.maxBodyBytes else {
+        guard declared <= policy.maxBodyBytes else {
             loop.stats.recordMirror(series: series, result: .dropped)
             return nil
         }

@@ -53,8 +53,11 @@ final class MirrorSender {
 
     /// Whether a new copy to `backend` may start now (otherwise it is dropped before any of it
     /// is collected): there is room, and an endpoint is not cooling down.
-    func accepts(_ backend: BackendRuntime) -> Bool {
-        inFlight < maxInFlight && (cooldown.isEmpty || backend.endpoints.contains { !cooldown.skips($0, now: .now()) })
+    func accepts(backend index: Int, of snapshot: Snapshot) -> Bool {
+        guard inFlight < maxInFlight else { return false }
+        if cooldown.isEmpty { return true }
+        let now = NIODeadline.now()
+        return snapshot.backends[index].endpoints.contains { !cooldown.skips($0, now: now) }
     }
 
     /// Sends a completed copy to one endpoint of its backend (round-robin over the endpoints
