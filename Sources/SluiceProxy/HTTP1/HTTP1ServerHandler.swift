@@ -50,7 +50,6 @@ final class HTTP1ServerHandler: ChannelDuplexHandler, RemovableChannelHandler {
 
     func handlerAdded(context: ChannelHandlerContext) {
         self.context = context
-        output.allocator = context.channel.allocator
         output.spare = exchange.loop.pool.spare
         exchange.http1 = self
         exchange.handlerAdded(context: context)

@@ -122,7 +122,6 @@ final class HTTP1UpstreamHandler: UpstreamHandler, ChannelDuplexHandler, Removab
 
     func handlerAdded(context: ChannelHandlerContext) {
         self.context = context
-        output.allocator = context.channel.allocator
     }
 
     func handlerRemoved(context: ChannelHandlerContext) { self.context = nil }
