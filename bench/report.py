@@ -57,6 +57,24 @@ def main():
 
     table = []  # (scenario, proxy, rps, p50, p99, errors, extra, ratio, notes)
     agg = {}
+    # req/s per round, for ratios within a round: the machine's speed drifts between rounds for
+    # every proxy alike, so the median of same-round ratios is steadier than a ratio of medians.
+    def per_round(column):
+        return {key: {r[2]: num(r[column]) for r in rs if num(r[column]) is not None} for key, rs in runs.items()}
+    by_round = {"req/s": per_round(3), "p99": per_round(5)}
+
+    def round_ratios(sc, px):
+        base_key = ("s6", "sluice") if sc == "s6" else ("s1", "sluice")
+        if (sc, px) == base_key:
+            return ""
+        parts = []
+        for what, rounds in by_round.items():
+            mine, base_rounds = rounds.get((sc, px), {}), rounds.get(base_key, {})
+            pairs = [mine[k] / base_rounds[k] for k in sorted(mine) if base_rounds.get(k)]
+            if pairs:
+                parts.append(f"{what} " + " / ".join(f"{x:.2f}" for x in pairs)
+                             + f" (median {statistics.median(pairs):.2f})")
+        return "same-round ratios to Sluice's " + ("HTTP/2" if sc == "s6" else "scenario 1") + ": " + "; ".join(parts) if parts else ""
     for sc in SCENARIOS:
         for px in PROXIES:
             rs = runs.get((sc, px))
@@ -82,6 +100,9 @@ def main():
             if len(good) < len(rs):
                 notes.append(f"{len(rs) - len(good)} of {len(rs)} rounds without a result")
             agg[(sc, px)] = rps
+            same_round = round_ratios(sc, px)
+            if same_round:
+                notes.insert(0, same_round)
             table.append((SCENARIOS[sc], NAMES[px], rps, p50, p99, total, "", None, "; ".join(notes)))
 
     base = agg.get(("s1", "sluice"))
@@ -158,7 +179,9 @@ def main():
         "req/s, p50 and p99 are medians over the rounds; errors are summed over the rounds (wrk's "
         "socket errors + non-2xx/3xx responses). \"ratio to Sluice\" divides the row's figure "
         "(req/s, VmRSS after, instructions per request) by Sluice's: for scenarios 2-4 by Sluice's "
-        "scenario 1.",
+        "scenario 1. The notes give the same ratios round by round (req/s and p99 against Sluice's "
+        "scenario 1 of the same round) and their median: on a machine whose speed drifts between "
+        "rounds, that is the steadier comparison.",
         "",
         table_md,
         "",
