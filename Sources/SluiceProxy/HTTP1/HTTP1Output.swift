@@ -91,8 +91,15 @@ struct HTTP1Output {
         }
     }
 
-    /// Writes what is pending and flushes, if anything went out since the last flush.
+    /// Writes what is pending and flushes, if anything went out since the last flush. The
+    /// usual case (one pending buffer, nothing else written) is one `writeAndFlush`: one walk to
+    /// the channel instead of two.
     mutating func flush(context: ChannelHandlerContext) {
+        if !unflushed, let bytes = takePending() {
+            context.writeAndFlush(NIOAny(bytes), promise: nil)
+            spare?.keep(bytes)
+            return
+        }
         write(context: context)
         guard unflushed else { return }
         unflushed = false
