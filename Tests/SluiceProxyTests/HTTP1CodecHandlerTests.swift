@@ -112,6 +112,30 @@ import Testing
 
     /// A 200 with Content-Length: status line with reason phrase, fields as given (case and
     /// order kept), and the body goes out raw.
+    /// The loop's spare head buffer is reused only once nothing else holds it: a buffer the
+    /// channel still has (not written out yet) is never written over.
+    @Test func spareBufferIsReusedOnlyWhenUnshared() {
+        let spare = SpareBuffer()
+        #expect(spare.take() == nil)
+        var first = ByteBuffer(string: "first head")
+        spare.keep(first)
+        // Still held here (as a channel would while the write is pending): the taken buffer
+        // must not share its bytes.
+        var taken = spare.take()!
+        #expect(taken.readableBytes == 0)
+        taken.writeString("second head, longer than the first")
+        #expect(String(buffer: first) == "first head")
+        // Released everywhere else: the same storage comes back, cleared.
+        spare.keep(taken)
+        taken = ByteBuffer()
+        let capacity = spare.take().map(\.capacity)
+        #expect(capacity ?? 0 >= "second head, longer than the first".utf8.count)
+        // A buffer that grew past the limit is not kept.
+        spare.keep(ByteBuffer(repeating: 0, count: SpareBuffer.maxKept + 1))
+        #expect(spare.take() == nil)
+        first.clear()
+    }
+
     @Test func responseHeadWithContentLength() {
         let (bytes, framing) = Self.responseHead(.ok, [("content-type", "text/plain"), ("Content-Length", "2"), ("X-A", "1")])
         #expect(bytes == "HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\nContent-Length: 2\r\nX-A: 1\r\n\r\n")
