@@ -55,7 +55,10 @@ public enum StickyHash {
     }
 
     static func bucket<K: StringProtocol>(seed: UInt64, key: K) -> Int {
-        Int(mix64(fnv1a64(key.utf8, from: seed)) % UInt64(bucketCount))
+        // Over the contiguous UTF-8 when there is some (a native string or substring): walking a
+        // substring's UTF8View byte by byte cost ~40 instructions a byte. Same bytes, same hash.
+        let hash = key.utf8.withContiguousStorageIfAvailable { fnv1a64($0, from: seed) } ?? fnv1a64(key.utf8, from: seed)
+        return Int(mix64(hash) % UInt64(bucketCount))
     }
 
     /// A new sticky id for a client that has none: 16 lowercase hex digits of one

@@ -156,9 +156,12 @@ struct FieldBlock {
 
     /// The values of every field called `lowercasedName` (ASCII case-insensitive), in order.
     func values(of lowercasedName: String) -> [String] {
-        withBytes { bytes in
+        let length = Int32(truncatingIfNeeded: lowercasedName.utf8.count)
+        return withBytes { bytes in
             var values: [String] = []
-            for field in fields where bytes.name(field).equalsIgnoringCase(lowercased: lowercasedName) {
+            // Lengths first: most fields are ruled out without comparing a byte.
+            for field in fields where field.nameCount == length
+                && bytes.name(field).equalsIgnoringCase(lowercased: lowercasedName) {
                 values.append(String(decoding: bytes.value(field), as: UTF8.self))
             }
             return values
