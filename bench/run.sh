@@ -19,7 +19,9 @@
 #        s1 plain proxying:   Sluice (--threads 1, bench/sluice-plain.yaml) :18080,
 #                             nginx (bench/nginx-proxy.conf) :18081, HAProxy (bench/haproxy.cfg) :18082
 #        s2 Sluice 90/10 sticky canary + two A/B rules (bench/sluice-canary.yaml)
-#        s3 Sluice with a 100% shadow to `sluice backend --latency 1s` on :19003 (core 1)
+#        s3 Sluice with a 100% shadow to `sluice backend --latency 1s --plain` on :19003
+#           (core 1; `--plain` answers `ok` without the JSON echo, whose ~70 us per request would
+#           land on the load generator's core in bursts of 64 once a second and show up in p99)
 #        s4 Sluice (bench/sluice-reload.yaml) receiving SIGHUP every 100 ms during the run;
 #           non-2xx and socket errors must be 0. A proxy that dies on SIGHUP (no handler yet)
 #           is reported as "SIGHUP unsupported", not as a bench failure.
@@ -192,7 +194,7 @@ start_origin() {
 }
 
 start_shadow() {
-  start_bg shadow taskset -c "$LOAD_CORE" "$SLUICE" backend --listen "127.0.0.1:$PORT_SHADOW" --version shadow --latency 1s
+  start_bg shadow taskset -c "$LOAD_CORE" "$SLUICE" backend --listen "127.0.0.1:$PORT_SHADOW" --version shadow --latency 1s --plain
   SHADOW_PID=$BG_PID
   wait_port "$PORT_SHADOW" "$SHADOW_PID" 10 shadow
 }

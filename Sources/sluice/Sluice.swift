@@ -88,6 +88,7 @@ struct Backend: AsyncParsableCommand {
     @Option(name: .long, help: "Added latency, e.g. 50ms.") var latency: String?
     @Option(name: .long, help: "Share of requests answered with 503, 0...1.") var errorRate: Double = 0
     @Flag(name: .long, help: "Serve HTTP/2 with prior knowledge (a gRPC-style backend) instead of HTTP/1.1.") var h2c = false
+    @Flag(name: .long, help: "Answer 'ok' instead of the JSON echo and record nothing (a cheap backend for benchmarks).") var plain = false
 
     func run() async throws {
         guard let address = ValueSyntax.address(listen) else {
@@ -109,7 +110,7 @@ struct Backend: AsyncParsableCommand {
         let backend: TestBackend
         do {
             backend = try await TestBackend.start(host: address.host, port: address.port,
-                                                  options: .init(version: version, latency: delay, errorRate: errorRate, h2c: h2c))
+                                                  options: .init(version: version, latency: delay, errorRate: errorRate, h2c: h2c, plain: plain))
         } catch {
             printError("sluice backend: cannot bind \(listen): \(error)")
             throw ExitCode(2)

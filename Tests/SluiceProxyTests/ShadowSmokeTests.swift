@@ -4,6 +4,21 @@ import SluiceProxy
 
 extension EndToEnd {
 @Suite struct ShadowSmoke {
+    /// `sluice backend --plain` (the benchmark's shadow): `ok`, its version, nothing recorded.
+    @Test func plainBackendAnswersOkAndRecordsNothing() async throws {
+        let backend = try await TestBackend.start(options: .init(version: "shadow", plain: true))
+        let c = try RawHTTPClient(port: backend.port)
+        for _ in 0..<3 {
+            let r = try c.request("GET", "/anything?x=1")
+            #expect(r.status == 200)
+            #expect(r.bodyString == "ok\n")
+            #expect(r.header("x-backend-version") == "shadow")
+            #expect(r.header("content-type") == "text/plain")
+        }
+        #expect(backend.received.isEmpty)
+        await backend.stop()
+    }
+
     @Test func getIsCopiedToTheShadowWithMarkerAndStrippedHeaders() async throws {
         try await Harness.withYAML(backends: [.init(version: "v1"), .init(version: "v2")], config: """
             listen: ["127.0.0.1:1"]

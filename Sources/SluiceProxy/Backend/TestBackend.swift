@@ -15,7 +15,8 @@ import NIOPosix
 /// - `/grpc/CODE`     answers 200 `application/grpc` with trailers `grpc-status: CODE`;
 /// - `Upgrade: websocket` (GET) answers 101, sends `hello from VERSION\n`, then echoes every
 ///   byte it receives (a byte tunnel, enough to test the proxy's upgrade path end to end).
-/// `--error-rate F` answers that share of requests with 503.
+/// `--error-rate F` answers that share of requests with 503. `--plain` answers `ok` instead of the
+/// JSON echo and records nothing (a cheap backend for benchmarks).
 public final class TestBackend: Sendable {
     public struct Options: Sendable {
         public var version: String
@@ -23,12 +24,18 @@ public final class TestBackend: Sendable {
         public var errorRate: Double
         /// Serve HTTP/2 with prior knowledge instead of HTTP/1.1 (a gRPC-style backend).
         public var h2c: Bool
+        /// Answer `ok` instead of the JSON echo, and record nothing: a backend whose own cost is
+        /// negligible (the JSON echo costs ~70 µs of CPU a request, which a benchmark's shadow
+        /// would otherwise spend on the core the load generator runs on).
+        public var plain: Bool
 
-        public init(version: String, latency: Duration = .zero, errorRate: Double = 0, h2c: Bool = false) {
+        public init(version: String, latency: Duration = .zero, errorRate: Double = 0, h2c: Bool = false,
+                    plain: Bool = false) {
             self.version = version
             self.latency = latency
             self.errorRate = errorRate
             self.h2c = h2c
+            self.plain = plain
         }
     }
 
@@ -160,9 +167,11 @@ final class BackendHandler: ChannelDuplexHandler {
                 upgrade(context: context, head: head)
                 return
             }
-            log.withLockedValue {
-                $0.append(Received(method: head.method.rawValue, uri: head.uri,
-                                   headers: head.headers.map { ($0.name, $0.value) }, bodyBytes: bodyBytes))
+            if !options.plain {
+                log.withLockedValue {
+                    $0.append(Received(method: head.method.rawValue, uri: head.uri,
+                                       headers: head.headers.map { ($0.name, $0.value) }, bodyBytes: bodyBytes))
+                }
             }
             var delay = options.latency
             if let q = head.uri.split(separator: "?", maxSplits: 1).dropFirst().first {
@@ -247,10 +256,10 @@ final class BackendHandler: ChannelDuplexHandler {
     }
 
     private func reply(context: ChannelHandlerContext, head: HTTPRequestHead, status: HTTPResponseStatus) {
-        let json = Self.json(version: options.version, head: head, bodyBytes: bodyBytes, status: Int(status.code),
-                             peerPort: context.channel.remoteAddress?.port ?? 0)
+        let json = options.plain ? "ok\n" : Self.json(version: options.version, head: head, bodyBytes: bodyBytes,
+                                                      status: Int(status.code), peerPort: context.channel.remoteAddress?.port ?? 0)
         var headers = HTTPHeaders()
-        headers.add(name: "content-type", value: "application/json")
+        headers.add(name: "content-type", value: options.plain ? "text/plain" : "application/json")
         headers.add(name: "content-length", value: String(json.utf8.count))
         headers.add(name: "x-backend-version", value: options.version)
         context.write(wrapOutboundOut(.head(HTTPResponseHead(version: head.version, status: status, headers: headers))), promise: nil)
