@@ -21,7 +21,9 @@ enum HTTP1Writer {
     /// HTTP/1.1. 1xx, 204 and 304 carry neither. `bodySuppressed`: the request was HEAD (the
     /// fields still describe the body a GET would get; none is sent).
     static func writeResponseHead(_ head: HTTPResponseHead, bodySuppressed: Bool, into buffer: inout ByteBuffer) -> BodyFraming {
-        let mayHaveBody = writeStatusLine(head.version, head.status, into: &buffer)
+        let statusLine = StatusLine(head.version, head.status)
+        RawOut.write(into: &buffer, atMost: statusLine.bound) { statusLine.write(into: &$0) }
+        let mayHaveBody = statusLine.mayHaveBody
         var hasLength = false
         for (name, value) in head.headers {
             switch HeaderRewrite.kind(of: name) {
@@ -46,25 +48,14 @@ enum HTTP1Writer {
     static func writeResponseHead(_ head: ResponseHead, version: HTTPVersion, forwarded: HeaderRewrite.ForwardedResponse,
                                   extra: [(String, String)], bodySuppressed: Bool, into buffer: inout ByteBuffer) -> BodyFraming {
         let block = head.fields
-        let common = version.minor == 1 ? commonStatusLine(head.status) : nil
-        var bound = (common?.utf8CodeUnitCount ?? 16 + head.status.reasonPhrase.utf8.count)
-            + block.lineBound + "transfer-encoding: chunked\r\n\r\n".utf8.count
+        let statusLine = StatusLine(version, head.status)
+        // Room for the framing field and empty line `finishResponseHead` adds, too.
+        var bound = statusLine.bound + block.lineBound + "transfer-encoding: chunked\r\n\r\n".utf8.count
         for (name, value) in extra { bound += name.utf8.count + value.utf8.count + 4 }
-        let code = head.status.code
-        let mayHaveBody = !(code / 100 == 1 || code == 204 || code == 304)
+        let mayHaveBody = statusLine.mayHaveBody
         var hasLength = false
         RawOut.write(into: &buffer, atMost: bound) { out in
-            if let common {
-                out.put(common)
-            } else {
-                out.put(version.minor == 0 ? "HTTP/1.0 " : "HTTP/1.1 ")
-                out.put(UInt8(truncatingIfNeeded: 0x30 + code / 100))
-                out.put(UInt8(truncatingIfNeeded: 0x30 + code / 10 % 10))
-                out.put(UInt8(truncatingIfNeeded: 0x30 + code % 10))
-                out.put(UInt8.space)
-                out.put(head.status.reasonPhrase)
-                out.put("\r\n")
-            }
+            statusLine.write(into: &out)
             block.withBytes { bytes in
                 for field in block.fields where forwarded.keeps(field, in: bytes) {
                     if field.kind == .contentLength {
@@ -80,26 +71,46 @@ enum HTTP1Writer {
                                   bodySuppressed: bodySuppressed, into: &buffer)
     }
 
-    /// `HTTP/1.x NNN Reason\r\n`; returns whether a response with this status may have a body.
-    private static func writeStatusLine(_ version: HTTPVersion, _ status: HTTPResponseStatus, into buffer: inout ByteBuffer) -> Bool {
-        let code = status.code
-        if version.minor == 1, let line = commonStatusLine(status) {
-            buffer.writeStaticString(line)
-            return !(code == 204 || code == 304)
+    /// A status line: one of the common HTTP/1.1 lines as a constant, or built from its parts.
+    private struct StatusLine {
+        let version: HTTPVersion
+        let status: HTTPResponseStatus
+        let common: StaticString?
+
+        init(_ version: HTTPVersion, _ status: HTTPResponseStatus) {
+            self.version = version
+            self.status = status
+            self.common = version.minor == 1 ? HTTP1Writer.commonStatusLine(status) : nil
         }
-        buffer.writeStaticString(version.minor == 0 ? "HTTP/1.0 " : "HTTP/1.1 ")
-        buffer.writeInteger(UInt8(truncatingIfNeeded: 0x30 + code / 100))
-        buffer.writeInteger(UInt8(truncatingIfNeeded: 0x30 + code / 10 % 10))
-        buffer.writeInteger(UInt8(truncatingIfNeeded: 0x30 + code % 10))
-        buffer.writeInteger(UInt8.space)
-        buffer.writeString(status.reasonPhrase)
-        buffer.writeStaticString("\r\n")
-        return !(code / 100 == 1 || code == 204 || code == 304)
+
+        /// At least its length (`HTTP/1.x NNN ` + reason + CRLF).
+        var bound: Int { common?.utf8CodeUnitCount ?? 16 + status.reasonPhrase.utf8.count }
+
+        /// Whether a response with this status may have a body.
+        var mayHaveBody: Bool {
+            let code = status.code
+            return !(code / 100 == 1 || code == 204 || code == 304)
+        }
+
+        func write(into out: inout RawOut) {
+            if let common {
+                out.put(common)
+                return
+            }
+            let code = status.code
+            out.put(version.minor == 0 ? "HTTP/1.0 " : "HTTP/1.1 ")
+            out.put(UInt8(truncatingIfNeeded: 0x30 + code / 100))
+            out.put(UInt8(truncatingIfNeeded: 0x30 + code / 10 % 10))
+            out.put(UInt8(truncatingIfNeeded: 0x30 + code % 10))
+            out.put(UInt8.space)
+            out.put(status.reasonPhrase)
+            out.put("\r\n")
+        }
     }
 
     /// The whole status line of the most common HTTP/1.1 answers, as one constant (the
     /// general path builds it from parts and a computed reason phrase).
-    private static func commonStatusLine(_ status: HTTPResponseStatus) -> StaticString? {
+    fileprivate static func commonStatusLine(_ status: HTTPResponseStatus) -> StaticString? {
         switch status {
         case .ok: "HTTP/1.1 200 OK\r\n"
         case .created: "HTTP/1.1 201 Created\r\n"
@@ -224,50 +235,9 @@ enum HTTP1Writer {
         buffer.writeStaticString("\r\n")
     }
 
-    /// One field line from bytes, written with a single capacity check.
-    private static func writeField(_ name: UnsafeRawBufferPointer, _ value: UnsafeRawBufferPointer, into buffer: inout ByteBuffer) {
-        buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: name.count + value.count + 4) { out in
-            let base = out.baseAddress!
-            if name.count > 0 { base.copyMemory(from: name.baseAddress!, byteCount: name.count) }
-            var at = name.count
-            out[at] = .colon
-            out[at + 1] = .space
-            at += 2
-            if value.count > 0 { (base + at).copyMemory(from: value.baseAddress!, byteCount: value.count) }
-            at += value.count
-            out[at] = .cr
-            out[at + 1] = .lf
-            return at + 2
-        }
-    }
-
     /// One field line, written with a single capacity check.
     private static func writeField(_ name: String, _ value: String, into buffer: inout ByteBuffer) {
-        let n = name.utf8.count
-        let v = value.utf8.count
-        buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: n + v + 4) { out in
-            var at = copyUTF8(name, to: out, at: 0)
-            out[at] = .colon
-            out[at + 1] = .space
-            at = copyUTF8(value, to: out, at: at + 2)
-            out[at] = .cr
-            out[at + 1] = .lf
-            return at + 2
-        }
-    }
-
-    private static func copyUTF8(_ string: String, to out: UnsafeMutableRawBufferPointer, at offset: Int) -> Int {
-        let copied = string.utf8.withContiguousStorageIfAvailable { bytes -> Int in
-            if let base = bytes.baseAddress { (out.baseAddress! + offset).copyMemory(from: base, byteCount: bytes.count) }
-            return bytes.count
-        }
-        if let copied { return offset + copied }
-        var at = offset
-        for byte in string.utf8 {
-            out[at] = byte
-            at += 1
-        }
-        return at
+        RawOut.write(into: &buffer, atMost: name.utf8.count + value.utf8.count + 4) { $0.field(name, value) }
     }
 
     /// The line before a chunk of `size` bytes.
