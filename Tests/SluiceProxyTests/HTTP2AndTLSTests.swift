@@ -33,16 +33,6 @@ private func makeCertificate(commonName: String = "localhost") throws -> TLSSpec
     return TLSSpec(cert: dir + "/cert.pem", key: dir + "/key.pem")
 }
 
-private let split = """
-    listen: ["127.0.0.1:1"]
-    backends:
-      a: { version: v1, endpoints: ["${B0}"] }
-      b: { version: v2, endpoints: ["${B1}"] }
-    routes:
-      - name: web
-        split: { a: 50, b: 50 }
-    """
-
 private let any = SocketAddressSpec(host: "127.0.0.1", port: 0)
 
 extension EndToEnd {
@@ -52,8 +42,8 @@ extension EndToEnd {
                 && FileManager.default.isExecutableFile(atPath: "/usr/bin/openssl")))
 struct HTTP2AndTLS {
     @Test func h2cPriorKnowledgeIsRoutedLikeHTTP1() async throws {
-        try await Harness.withYAML(backends: [.init(version: "v1"), .init(version: "v2")], config: split,
-                                   listener: ListenerSpec(address: any, h2c: true)) { h in
+        try await Harness.withTwoVersions(route: "split: { a: 50, b: 50 }",
+                                          listener: ListenerSpec(address: any, h2c: true)) { h in
             let r = try run("/usr/bin/curl", ["-s", "--max-time", "10", "--http2-prior-knowledge",
                                               "-w", "\n%{http_version} %{http_code}", "http://127.0.0.1:\(h.port)/h2?x=1"])
             #expect(r.status == 0)
@@ -99,8 +89,8 @@ struct HTTP2AndTLS {
 
     @Test func manyStreamsOnFewConnectionsFollowTheSplit() async throws {
         guard FileManager.default.isExecutableFile(atPath: "/usr/bin/h2load") else { return }
-        try await Harness.withYAML(backends: [.init(version: "v1"), .init(version: "v2")], config: split,
-                                   listener: ListenerSpec(address: any, h2c: true)) { h in
+        try await Harness.withTwoVersions(route: "split: { a: 50, b: 50 }",
+                                          listener: ListenerSpec(address: any, h2c: true)) { h in
             let r = try run("/usr/bin/h2load", ["-n", "2000", "-c", "2", "-m", "16", "http://127.0.0.1:\(h.port)/load"])
             #expect(r.out.contains("2000 succeeded"), "\(r.out)")
             // 2000 draws at p = 0.5: sd = sqrt(2000 * 0.25) = 22.4; 5 sd = 112 (two-sided tail ≈ 5.7e-7).
@@ -113,8 +103,8 @@ struct HTTP2AndTLS {
     @Test func tlsNegotiatesH2AndHTTP1WithALPN() async throws {
         let tls = try makeCertificate()
         defer { try? FileManager.default.removeItem(atPath: (tls.cert as NSString).deletingLastPathComponent) }
-        try await Harness.withYAML(backends: [.init(version: "v1"), .init(version: "v2")], config: split,
-                                   listener: ListenerSpec(address: any, tls: tls)) { h in
+        try await Harness.withTwoVersions(route: "split: { a: 50, b: 50 }",
+                                          listener: ListenerSpec(address: any, tls: tls)) { h in
             let url = "https://127.0.0.1:\(h.port)/secure"
             let h2 = try run("/usr/bin/curl", ["-s", "-k", "--max-time", "10", "--http2", "-w", "\n%{http_version} %{http_code}", url])
             #expect(h2.out.split(separator: "\n").last == "2 200")

@@ -106,7 +106,11 @@ extension Harness {
 
     /// The usual two-version setup: backends `a` (v1) and `b` (v2) and one route `web` whose
     /// keys (split, sticky, rules, ...) are `route`, written without indentation.
-    static func withTwoVersions(route: String, _ body: @escaping @Sendable (Harness) throws -> Void) async throws {
+    static func withTwoVersions(
+        route: String,
+        listener: ListenerSpec = ListenerSpec(address: SocketAddressSpec(host: "127.0.0.1", port: 0)),
+        _ body: @escaping @Sendable (Harness) throws -> Void
+    ) async throws {
         let keys = route.split(separator: "\n", omittingEmptySubsequences: false).map { "    " + $0 }.joined(separator: "\n")
         try await withYAML(backends: [.init(version: "v1"), .init(version: "v2")], config: """
             listen: ["127.0.0.1:1"]
@@ -115,7 +119,7 @@ extension Harness {
               b: { version: v2, endpoints: ["${B1}"] }
             routes:
               - name: web
-            """ + "\n" + keys, body)
+            """ + "\n" + keys, listener: listener, body)
     }
 
     /// The proxy's merged statistics (blocking; test bodies run on their own thread).
