@@ -20,15 +20,8 @@ extension EndToEnd {
     }
 
     @Test func getIsCopiedToTheShadowWithMarkerAndStrippedHeaders() async throws {
-        try await Harness.withYAML(backends: [.init(version: "v1"), .init(version: "v2")], config: """
-            listen: ["127.0.0.1:1"]
-            backends:
-              primary: { version: v1, endpoints: ["${B0}"] }
-              shadow: { version: v2, endpoints: ["${B1}"] }
-            routes:
-              - name: web
-                backend: primary
-                mirror: { backend: shadow, percent: 100, stripHeaders: [authorization] }
+        try await Harness.withShadow(route: """
+            mirror: { backend: shadow, percent: 100, stripHeaders: [authorization] }
             """) { h in
             let c = try h.client()
             let r = try c.request("GET", "/s?q=1", headers: [("Authorization", "Bearer x"), ("X-Keep", "1")])

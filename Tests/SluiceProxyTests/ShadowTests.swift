@@ -130,23 +130,12 @@ fileprivate func randomBytes(_ n: Int) -> [UInt8] {
 
 extension EndToEnd {
 @Suite struct Shadow {
-    static let twoBackends = """
-        listen: ["127.0.0.1:1"]
-        backends:
-          primary: { version: v1, endpoints: ["${B0}"] }
-          shadow: { version: v2, endpoints: ["${B1}"] }
-        """
-
     @Test func everyGetIsCopiedExactlyOnceWithMarkerStrippedAndHopByHopRemoved() async throws {
-        try await Harness.withYAML(backends: [.init(version: "v1"), .init(version: "v2")], config: Self.twoBackends + """
-
-            routes:
-              - name: web
-                backend: primary
-                mirror:
-                  backend: shadow
-                  percent: 100
-                  stripHeaders: [authorization, cookie, idempotency-key, X-Api-Key]
+        try await Harness.withShadow(route: """
+            mirror:
+              backend: shadow
+              percent: 100
+              stripHeaders: [authorization, cookie, idempotency-key, X-Api-Key]
             """) { h in
             let n = 50
             let c = try h.client()
@@ -194,12 +183,8 @@ extension EndToEnd {
     }
 
     @Test func writesAreNotMirroredByDefault() async throws {
-        try await Harness.withYAML(backends: [.init(version: "v1"), .init(version: "v2")], config: Self.twoBackends + """
-
-            routes:
-              - name: web
-                backend: primary
-                mirror: { backend: shadow, percent: 100 }
+        try await Harness.withShadow(route: """
+            mirror: { backend: shadow, percent: 100 }
             """) { h in
             let c = try h.client()
             for method in ["POST", "PUT", "PATCH", "DELETE"] {
@@ -297,12 +282,8 @@ extension EndToEnd {
     }
 
     @Test func bodiesOverMaxBodyBytesAreNotMirroredButCounted() async throws {
-        try await Harness.withYAML(backends: [.init(version: "v1"), .init(version: "v2")], config: Self.twoBackends + """
-
-            routes:
-              - name: web
-                backend: primary
-                mirror: { backend: shadow, percent: 100, methods: [POST], maxBodyBytes: 1024 }
+        try await Harness.withShadow(route: """
+            mirror: { backend: shadow, percent: 100, methods: [POST], maxBodyBytes: 1024 }
             """) { h in
             let c = try h.client()
             // At the limit: mirrored. Over it (declared length): not mirrored.
@@ -330,12 +311,8 @@ extension EndToEnd {
     }
 
     @Test func percentMirrorsTheConfiguredShare() async throws {
-        try await Harness.withYAML(backends: [.init(version: "v1"), .init(version: "v2")], config: Self.twoBackends + """
-
-            routes:
-              - name: web
-                backend: primary
-                mirror: { backend: shadow, percent: 50 }
+        try await Harness.withShadow(route: """
+            mirror: { backend: shadow, percent: 50 }
             """) { h in
             // N = 4000, p = 0.5: sd = sqrt(4000 * 0.25) = 31.6 copies; 5 sd = 158.1 copies
             // (3.95 pp), tail probability ≈ 5.7e-7.
@@ -365,13 +342,8 @@ extension EndToEnd {
     }
 
     @Test func aSlowShadowDoesNotSlowThePrimary() async throws {
-        try await Harness.withYAML(backends: [.init(version: "v1"), .init(version: "v2", latency: .seconds(2))],
-                                   config: Self.twoBackends + """
-
-            routes:
-              - name: web
-                backend: primary
-                mirror: { backend: shadow, percent: 100 }
+        try await Harness.withShadow(shadow: .init(version: "v2", latency: .seconds(2)), route: """
+            mirror: { backend: shadow, percent: 100 }
             """) { h in
             let c = try h.client()
             let start = ContinuousClock.now
@@ -438,12 +410,8 @@ extension EndToEnd {
     }
 
     @Test func percentZeroMirrorsNothing() async throws {
-        try await Harness.withYAML(backends: [.init(version: "v1"), .init(version: "v2")], config: Self.twoBackends + """
-
-            routes:
-              - name: web
-                backend: primary
-                mirror: { backend: shadow, percent: 0 }
+        try await Harness.withShadow(route: """
+            mirror: { backend: shadow, percent: 0 }
             """) { h in
             let c = try h.client()
             for _ in 0..<200 { #expect(try c.request("GET", "/").status == 200) }
@@ -499,13 +467,8 @@ extension EndToEnd {
         // with the harness's single event loop at most 64 copies can be in flight, and the rest
         // must be dropped. (10 s rather than 2 s keeps the assertion independent of how fast this
         // machine gets through 100 requests; the test does not wait for the shadow.)
-        try await Harness.withYAML(backends: [.init(version: "v1"), .init(version: "v2", latency: .seconds(10))],
-                                   config: Self.twoBackends + """
-
-            routes:
-              - name: web
-                backend: primary
-                mirror: { backend: shadow, percent: 100 }
+        try await Harness.withShadow(shadow: .init(version: "v2", latency: .seconds(10)), route: """
+            mirror: { backend: shadow, percent: 100 }
             """) { h in
             let c = try h.client()
             let start = ContinuousClock.now

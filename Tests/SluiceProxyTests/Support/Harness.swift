@@ -122,6 +122,21 @@ extension Harness {
             """ + "\n" + keys, listener: listener, body)
     }
 
+    /// The usual mirroring setup: backends `primary` (v1) and `shadow` (v2), one route `web` to `primary` plus keys `route`.
+    static func withShadow(shadow: TestBackend.Options = .init(version: "v2"), route: String,
+                           _ body: @escaping @Sendable (Harness) throws -> Void) async throws {
+        let keys = route.split(separator: "\n", omittingEmptySubsequences: false).map { "    " + $0 }.joined(separator: "\n")
+        try await withYAML(backends: [.init(version: "v1"), shadow], config: """
+            listen: ["127.0.0.1:1"]
+            backends:
+              primary: { version: v1, endpoints: ["${B0}"] }
+              shadow: { version: v2, endpoints: ["${B1}"] }
+            routes:
+              - name: web
+                backend: primary
+            """ + "\n" + keys, body)
+    }
+
     /// The proxy's merged statistics (blocking; test bodies run on their own thread).
     func statistics() throws -> ShardCopy { try proxy.statisticsFuture().wait() }
 }
