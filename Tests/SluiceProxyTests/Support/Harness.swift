@@ -111,7 +111,6 @@ extension Harness {
         listener: ListenerSpec = ListenerSpec(address: SocketAddressSpec(host: "127.0.0.1", port: 0)),
         _ body: @escaping @Sendable (Harness) throws -> Void
     ) async throws {
-        let keys = route.split(separator: "\n", omittingEmptySubsequences: false).map { "    " + $0 }.joined(separator: "\n")
         try await withYAML(backends: [.init(version: "v1"), .init(version: "v2")], config: """
             listen: ["127.0.0.1:1"]
             backends:
@@ -119,13 +118,12 @@ extension Harness {
               b: { version: v2, endpoints: ["${B1}"] }
             routes:
               - name: web
-            """ + "\n" + keys, listener: listener, body)
+            """ + "\n" + routeKeys(route), listener: listener, body)
     }
 
     /// The usual mirroring setup: backends `primary` (v1) and `shadow` (v2), one route `web` to `primary` plus keys `route`.
     static func withShadow(shadow: TestBackend.Options = .init(version: "v2"), route: String,
                            _ body: @escaping @Sendable (Harness) throws -> Void) async throws {
-        let keys = route.split(separator: "\n", omittingEmptySubsequences: false).map { "    " + $0 }.joined(separator: "\n")
         try await withYAML(backends: [.init(version: "v1"), shadow], config: """
             listen: ["127.0.0.1:1"]
             backends:
@@ -134,7 +132,12 @@ extension Harness {
             routes:
               - name: web
                 backend: primary
-            """ + "\n" + keys, body)
+            """ + "\n" + routeKeys(route), body)
+    }
+
+    /// Route keys written without indentation, indented under `  - name: web`.
+    private static func routeKeys(_ route: String) -> String {
+        route.split(separator: "\n", omittingEmptySubsequences: false).map { "    " + $0 }.joined(separator: "\n")
     }
 
     /// The proxy's merged statistics (blocking; test bodies run on their own thread).
