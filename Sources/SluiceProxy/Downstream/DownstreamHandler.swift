@@ -106,11 +106,11 @@ final class DownstreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
 
     func handlerAdded(context: ChannelHandlerContext) {
         self.context = context
-        loop.openChannels[ObjectIdentifier(context.channel)] = context.channel
+        loop.openExchanges[ObjectIdentifier(self)] = self
     }
 
     func handlerRemoved(context: ChannelHandlerContext) {
-        loop.openChannels[ObjectIdentifier(context.channel)] = nil
+        loop.openExchanges[ObjectIdentifier(self)] = nil
         self.context = nil
     }
 

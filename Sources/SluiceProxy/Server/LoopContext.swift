@@ -22,8 +22,10 @@ final class LoopContext {
     /// Next endpoint index per backend, keyed by backend index; reset when the generation changes.
     private var roundRobin: [Int] = []
     private var roundRobinGeneration = -1
-    /// Open downstream channels, so a shutdown can ask each to finish and close.
-    var openChannels: [ObjectIdentifier: Channel] = [:]
+    /// The exchange of every open downstream channel (an HTTP/1.1 connection or an HTTP/2
+    /// stream), so a shutdown can ask each to finish and close. Held as the handler, not as its
+    /// `Channel` existential: an entry is 16 bytes instead of 48 (10,000 idle clients: 0.5 MiB).
+    var openExchanges: [ObjectIdentifier: DownstreamHandler] = [:]
 
     /// How many event loops share the work (a backend's `maxConnections` is split among them).
     let loopCount: Int
