@@ -10,7 +10,10 @@
 # What it does
 #   0. Installs missing tools with apt-get (nginx, haproxy, wrk, nghttp2-client, valgrind,
 #      procps) and builds Sluice in release mode into .build-bench/ (gitignored):
-#        swift build -c release --product sluice --scratch-path .build-bench -Xswiftc -enforce-exclusivity=unchecked
+#        swift build -c release --static-swift-stdlib -Xswiftc -enforce-exclusivity=unchecked \
+#          --product sluice --scratch-path .build-bench
+#      (the production build the README recommends: the Swift runtime and Foundation linked in,
+#      so retain/release are direct calls and fewer library pages are resident)
 #   1. Starts ONE fixed origin: nginx (bench/nginx-backend.conf, 1 worker) answering `200 ok`
 #      on 127.0.0.1:19001 and :19002, pinned to core 1.
 #   2. Runs each reverse proxy pinned to core 0, one at a time, with wrk pinned to core 1
@@ -172,12 +175,13 @@ build_sluice() {
     return
   fi
   log "building Sluice (release) into .build-bench/ — log: $LOGS/build.log"
-  if ! (cd "$ROOT" && swift build -c release --product sluice --scratch-path "$ROOT/.build-bench" -Xswiftc -enforce-exclusivity=unchecked) \
-        >"$LOGS/build.log" 2>&1; then
+  local build=(swift build -c release --static-swift-stdlib -Xswiftc -enforce-exclusivity=unchecked
+               --product sluice --scratch-path "$ROOT/.build-bench")
+  if ! (cd "$ROOT" && "${build[@]}") >"$LOGS/build.log" 2>&1; then
     grep -m 10 'error:' "$LOGS/build.log" >&2 || tail -n 20 "$LOGS/build.log" >&2
     die "swift build failed (log: $LOGS/build.log)"
   fi
-  SLUICE="$(cd "$ROOT" && swift build -c release --product sluice --scratch-path "$ROOT/.build-bench" -Xswiftc -enforce-exclusivity=unchecked --show-bin-path)/sluice"
+  SLUICE="$(cd "$ROOT" && "${build[@]}" --show-bin-path)/sluice"
   [[ -x $SLUICE ]] || die "no binary at $SLUICE after the build"
 }
 
