@@ -61,9 +61,11 @@ def sluice_binary():
         p = ROOT / rel
         if p.exists() and os.access(p, os.X_OK):
             return str(p)
-    log("no sluice binary found: building (swift build -c release --product sluice --scratch-path .build-bench)")
-    r = subprocess.run(["swift", "build", "-c", "release", "--product", "sluice",
-                        "--scratch-path", str(ROOT / ".build-bench")], cwd=ROOT)
+    # The same flags as bench/run.sh, so both share one build in .build-bench.
+    cmd = ["swift", "build", "-c", "release", "--static-swift-stdlib", "-Xswiftc", "-enforce-exclusivity=unchecked",
+           "--product", "sluice", "--scratch-path", str(ROOT / ".build-bench")]
+    log("no sluice binary found: building (" + " ".join(cmd[:-1]) + " .build-bench)")
+    r = subprocess.run(cmd, cwd=ROOT)
     p = ROOT / ".build-bench/release/sluice"
     if r.returncode != 0 or not p.exists():
         setup_error("swift build failed; set SLUICE=/path/to/sluice to use another binary")

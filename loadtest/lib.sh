@@ -41,8 +41,11 @@ lt_sluice() {
   for rel in .build-bench/release/sluice .build/release/sluice .build/debug/sluice; do
     [[ -x $LT_ROOT/$rel ]] && { echo "$LT_ROOT/$rel"; return; }
   done
-  lt_log "no sluice binary: building (swift build -c release --product sluice --scratch-path .build-bench)" >&2
-  (cd "$LT_ROOT" && swift build -c release --product sluice --scratch-path "$LT_ROOT/.build-bench") >&2 \
+  # The same flags as bench/run.sh, so both share one build in .build-bench.
+  local build=(swift build -c release --static-swift-stdlib -Xswiftc -enforce-exclusivity=unchecked
+               --product sluice --scratch-path "$LT_ROOT/.build-bench")
+  lt_log "no sluice binary: building (${build[*]})" >&2
+  (cd "$LT_ROOT" && "${build[@]}") >&2 \
     || lt_setup_error "swift build failed; set SLUICE=/path/to/sluice"
   echo "$LT_ROOT/.build-bench/release/sluice"
 }
