@@ -4,6 +4,8 @@
     load_client.py --port P [--connections 8] [--seconds 20] [--rate 0] [--header 'K: V']...
 
 Each connection is one thread sending GET / back to back (or, with --rate R, R req/s in total).
+`{n}` in a header value becomes a number unique to each request (connection and count), e.g.
+`--header 'Cookie: uid=u{n}'` gives every request its own sticky key.
 Every response must be a 2xx; anything else (status, reset, close mid-response, timeout) is an
 error. At the end prints one line
     LOAD requests=N ok=N non2xx=N errors=N seconds=S rps=R versions=v1:N,v2:N
@@ -38,17 +40,26 @@ def main():
     deadline = time.monotonic() + args.seconds
     interval = args.connections / args.rate if args.rate > 0 else 0.0
 
-    def work():
+    templated = any("{n}" in v for v in headers.values())
+
+    def work(index):
         conn = HTTPConn(args.port, timeout=10.0)
         nxt = time.monotonic()
+        sent = 0
         while time.monotonic() < deadline:
+            sent += 1
+            if templated:
+                n = f"{index}-{sent}"
+                request_headers = {k: v.replace("{n}", n) for k, v in headers.items()}
+            else:
+                request_headers = headers
             if interval:
                 nxt += interval
                 delay = nxt - time.monotonic()
                 if delay > 0:
                     time.sleep(delay)
             try:
-                status, hdrs, _ = conn.get(args.path, headers)
+                status, hdrs, _ = conn.get(args.path, request_headers)
                 with lock:
                     stats["requests"] += 1
                     if 200 <= status < 300:
@@ -68,7 +79,7 @@ def main():
         conn.close()
 
     t0 = time.monotonic()
-    threads = [threading.Thread(target=work, daemon=True) for _ in range(args.connections)]
+    threads = [threading.Thread(target=work, args=(i,), daemon=True) for i in range(args.connections)]
     for t in threads:
         t.start()
     for t in threads:

@@ -6,14 +6,15 @@
 # Starts `sluice backend`s v1 and v2 and a shadow (v3, 50 ms latency) and `sluice run` with a
 # 90/10 sticky canary, an A/B header rule and a 10% mirror, on free loopback ports. Runs
 # loadtest/load_client.py for the whole time (keep-alive, --connections threads, as fast as it
-# can or --rate req/s in total) and every 10 s prints one CSV line to stdout:
+# can or --rate req/s in total; every request with its own `uid` cookie, so the sticky split
+# hashes a new key each time and sends ~10% to v2) and every 10 s prints one CSV line to stdout:
 #     elapsed_s,rss_kib,fds,threads
 # (VmRSS, open fds and threads of the proxy, from /proc/PID). The CSV starts with its header
 # line; log lines start with '[' so the curve can be cut out with `grep -v '^\['`.
 #
-# Asserts: zero non-2xx and zero socket errors over the soak; the proxy is alive at the end;
-# its RSS at the end is at most --max-growth-mib above the sample at 1 minute (or the first
-# sample of a shorter soak), i.e. no steady leak. Exit 0 pass, 1 fail, 2 setup error.
+# Asserts: zero non-2xx and zero socket errors over the soak; both versions answered; the proxy
+# is alive at the end; its RSS at the end is at most --max-growth-mib above the sample at
+# 1 minute (or the first sample of a shorter soak), i.e. no steady leak. Exit 0 pass, 1 fail, 2 setup error.
 # Note: `sluice backend` keeps a record of every request it served, so the BACKENDS grow over a
 # long soak; only the proxy is measured.
 set -euo pipefail
@@ -62,7 +63,7 @@ lt_wait_port "$PORT" "$PROXY" sluice
 
 lt_log "soak: ${TOTAL_S}s, $CONNS connections, rate ${RATE:-0} (0 = max), proxy PID $PROXY on 127.0.0.1:$PORT"
 lt_start load python3 "$LT_DIR/load_client.py" --port "$PORT" --connections "$CONNS" \
-  --seconds "$TOTAL_S" --rate "$RATE" --header "Cookie: uid=soak-user; beta=0"
+  --seconds "$TOTAL_S" --rate "$RATE" --header "Cookie: uid=soak-{n}; beta=0"
 LOAD=$LT_PID
 
 echo "elapsed_s,rss_kib,fds,threads"
@@ -92,6 +93,8 @@ grep '^  error:' "$LT_TMP/load.log" || true
 problems=()
 kill -0 "$PROXY" 2>/dev/null || problems+=("the proxy exited during the soak (log: $LT_TMP/sluice.log)")
 (( LOAD_RC == 0 )) || problems+=("requests failed: $RESULT")
+# Every request carries its own uid, so the sticky 90/10 split must send some to each version.
+[[ $RESULT == *v1:* && $RESULT == *v2:* ]] || problems+=("not both versions answered: $RESULT")
 if [[ -n $base_rss ]]; then
   growth=$(( (last_rss - base_rss) / 1024 ))
   lt_log "RSS ${base_rss} KiB (baseline) -> ${last_rss} KiB (end): ${growth} MiB growth (limit ${MAX_GROWTH_MIB} MiB)"
