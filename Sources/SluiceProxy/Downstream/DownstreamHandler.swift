@@ -106,11 +106,11 @@ final class DownstreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
 
     func handlerAdded(context: ChannelHandlerContext) {
         self.context = context
-        loop.openExchanges[ObjectIdentifier(self)] = self
+        loop.exchanges.add(self)
     }
 
     func handlerRemoved(context: ChannelHandlerContext) {
-        loop.openExchanges[ObjectIdentifier(self)] = nil
+        loop.exchanges.remove(self)
         self.context = nil
     }
 

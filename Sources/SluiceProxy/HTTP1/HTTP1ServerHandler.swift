@@ -5,7 +5,7 @@ import NIOHTTP1
 /// responses (`HTTP1Writer`) and drives its connection's `DownstreamHandler` by direct calls.
 ///
 /// Pipeline: `HTTP1ServerHandler` alone (it owns the `DownstreamHandler`; the idle timeout is
-/// the loop's `IdleConnections` sweep).
+/// the loop's `OpenExchanges` sweep).
 /// HTTP/2 streams put the `DownstreamHandler` itself in their pipeline behind NIO's part codec;
 /// both paths run the same exchange code.
 ///
@@ -53,11 +53,10 @@ final class HTTP1ServerHandler: ChannelDuplexHandler, RemovableChannelHandler {
         output.spare = exchange.loop.pool.spare
         exchange.http1 = self
         exchange.handlerAdded(context: context)
-        exchange.loop.idleConnections.add(self, timeout: idleTimeout)
+        exchange.loop.exchanges.watchIdle(timeout: idleTimeout)
     }
 
     func handlerRemoved(context: ChannelHandlerContext) {
-        exchange.loop.idleConnections.remove(self)
         exchange.handlerRemoved(context: context)
         exchange.http1 = nil
         self.context = nil

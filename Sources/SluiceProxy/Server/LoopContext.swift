@@ -12,8 +12,8 @@ final class LoopContext {
     let stats = StatShard()
     /// Response timeouts of this loop's requests.
     let deadlines: ResponseDeadlines
-    /// This loop's HTTP/1.1 client connections, for the idle timeout.
-    let idleConnections: IdleConnections
+    /// This loop's downstream exchanges, for a shutdown and for the idle timeout.
+    let exchanges: OpenExchanges
     /// Access log lines and upstream errors of this loop's requests.
     let logger = Logger(label: "sluice")
     /// Shadow traffic of this loop (set right after init: it refers back to the context).
@@ -22,10 +22,6 @@ final class LoopContext {
     /// Next endpoint index per backend, keyed by backend index; reset when the generation changes.
     private var roundRobin: [Int] = []
     private var roundRobinGeneration = -1
-    /// The exchange of every open downstream channel (an HTTP/1.1 connection or an HTTP/2
-    /// stream), so a shutdown can ask each to finish and close. Held as the handler, not as its
-    /// `Channel` existential: an entry is 16 bytes instead of 48 (10,000 idle clients: 0.5 MiB).
-    var openExchanges: [ObjectIdentifier: DownstreamHandler] = [:]
 
     /// How many event loops share the work (a backend's `maxConnections` is split among them).
     let loopCount: Int
@@ -35,7 +31,7 @@ final class LoopContext {
         self.loopCount = loopCount
         self.pool = UpstreamPool(eventLoop: eventLoop)
         self.deadlines = ResponseDeadlines(eventLoop: eventLoop)
-        self.idleConnections = IdleConnections(eventLoop: eventLoop)
+        self.exchanges = OpenExchanges(eventLoop: eventLoop)
         self.random = LoopRandom()
         self.mirrors = MirrorSender(loop: self)
     }

@@ -84,18 +84,18 @@ public final class SluiceServer: Sendable {
         }
         for channel in channels { try? await channel.close() }
         _ = try? await onEveryLoop { ctx in
-            for exchange in ctx.openExchanges.values {
+            for exchange in ctx.exchanges.all {
                 exchange.context?.channel.pipeline.fireUserInboundEventTriggered(ChannelShouldQuiesceEvent())
             }
         }
         let deadline = ContinuousClock.now + timeout
         while ContinuousClock.now < deadline {
-            let open = (try? await onEveryLoop { $0.openExchanges.count })?.reduce(0, +) ?? 0
+            let open = (try? await onEveryLoop { $0.exchanges.count })?.reduce(0, +) ?? 0
             if open == 0 { break }
             try? await Task.sleep(for: .milliseconds(20))
         }
         _ = try? await onEveryLoop { ctx in
-            for exchange in ctx.openExchanges.values { exchange.context?.channel.close(promise: nil) }
+            for exchange in ctx.exchanges.all { exchange.context?.channel.close(promise: nil) }
             ctx.pool.closeAll()
         }
         try? await group.shutdownGracefully()
