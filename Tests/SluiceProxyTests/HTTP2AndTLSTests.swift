@@ -57,16 +57,8 @@ struct HTTP2AndTLS {
     }
 
     @Test func http2RequestsAreShadowedLikeHTTP1() async throws {
-        try await Harness.withYAML(backends: [.init(version: "v1"), .init(version: "v2")], config: """
-            listen: ["127.0.0.1:1"]
-            backends:
-              a: { version: v1, endpoints: ["${B0}"] }
-              shadow: { version: v2, endpoints: ["${B1}"] }
-            routes:
-              - name: web
-                backend: a
-                mirror: { backend: shadow, percent: 100, stripHeaders: [authorization] }
-            """, listener: ListenerSpec(address: any, h2c: true)) { h in
+        try await Harness.withShadow(route: "mirror: { backend: shadow, percent: 100, stripHeaders: [authorization] }",
+                                     listener: ListenerSpec(address: any, h2c: true)) { h in
             for i in 0..<3 {
                 let r = try run("/usr/bin/curl", ["-s", "--max-time", "10", "--http2-prior-knowledge",
                                                   "-H", "authorization: secret", "http://127.0.0.1:\(h.port)/m/\(i)"])

@@ -122,8 +122,12 @@ extension Harness {
     }
 
     /// The usual mirroring setup: backends `primary` (v1) and `shadow` (v2), one route `web` to `primary` plus keys `route`.
-    static func withShadow(shadow: TestBackend.Options = .init(version: "v2"), route: String,
-                           _ body: @escaping @Sendable (Harness) throws -> Void) async throws {
+    static func withShadow(
+        shadow: TestBackend.Options = .init(version: "v2"),
+        route: String,
+        listener: ListenerSpec = ListenerSpec(address: SocketAddressSpec(host: "127.0.0.1", port: 0)),
+        _ body: @escaping @Sendable (Harness) throws -> Void
+    ) async throws {
         try await withYAML(backends: [.init(version: "v1"), shadow], config: """
             listen: ["127.0.0.1:1"]
             backends:
@@ -132,7 +136,7 @@ extension Harness {
             routes:
               - name: web
                 backend: primary
-            """ + "\n" + routeKeys(route), body)
+            """ + "\n" + routeKeys(route), listener: listener, body)
     }
 
     /// Route keys written without indentation, indented under `  - name: web`.
