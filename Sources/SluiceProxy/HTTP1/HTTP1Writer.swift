@@ -265,16 +265,18 @@ enum HTTP1Writer {
 
 /// Writing a head with one capacity check: the caller reserves an upper bound of its size, then
 /// bytes are copied to a raw pointer. `ByteBuffer`'s own writes each check capacity and
-/// uniqueness (a field line was five such writes).
+/// uniqueness (a field line was five such writes). Debug builds (the tests) check every copy
+/// against the bound before it is made; release builds check the total once, afterwards.
 struct RawOut {
     private(set) var at: UnsafeMutableRawPointer
+    private let end: UnsafeMutableRawPointer
 
     /// Runs `body` with room for at most `bound` bytes at `buffer`'s writer index, then moves
     /// the writer index past what `body` wrote.
     static func write(into buffer: inout ByteBuffer, atMost bound: Int, _ body: (inout RawOut) -> Void) {
         buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: bound) { space in
             let start = space.baseAddress!
-            var out = RawOut(at: start)
+            var out = RawOut(at: start, end: start + bound)
             body(&out)
             let written = start.distance(to: out.at)
             precondition(written <= bound, "head larger than its bound")
@@ -282,18 +284,23 @@ struct RawOut {
         }
     }
 
+    private func fits(_ count: Int) -> Bool { count <= at.distance(to: end) }
+
     mutating func put(_ bytes: UnsafeRawBufferPointer) {
         guard let base = bytes.baseAddress else { return }
+        assert(fits(bytes.count), "head larger than its bound")
         at.copyMemory(from: base, byteCount: bytes.count)
         at += bytes.count
     }
 
     mutating func put(_ literal: StaticString) {
+        assert(fits(literal.utf8CodeUnitCount), "head larger than its bound")
         at.copyMemory(from: literal.utf8Start, byteCount: literal.utf8CodeUnitCount)
         at += literal.utf8CodeUnitCount
     }
 
     mutating func put(_ byte: UInt8) {
+        assert(fits(1), "head larger than its bound")
         at.storeBytes(of: byte, as: UInt8.self)
         at += 1
     }
