@@ -2,10 +2,16 @@ import Yams
 
 /// Stage 1: text → YAML node tree with positions. A syntax error stops here, as one problem at
 /// the place libyaml reports (Yams' marks are already 1-based).
+///
+/// The tree is composed with Yams' `basic` resolver: scalars keep their text and style and get no
+/// implicit type tag. `ConfigNode` types every value itself (YAML 1.2 spellings, exact messages),
+/// so the default resolver's work was never read — and it compiled seven ICU regular expressions
+/// on the first load, which kept ~2 MiB of ICU and Foundation pages resident for the life of the
+/// process (benchmark scenario 5).
 enum YAMLSource {
     static func compose(_ text: String, _ diagnostics: inout Diagnostics) -> Node? {
         do {
-            return try Yams.compose(yaml: text)
+            return try Yams.compose(yaml: text, .basic)
         } catch let error as YamlError {
             let (location, message) = describe(error, text: text)
             diagnostics.error(message, at: location)
