@@ -1,0 +1,99 @@
+#!/usr/bin/env bash
+# bench/hot-functions.sh — regenerates Sources/sluice/HotFunctions.order.
+#
+# Usage:  bench/hot-functions.sh        (needs valgrind: apt-get install valgrind; ~3 minutes)
+#
+# The order file lists the functions a static release build of Sluice runs while it starts,
+# loads its config, proxies (plain, sticky canary with A/B rules, 100% shadow), holds idle
+# keep-alive connections and reloads on SIGHUP — hottest first, by callgrind's self cost. Release
+# builds on Linux hand it to lld (`--symbol-ordering-file`, see Package.swift), which lays those
+# functions out next to each other instead of scattered over the 21 MiB of code the Swift
+# runtime, Foundation, NIO and Sluice link into the binary. The kernel maps executable pages in
+# 64 KiB groups around each one touched, so scattered hot code kept ~3 MiB more of the binary
+# resident (README "Performance", scenario 5). Names missing from a later build (renamed or
+# inlined functions) are skipped by the linker, so a stale file costs only some of that gain;
+# regenerate it after large changes to the hot path or a new toolchain.
+#
+# Backends are `sluice backend --plain` on 127.0.0.1:19001-19003; nothing leaves loopback.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+OUT=$ROOT/bench/out/hot-functions
+ORDER=$ROOT/Sources/sluice/HotFunctions.order
+PIDS=()
+cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; }
+trap cleanup EXIT
+
+command -v valgrind >/dev/null || { echo "hot-functions: valgrind is missing (apt-get install valgrind)" >&2; exit 1; }
+mkdir -p "$OUT"
+cd "$ROOT"
+swift build -c release --static-swift-stdlib -Xswiftc -enforce-exclusivity=unchecked \
+  --product sluice --scratch-path .build-bench >"$OUT/build.log" 2>&1 \
+  || { tail -n 20 "$OUT/build.log" >&2; exit 1; }
+SLUICE=$ROOT/.build-bench/release/sluice
+# Valgrind cannot read the binary's DWARF 5 and needs the sigsuspend shim (see bench/run.sh).
+objcopy --strip-debug "$SLUICE" "$OUT/sluice-nodebug"
+cc -O2 -shared -fPIC -o "$OUT/shim.so" "$ROOT/bench/valgrind-sigsuspend-shim.c"
+
+wait_port() { # PORT: until something accepts there (at most 60 s)
+  local i
+  for (( i = 0; i < 300; i++ )); do
+    python3 -c "import socket,sys; socket.create_connection(('127.0.0.1', int(sys.argv[1])), 1).close()" "$1" \
+      2>/dev/null && return 0
+    sleep 0.2
+  done
+  echo "hot-functions: nothing listens on 127.0.0.1:$1" >&2; return 1
+}
+
+for port in 19001 19002 19003; do
+  "$SLUICE" backend --listen "127.0.0.1:$port" --version "v$port" --plain >/dev/null 2>&1 &
+  PIDS+=($!)
+  wait_port "$port"
+done
+
+profiles=()
+for config in sluice-plain sluice-canary sluice-shadow; do
+  profile=$OUT/$config.callgrind; rm -f "$profile"
+  LD_PRELOAD=$OUT/shim.so valgrind --tool=callgrind --demangle=no --dump-instr=no \
+    --callgrind-out-file="$profile" "$OUT/sluice-nodebug" run --config "bench/$config.yaml" --threads 1 \
+    >"$OUT/$config.log" 2>&1 &
+  proxy=$!; PIDS+=("$proxy")
+  wait_port 18080
+  python3 bench/seq_client.py --port 18080 --requests 2000 >/dev/null
+  python3 bench/idle_conns.py --port 18080 --count 500 --hold 1 --deadline 60 --status "$OUT/idle.status" >/dev/null
+  kill -HUP "$proxy"; sleep 1
+  python3 bench/seq_client.py --port 18080 --requests 200 >/dev/null
+  kill -TERM "$proxy"; wait "$proxy" || true
+  profiles+=("$profile")
+  echo "hot-functions: profiled $config"
+done
+
+nm --defined-only "$SLUICE" | awk '$2 ~ /^[tTwW]$/ {print $3}' >"$OUT/defined.txt"
+python3 - "$ORDER" "$OUT/defined.txt" "${profiles[@]}" <<'EOF'
+# Sums each function's self cost over the profiles (a cost line right after `calls=` is the
+# callee's inclusive cost and is not the caller's own), then writes the names the binary defines,
+# hottest first.
+import collections, re, sys
+order_path, defined_path, profiles = sys.argv[1], sys.argv[2], sys.argv[3:]
+defined = set(open(defined_path).read().split())
+cost = collections.Counter()
+for path in profiles:
+    names, current, after_calls = {}, None, False
+    for line in open(path):
+        m = re.match(r'^(c?fn)=\((\d+)\)(?: (.*))?', line)
+        if m:
+            if m.group(3): names[m.group(2)] = m.group(3).strip()
+            if m.group(1) == 'fn': current = names.get(m.group(2))
+            continue
+        if line.startswith('calls='):
+            after_calls = True
+            continue
+        if line[:1] and line[:1] in '0123456789+-*':
+            fields = line.split()
+            if current and not after_calls and len(fields) >= 2: cost[current] += int(fields[1])
+            after_calls = False
+hot = [name for name, _ in cost.most_common() if name in defined]
+with open(order_path, 'w') as f:
+    f.write(''.join(name + '\n' for name in hot))
+print(f"hot-functions: {len(hot)} functions -> {order_path}")
+EOF
