@@ -13,7 +13,8 @@
 #        swift build -c release --static-swift-stdlib -Xswiftc -enforce-exclusivity=unchecked \
 #          --product sluice --scratch-path .build-bench
 #      (the production build the README recommends: the Swift runtime and Foundation linked in,
-#      so retain/release are direct calls and fewer library pages are resident)
+#      so retain/release are direct calls and fewer library pages are resident; Package.swift
+#      adds the lean release link: lld, hot functions grouped, no exported symbols, DT_RELR)
 #   1. Starts ONE fixed origin: nginx (bench/nginx-backend.conf, 1 worker) answering `200 ok`
 #      on 127.0.0.1:19001 and :19002, pinned to core 1.
 #   2. Runs each reverse proxy pinned to core 0, one at a time, with wrk pinned to core 1
