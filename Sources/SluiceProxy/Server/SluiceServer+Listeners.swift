@@ -139,14 +139,21 @@ extension SluiceServer {
             HTTP2Setting(parameter: .maxHeaderListSize, value: maxHeaderBytes),
         ]
         connection.maximumRecentlyResetStreams = 64
+        // Per stream, the least work: the connection's loop context looked up once (streams run
+        // on their connection's loop), and the loop's cached succeeded future returned instead
+        // of a new one (`makeCompletedFuture` allocates a future and instantiates generic
+        // metadata for its `Result` on every call).
+        let loop = contexts[ObjectIdentifier(channel.eventLoop)]!
         _ = try channel.pipeline.syncOperations.configureHTTP2Pipeline(
             mode: .server, connectionConfiguration: connection, streamConfiguration: .init()
         ) { stream in
-            stream.eventLoop.makeCompletedFuture {
+            do {
                 let sync = stream.pipeline.syncOperations
                 try sync.addHandler(HTTP2FramePayloadToHTTP1ServerCodec())
-                try sync.addHandler(DownstreamHandler(loop: contexts[ObjectIdentifier(stream.eventLoop)]!.value,
-                                                      store: store, scheme: scheme))
+                try sync.addHandler(DownstreamHandler(loop: loop.value, store: store, scheme: scheme))
+                return stream.eventLoop.makeSucceededVoidFuture()
+            } catch {
+                return stream.eventLoop.makeFailedFuture(error)
             }
         }
     }
