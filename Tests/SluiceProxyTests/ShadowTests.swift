@@ -517,5 +517,27 @@ extension EndToEnd {
         cooldown.connectFailed(a, now: now)
         #expect(!cooldown.skips(a, now: now + .seconds(1)))
     }
+
+    @Test func endpointsLongPastTheirCoolDownAreForgotten() throws {
+        let a = try SocketAddress(ipAddress: "127.0.0.1", port: 1)
+        let b = try SocketAddress(ipAddress: "127.0.0.1", port: 2)
+        let t0 = NIODeadline.uptimeNanoseconds(1_000_000_000_000)
+        var cooldown = ShadowCooldown()
+        cooldown.connectFailed(a, now: t0)                    // cooling down until t0 + 1 s
+        cooldown.connectFailed(b, now: t0 + .seconds(20))     // until t0 + 21 s
+        // a's cool-down ended at t0 + 1 s; it is kept for `longest` (30 s) after that.
+        cooldown.prune(now: t0 + .seconds(31) - .nanoseconds(1))
+        cooldown.connectFailed(a, now: t0 + .seconds(31) - .nanoseconds(1))
+        #expect(cooldown.skips(a, now: t0 + .seconds(32)), "still remembered: the back-off doubled to 2 s")
+        cooldown.connected(a)
+        cooldown.connectFailed(a, now: t0)
+        cooldown.prune(now: t0 + .seconds(31))
+        #expect(!cooldown.isEmpty, "b ended at t0 + 21 s and is kept until t0 + 51 s")
+        cooldown.prune(now: t0 + .seconds(51))
+        #expect(cooldown.isEmpty)
+        // Forgotten means a new failure starts again at 1 s.
+        cooldown.connectFailed(a, now: t0 + .seconds(60))
+        #expect(!cooldown.skips(a, now: t0 + .seconds(61)))
+    }
 }
 

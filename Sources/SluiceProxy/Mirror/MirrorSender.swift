@@ -57,6 +57,7 @@ final class MirrorSender {
         guard inFlight < maxInFlight else { return false }
         if cooldown.isEmpty { return true }
         let now = NIODeadline.now()
+        cooldown.prune(now: now)
         return snapshot.backends[index].endpoints.contains { !cooldown.skips($0, now: now) }
     }
 
@@ -121,6 +122,11 @@ extension MirrorSender: Sendable {}
 /// cool-down passes: 1 s after the first failure, doubling with each further one up to 30 s; a
 /// successful connect forgets it. Only connect failures count (a shadow answering 5xx or slowly
 /// is doing its job, and its copies are already bounded by `maxInFlight`).
+///
+/// An endpoint whose cool-down ended more than `longest` ago is forgotten too (`prune`): it may
+/// have left the configuration (no connect will ever clear it), and while any entry is held
+/// every mirrored request checks its endpoints against the table. A failure after that starts
+/// again at 1 s.
 struct ShadowCooldown {
     static let first = TimeAmount.seconds(1)
     static let longest = TimeAmount.seconds(30)
@@ -142,6 +148,12 @@ struct ShadowCooldown {
 
     mutating func connected(_ address: SocketAddress) {
         if !entries.isEmpty { entries[address] = nil }
+    }
+
+    /// Forgets the endpoints whose cool-down ended more than `longest` before `now`.
+    mutating func prune(now: NIODeadline) {
+        guard entries.values.contains(where: { $0.until + Self.longest <= now }) else { return }
+        entries = entries.filter { now < $0.value.until + Self.longest }
     }
 }
 
