@@ -12,7 +12,8 @@
 # 64 KiB groups around each one touched, so scattered hot code kept ~3 MiB more of the binary
 # resident (README "Performance", scenario 5). Names missing from a later build (renamed or
 # inlined functions) are skipped by the linker, so a stale file costs only some of that gain;
-# regenerate it after large changes to the hot path or a new toolchain.
+# regenerate it after large changes to the hot path or a new toolchain (it churns: the order
+# follows measured cost, so commit a new one when the layout measurably helps, not every time).
 #
 # Backends are `sluice backend --plain` on 127.0.0.1:19001-19003; nothing leaves loopback.
 set -euo pipefail
@@ -97,3 +98,8 @@ with open(order_path, 'w') as f:
     f.write(''.join(name + '\n' for name in hot))
 print(f"hot-functions: {len(hot)} functions -> {order_path}")
 EOF
+# SwiftPM does not know the link reads this file: a build directory that already holds a linked
+# sluice keeps the old layout until something relinks it.
+rm -f "$ROOT/.build-bench/release/sluice" "$ROOT/.build-bench/x86_64-unknown-linux-gnu/release/sluice"
+echo "hot-functions: removed .build-bench's binary so the next build relinks; elsewhere, delete the"
+echo "  linked sluice (or touch a file in Sources/sluice) before building"
