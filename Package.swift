@@ -22,7 +22,7 @@ let hotPath: [SwiftSetting] = [.unsafeFlags(["-enforce-exclusivity=unchecked"])]
 ///   that an older loader refuses it with a clear message instead of running it unrelocated;
 /// - with the functions Sluice runs laid out together (`Sources/sluice/HotFunctions.order`,
 ///   made by `bench/hot-functions.sh`): the kernel maps code in 64 KiB groups around each page
-///   touched, and hot code scattered over 21 MiB kept ~3 MiB more of the binary resident.
+///   touched, and hot code scattered over 21 MiB kept ~4 MiB more of the binary resident.
 let leanExecutable: [LinkerSetting] = [
     .unsafeFlags(["-use-ld=lld", "-Xlinker", "--no-export-dynamic"] + packedRelocations + [
         "-Xlinker", "--symbol-ordering-file=\(Context.packageDirectory)/Sources/sluice/HotFunctions.order",
