@@ -122,13 +122,17 @@ def main():
     for px in PROXIES:
         if px not in rss:
             continue
-        _, before, after, status = (rss[px] + [""] * 4)[:4]
+        _, before, after, status, anon_before, anon_after = (rss[px] + [""] * 6)[:6]
         b, a = num(before), num(after)
         fields = dict(kv.split("=", 1) for kv in status.split() if "=" in kv)
         held = num(fields.get("held"))
         note = f"before {b / 1024:.1f} MiB"
         if held:
             note += f"; {(a - b) / held:.1f} KiB per held connection"
+        ab, aa = num(anon_before), num(anon_after)
+        if ab is not None and aa is not None:
+            # VmRSS counts the binary's mapped pages too; RssAnon is heap and stacks only.
+            note += f"; anonymous (heap, stacks) {ab / 1024:.1f} -> {aa / 1024:.1f} MiB"
         note += "; " + ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in fields.items() if k != "seconds")
         if not status.startswith("done"):
             note += f" ({status.split()[0] if status else 'no status'}: the client did not finish its check)"

@@ -32,7 +32,8 @@
 #        s6 HTTP/2 with prior knowledge: Sluice (bench/sluice-h2c.yaml) :18083 and nginx
 #           (`listen ... http2`) :18084, `h2load -c 10 -m 10 -D D` on core 1
 #   3. s5: 10,000 idle keep-alive connections (bench/idle_conns.py, one request each) held
-#      against each proxy; VmRSS of the proxy (plus its children: nginx's worker) before/after.
+#      against each proxy; VmRSS of the proxy (plus its children: nginx's worker) before/after,
+#      and RssAnon (heap and stacks only: VmRSS also counts the binary's mapped pages).
 #   4. Instructions per request: each proxy under `valgrind --tool=callgrind`, driven by
 #      bench/seq_client.py with N1 and then N2 sequential keep-alive requests (two runs);
 #      instr/req = (I(N2) - I(N1)) / (N2 - N1) from the callgrind totals (startup cancels out).
@@ -132,11 +133,12 @@ wait_port() {
   die "$name is not listening on 127.0.0.1:$port after ${timeout}s (log: $LOGS/$name.log)"
 }
 
-# rss_kib PID: VmRSS of PID plus that of its direct children (nginx master + worker).
+# rss_kib PID [FIELD]: VmRSS (or another /proc/PID/status field, e.g. RssAnon) of PID plus that
+# of its direct children (nginx master + worker).
 rss_kib() {
-  local total=0 p v
+  local total=0 p v field=${2:-VmRSS}
   for p in "$1" $(pgrep -P "$1" || true); do
-    v=$(awk '/^VmRSS:/ {print $2}' "/proc/$p/status" 2>/dev/null || echo 0)
+    v=$(awk -v f="$field:" '$1 == f {print $2}' "/proc/$p/status" 2>/dev/null || echo 0)
     total=$(( total + ${v:-0} ))
   done
   echo "$total"
@@ -364,11 +366,12 @@ scenario_reload() { # ROUND
 }
 
 scenario_idle() { # KIND [CONFIG]
-  local kind=$1 cfg=${2:-} before after status client_pid i st
+  local kind=$1 cfg=${2:-} before after anon_before anon_after status client_pid i st
   start_proxy "$kind" "$cfg"
   taskset -c "$LOAD_CORE" python3 "$BENCH/seq_client.py" --port "$PROXY_PORT" --requests 200 >/dev/null
   sleep 1
   before=$(rss_kib "$PROXY_PID")
+  anon_before=$(rss_kib "$PROXY_PID" RssAnon)
   status="$OUT/idle-$kind.status"; rm -f "$status"
   start_bg "idle-$kind" taskset -c "$LOAD_CORE" python3 "$BENCH/idle_conns.py" --port "$PROXY_PORT" \
     --count "$IDLE_CONNS" --hold 6 --status "$status"
@@ -380,14 +383,15 @@ scenario_idle() { # KIND [CONFIG]
   done
   sleep 2
   after=$(rss_kib "$PROXY_PID")
+  anon_after=$(rss_kib "$PROXY_PID" RssAnon)
   # It exits by itself after --hold (and a check of how many the proxy closed); TERM if it hangs.
   for (( i = 0; i < 300; i++ )); do kill -0 "$client_pid" 2>/dev/null || break; sleep 0.1; done
   stop_pid "$client_pid" TERM 10
   st=$(tail -n 1 "$status" 2>/dev/null || echo "no status")
   kill -0 "$PROXY_PID" 2>/dev/null || st+=" proxy-exited"
   stop_pid "$PROXY_PID"
-  printf '%s\t%s\t%s\t%s\n' "$kind" "$before" "$after" "$st" >>"$OUT/rss.tsv"
-  log "  s5 $kind: VmRSS ${before} KiB -> ${after} KiB ($st)"
+  printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$kind" "$before" "$after" "$st" "$anon_before" "$anon_after" >>"$OUT/rss.tsv"
+  log "  s5 $kind: VmRSS ${before} KiB -> ${after} KiB, anonymous ${anon_before} -> ${anon_after} KiB ($st)"
 }
 
 # Valgrind 3.19 (Debian 12) cannot run the Swift binary as built: it gives up reading its
