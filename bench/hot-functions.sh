@@ -19,52 +19,36 @@
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
+# The load tests' helpers: processes started with lt_start are stopped by PID on exit.
+source "$ROOT/loadtest/lib.sh"
 OUT=$ROOT/bench/out/hot-functions
 ORDER=$ROOT/Sources/sluice/HotFunctions.order
-PIDS=()
-cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; }
-trap cleanup EXIT
 
-command -v valgrind >/dev/null || { echo "hot-functions: valgrind is missing (apt-get install valgrind)" >&2; exit 1; }
+command -v valgrind >/dev/null || lt_setup_error "valgrind is missing (apt-get install valgrind)"
 mkdir -p "$OUT"
 cd "$ROOT"
-swift build -c release --static-swift-stdlib -Xswiftc -enforce-exclusivity=unchecked \
-  --product sluice --scratch-path .build-bench >"$OUT/build.log" 2>&1 \
-  || { tail -n 20 "$OUT/build.log" >&2; exit 1; }
-SLUICE=$ROOT/.build-bench/release/sluice
+SLUICE=$(bench/build-release.sh 2>"$OUT/build.log") || { tail -n 20 "$OUT/build.log" >&2; exit 1; }
 # Valgrind cannot read the binary's DWARF 5 and needs the sigsuspend shim (see bench/run.sh).
 objcopy --strip-debug "$SLUICE" "$OUT/sluice-nodebug"
 cc -O2 -shared -fPIC -o "$OUT/shim.so" "$ROOT/bench/valgrind-sigsuspend-shim.c"
 
-wait_port() { # PORT: until something accepts there (at most 60 s)
-  local i
-  for (( i = 0; i < 300; i++ )); do
-    python3 -c "import socket,sys; socket.create_connection(('127.0.0.1', int(sys.argv[1])), 1).close()" "$1" \
-      2>/dev/null && return 0
-    sleep 0.2
-  done
-  echo "hot-functions: nothing listens on 127.0.0.1:$1" >&2; return 1
-}
-
 for port in 19001 19002 19003; do
-  "$SLUICE" backend --listen "127.0.0.1:$port" --version "v$port" --plain >/dev/null 2>&1 &
-  PIDS+=($!)
-  wait_port "$port"
+  lt_start "backend-$port" "$SLUICE" backend --listen "127.0.0.1:$port" --version "v$port" --plain
+  lt_wait_port "$port" "$LT_PID" "backend-$port"
 done
 
 profiles=()
 for config in sluice-plain sluice-canary sluice-shadow; do
   profile=$OUT/$config.callgrind; rm -f "$profile"
-  LD_PRELOAD=$OUT/shim.so valgrind --tool=callgrind --demangle=no --dump-instr=no \
-    --callgrind-out-file="$profile" "$OUT/sluice-nodebug" run --config "bench/$config.yaml" --threads 1 \
-    >"$OUT/$config.log" 2>&1 &
-  proxy=$!; PIDS+=("$proxy")
-  wait_port 18080
+  lt_start "$config" env LD_PRELOAD="$OUT/shim.so" valgrind --tool=callgrind --demangle=no --dump-instr=no \
+    --callgrind-out-file="$profile" "$OUT/sluice-nodebug" run --config "bench/$config.yaml" --threads 1
+  proxy=$LT_PID
+  lt_wait_port 18080 "$proxy" "$config" 60
   python3 bench/seq_client.py --port 18080 --requests 2000 >/dev/null
   python3 bench/idle_conns.py --port 18080 --count 500 --hold 1 --deadline 60 --status "$OUT/idle.status" >/dev/null
   kill -HUP "$proxy"; sleep 1
   python3 bench/seq_client.py --port 18080 --requests 200 >/dev/null
-  kill -TERM "$proxy"; wait "$proxy" || true
+  lt_stop "$proxy"   # TERM: callgrind writes the profile as the proxy exits
   profiles+=("$profile")
   echo "hot-functions: profiled $config"
 done
@@ -100,6 +84,6 @@ print(f"hot-functions: {len(hot)} functions -> {order_path}")
 EOF
 # SwiftPM does not know the link reads this file: a build directory that already holds a linked
 # sluice keeps the old layout until something relinks it.
-rm -f "$ROOT/.build-bench/release/sluice" "$ROOT/.build-bench/x86_64-unknown-linux-gnu/release/sluice"
+rm -f "$SLUICE"
 echo "hot-functions: removed .build-bench's binary so the next build relinks; elsewhere, delete the"
 echo "  linked sluice (or touch a file in Sources/sluice) before building"

@@ -177,14 +177,11 @@ build_sluice() {
     log "using SLUICE_BIN=$SLUICE (not building)"
     return
   fi
-  log "building Sluice (release) into .build-bench/ — log: $LOGS/build.log"
-  local build=(swift build -c release --static-swift-stdlib -Xswiftc -enforce-exclusivity=unchecked
-               --product sluice --scratch-path "$ROOT/.build-bench")
-  if ! (cd "$ROOT" && "${build[@]}") >"$LOGS/build.log" 2>&1; then
+  log "building Sluice (release, bench/build-release.sh) into .build-bench/ — log: $LOGS/build.log"
+  if ! SLUICE=$("$BENCH/build-release.sh" 2>"$LOGS/build.log"); then
     grep -m 10 'error:' "$LOGS/build.log" >&2 || tail -n 20 "$LOGS/build.log" >&2
     die "swift build failed (log: $LOGS/build.log)"
   fi
-  SLUICE="$(cd "$ROOT" && "${build[@]}" --show-bin-path)/sluice"
   [[ -x $SLUICE ]] || die "no binary at $SLUICE after the build"
 }
 

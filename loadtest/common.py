@@ -61,15 +61,13 @@ def sluice_binary():
         p = ROOT / rel
         if p.exists() and os.access(p, os.X_OK):
             return str(p)
-    # The same flags as bench/run.sh, so both share one build in .build-bench.
-    cmd = ["swift", "build", "-c", "release", "--static-swift-stdlib", "-Xswiftc", "-enforce-exclusivity=unchecked",
-           "--product", "sluice", "--scratch-path", str(ROOT / ".build-bench")]
-    log("no sluice binary found: building (" + " ".join(cmd[:-1]) + " .build-bench)")
-    r = subprocess.run(cmd, cwd=ROOT)
-    p = ROOT / ".build-bench/release/sluice"
-    if r.returncode != 0 or not p.exists():
+    # The bench's build, so both share one build in .build-bench.
+    log("no sluice binary found: building (bench/build-release.sh)")
+    r = subprocess.run([str(ROOT / "bench/build-release.sh")], cwd=ROOT, stdout=subprocess.PIPE, text=True)
+    p = r.stdout.strip()
+    if r.returncode != 0 or not os.access(p, os.X_OK):
         setup_error("swift build failed; set SLUICE=/path/to/sluice to use another binary")
-    return str(p)
+    return p
 
 
 def free_port():

@@ -41,13 +41,9 @@ lt_sluice() {
   for rel in .build-bench/release/sluice .build/release/sluice .build/debug/sluice; do
     [[ -x $LT_ROOT/$rel ]] && { echo "$LT_ROOT/$rel"; return; }
   done
-  # The same flags as bench/run.sh, so both share one build in .build-bench.
-  local build=(swift build -c release --static-swift-stdlib -Xswiftc -enforce-exclusivity=unchecked
-               --product sluice --scratch-path "$LT_ROOT/.build-bench")
-  lt_log "no sluice binary: building (${build[*]})" >&2
-  (cd "$LT_ROOT" && "${build[@]}") >&2 \
-    || lt_setup_error "swift build failed; set SLUICE=/path/to/sluice"
-  echo "$LT_ROOT/.build-bench/release/sluice"
+  # The bench's build, so both share one build in .build-bench.
+  lt_log "no sluice binary: building (bench/build-release.sh)" >&2
+  "$LT_ROOT/bench/build-release.sh" || lt_setup_error "swift build failed; set SLUICE=/path/to/sluice"
 }
 
 lt_free_port() {

@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# bench/build-release.sh — the production build the README recommends, into .build-bench/.
+#
+# Prints the binary's path on stdout; the build's own output goes to stderr. bench/run.sh,
+# bench/hot-functions.sh, the load tests and CI build through this script, so the flags live in
+# one place (Package.swift adds the lean release link: lld, hot-function layout, DT_RELR).
+set -euo pipefail
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+cd "$ROOT"
+flags=(-c release --static-swift-stdlib -Xswiftc -enforce-exclusivity=unchecked
+       --product sluice --scratch-path "$ROOT/.build-bench")
+swift build "${flags[@]}" >&2
+echo "$(swift build "${flags[@]}" --show-bin-path)/sluice"
