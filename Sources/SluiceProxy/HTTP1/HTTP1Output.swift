@@ -8,6 +8,10 @@ import NIOHTTP1
 /// A head and body parts up to `coalesceLimit` bytes are copied into one pending buffer that
 /// goes out at the next flush — one `writev` entry instead of three for a typical small
 /// response. Larger parts are handed to the channel as they are (no copy).
+///
+/// With `writeThrough` set (a cleartext socket the codec alone writes to), a flush whose bytes
+/// are all in the pending buffer sends them itself (`SocketWriteThrough`), and only what the
+/// socket does not take goes through NIO.
 struct HTTP1Output {
     static let coalesceLimit = 4096
 
@@ -17,6 +21,8 @@ struct HTTP1Output {
     private var allocator: ByteBufferAllocator { Self.allocator }
     /// The event loop's reusable buffer for heads (nil: allocate each time).
     var spare: SpareBuffer?
+    /// The connection's socket, when pending bytes may be sent to it directly.
+    var writeThrough: SocketWriteThrough?
     private(set) var framing = BodyFraming.none
     private var pending: ByteBuffer?
     /// Bytes were handed to the channel since the last flush (an empty flush still walks the
@@ -82,28 +88,35 @@ struct HTTP1Output {
     /// writes: a close can wait for it.
     mutating func write(context: ChannelHandlerContext, promise: EventLoopPromise<Void>? = nil) {
         if let bytes = takePending() {
-            context.write(NIOAny(bytes), promise: promise)
+            hand(bytes, to: context, promise: promise)
             spare?.keep(bytes)
-            unflushed = true
         } else if let promise {
-            context.write(NIOAny(allocator.buffer(capacity: 0)), promise: promise)
-            unflushed = true
+            hand(allocator.buffer(capacity: 0), to: context, promise: promise)
         }
     }
 
     /// Writes what is pending and flushes, if anything went out since the last flush. The
-    /// usual case (one pending buffer, nothing else written) is one `writeAndFlush`: one walk to
-    /// the channel instead of two.
+    /// usual case (one pending buffer, nothing else written) is one direct `send` when the
+    /// socket takes it all, else one `writeAndFlush`: one walk to the channel instead of two.
     mutating func flush(context: ChannelHandlerContext) {
-        if !unflushed, let bytes = takePending() {
-            context.writeAndFlush(NIOAny(bytes), promise: nil)
-            spare?.keep(bytes)
+        if !unflushed, var bytes = takePending() {
+            defer { spare?.keep(bytes) }
+            if let writeThrough, writeThrough.send(&bytes, context: context) { return }
+            context.writeAndFlush(NIOAny(bytes), promise: writeThrough?.track(nil, on: context))
             return
         }
         write(context: context)
         guard unflushed else { return }
         unflushed = false
         context.flush()
+    }
+
+    /// Hands bytes to the channel, to go out at the next flush (counted while NIO holds them
+    /// when the socket is also written directly).
+    private mutating func hand(_ bytes: ByteBuffer, to context: ChannelHandlerContext,
+                               promise: EventLoopPromise<Void>?) {
+        context.write(NIOAny(bytes), promise: writeThrough.map { $0.track(promise, on: context) } ?? promise)
+        unflushed = true
     }
 
     /// The pending bytes, no longer referenced from here: written to in place, not copied
@@ -120,8 +133,7 @@ struct HTTP1Output {
             pending!.writeImmutableBuffer(body)
         } else {
             write(context: context)
-            context.write(NIOAny(body), promise: nil)
-            unflushed = true
+            hand(body, to: context, promise: nil)
         }
     }
 }

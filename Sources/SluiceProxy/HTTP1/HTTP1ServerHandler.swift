@@ -5,7 +5,7 @@ import NIOHTTP1
 /// responses (`HTTP1Writer`) and drives its connection's `DownstreamHandler` by direct calls.
 ///
 /// Pipeline: `HTTP1ServerHandler` alone (it owns the `DownstreamHandler`; the idle timeout is
-/// the loop's `OpenExchanges` sweep).
+/// the loop's `OpenExchanges` sweep), behind `NIOSSLServerHandler` on a TLS listener.
 /// HTTP/2 streams put the `DownstreamHandler` itself in their pipeline behind NIO's part codec;
 /// both paths run the same exchange code.
 ///
@@ -41,16 +41,21 @@ final class HTTP1ServerHandler: ChannelDuplexHandler, RemovableChannelHandler {
     /// Closed after this long without input while no request is in progress.
     private let idleTimeout: TimeAmount
     private var lastInput = NIODeadline.now()
+    /// The handler is its channel's only one (a cleartext listener): responses may be sent
+    /// straight to the socket (`SocketWriteThrough`).
+    private let writesThrough: Bool
 
-    init(exchange: DownstreamHandler, maxHeaderBytes: Int, idleTimeout: TimeAmount) {
+    init(exchange: DownstreamHandler, maxHeaderBytes: Int, idleTimeout: TimeAmount, writesThrough: Bool = false) {
         self.exchange = exchange
         self.parser = HTTP1Parser(kind: .request, maxHeadBytes: maxHeaderBytes)
         self.idleTimeout = idleTimeout
+        self.writesThrough = writesThrough
     }
 
     func handlerAdded(context: ChannelHandlerContext) {
         self.context = context
         output.spare = exchange.loop.pool.spare
+        if writesThrough { output.writeThrough = .socket(under: context) }
         exchange.http1 = self
         exchange.handlerAdded(context: context)
         exchange.loop.exchanges.watchIdle(timeout: idleTimeout)

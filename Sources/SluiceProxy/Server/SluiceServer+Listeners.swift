@@ -90,7 +90,8 @@ extension SluiceServer {
                 switch kind {
                 case .http1:
                     return channel.eventLoop.makeCompletedFuture {
-                        try SluiceServer.configureDownstream(channel, loop: loop.value, store: store, maxHeaderBytes: maxHeaderBytes, idle: idle)
+                        try SluiceServer.configureDownstream(channel, loop: loop.value, store: store, maxHeaderBytes: maxHeaderBytes,
+                                                             idle: idle, writesThrough: true)
                     }
                 case .h2c:
                     return channel.eventLoop.makeCompletedFuture {
@@ -121,11 +122,14 @@ extension SluiceServer {
     }
 
     /// The HTTP/1.1 downstream pipeline, in order (see `DownstreamHandler`, `HTTP1ServerHandler`).
+    /// `writesThrough`: the codec is the channel's only handler (a cleartext listener), so it
+    /// may write to the socket itself (`SocketWriteThrough`).
     static func configureDownstream(_ channel: Channel, loop: LoopContext, store: SnapshotStore,
-                                    maxHeaderBytes: Int, idle: TimeAmount, scheme: String = "http") throws {
+                                    maxHeaderBytes: Int, idle: TimeAmount, scheme: String = "http",
+                                    writesThrough: Bool = false) throws {
         try channel.pipeline.syncOperations.addHandler(
             HTTP1ServerHandler(exchange: DownstreamHandler(loop: loop, store: store, scheme: scheme),
-                               maxHeaderBytes: maxHeaderBytes, idleTimeout: idle))
+                               maxHeaderBytes: maxHeaderBytes, idleTimeout: idle, writesThrough: writesThrough))
     }
 
     /// HTTP/2: one `DownstreamHandler` per stream, behind the HTTP/2 → HTTP/1 part codec, so

@@ -120,8 +120,11 @@ final class HTTP1UpstreamHandler: UpstreamHandler, ChannelDuplexHandler, Removab
         output.spare = spare
     }
 
+    /// The only handler of its channel (until a tunnel replaces it), so its output may go
+    /// straight to the socket.
     func handlerAdded(context: ChannelHandlerContext) {
         self.context = context
+        output.writeThrough = .socket(under: context)
     }
 
     func handlerRemoved(context: ChannelHandlerContext) { self.context = nil }

@@ -36,8 +36,12 @@ final class RawHTTPClient {
     private var buffer: [UInt8] = []
     private(set) var isClosed = false
 
-    init(port: Int, timeout: Double = 10) throws {
+    /// `receiveBuffer`: a fixed `SO_RCVBUF` (no autotuning), for tests that fill the socket.
+    init(port: Int, timeout: Double = 10, receiveBuffer: Int32? = nil) throws {
         fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        if var size = receiveBuffer {
+            setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &size, socklen_t(MemoryLayout<Int32>.size))
+        }
         var tv = timeval(tv_sec: Int(timeout), tv_usec: Int((timeout - Double(Int(timeout))) * 1e6))
         setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
         setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))

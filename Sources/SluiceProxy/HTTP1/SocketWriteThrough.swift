@@ -1,0 +1,82 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Atomics
+import NIOCore
+
+/// Sends an HTTP/1.1 connection's output straight to its socket while NIO holds none of that
+/// connection's bytes: one `send(2)` in place of a walk through the channel pipeline, NIO's
+/// pending-write queue, its flush and its promise bookkeeping. A proxied request writes twice
+/// (the request to the backend, the response to the client), and NIO's write path was about a
+/// quarter of the user-space instructions of a request (see the README's Performance section).
+///
+/// The rules that keep the bytes in order and on the right socket:
+/// - only a plain TCP channel whose codec is its only handler (no TLS in between), so the bytes
+///   `HTTP1Output` serialises are the bytes of the socket (`HTTP1ServerHandler` on a cleartext
+///   listener, `HTTP1UpstreamHandler` always);
+/// - only while NIO holds none of this connection's writes: every write that does go through
+///   NIO is counted (`queued`) until its promise completes, and NIO completes them in order, so
+///   a direct send never overtakes bytes NIO still has;
+/// - only while the channel is active: NIO marks a channel inactive before it closes the
+///   descriptor, on this same thread, so the number cannot belong to a newer socket;
+/// - what `send` does not take (a full socket buffer, an interrupted call, an error) goes to
+///   NIO as before, which waits for writability, or reports the error and closes the channel,
+///   exactly as it would have.
+final class SocketWriteThrough {
+    let descriptor: CInt
+    /// Writes handed to NIO that have not completed yet.
+    private(set) var queued = 0
+    /// Sends the socket did not take in full, in this process (the rare path; a test waits for
+    /// one to know a socket filled up).
+    static let shortSends = ManagedAtomic(0)
+
+    private init(descriptor: CInt) {
+        self.descriptor = descriptor
+    }
+
+    /// The socket under `context`'s channel, if it is a socket channel (not an embedded or
+    /// HTTP/2 stream channel). The caller knows whether its handler is the only one.
+    static func socket(under context: ChannelHandlerContext) -> SocketWriteThrough? {
+        #if os(Linux)
+        let descriptor = try? context.pipeline.syncOperations.withUnsafeTransportIfAvailable(
+            of: NIOBSDSocket.Handle.self) { $0 }
+        return descriptor.map(SocketWriteThrough.init(descriptor:))
+        #else
+        return nil
+        #endif
+    }
+
+    /// Sends `bytes` if nothing waits in NIO. True when all of it went; otherwise `bytes` holds
+    /// what is left (all of it if nothing was sent), for NIO to write.
+    func send(_ bytes: inout ByteBuffer, context: ChannelHandlerContext) -> Bool {
+        #if os(Linux)
+        guard queued == 0, bytes.readableBytes > 0, context.channel.isActive else { return false }
+        let sent = bytes.withUnsafeReadableBytes { raw in
+            Glibc.send(descriptor, raw.baseAddress, raw.count, Int32(MSG_NOSIGNAL))
+        }
+        guard sent == bytes.readableBytes else {
+            Self.shortSends.wrappingIncrement(ordering: .relaxed)
+            if sent > 0 { bytes.moveReaderIndex(forwardBy: sent) }
+            return false
+        }
+        return true
+        #else
+        return false
+        #endif
+    }
+
+    /// The promise for a write handed to NIO: the write is counted until it completes, and then
+    /// `promise` (the caller's, if any) completes with it.
+    func track(_ promise: EventLoopPromise<Void>?, on context: ChannelHandlerContext) -> EventLoopPromise<Void> {
+        let tracked = context.eventLoop.makePromise(of: Void.self)
+        queued += 1
+        tracked.futureResult.assumeIsolated().whenComplete { [self] result in
+            queued -= 1
+            promise?.completeWith(result)
+        }
+        return tracked
+    }
+}
+
+@available(*, unavailable)
+extension SocketWriteThrough: Sendable {}
