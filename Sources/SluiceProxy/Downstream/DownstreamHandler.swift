@@ -145,9 +145,10 @@ final class DownstreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
         }
     }
 
+    /// Not passed on: this (or the HTTP/1 codec that owns it) is the channel's last handler, and
+    /// the pipeline's tail does nothing with it.
     func channelReadComplete(context: ChannelHandlerContext) {
         flushUpstream()
-        context.fireChannelReadComplete()
     }
 
     func read(context: ChannelHandlerContext) {

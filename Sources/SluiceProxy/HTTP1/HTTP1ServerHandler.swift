@@ -140,8 +140,11 @@ final class HTTP1ServerHandler: ChannelDuplexHandler, RemovableChannelHandler {
         }
     }
 
+    /// Asks for the next read here, subject to this handler's holds (`read`): NIO would
+    /// otherwise ask right after, by walking the whole pipeline from its tail to get here.
     func channelReadComplete(context: ChannelHandlerContext) {
         exchange.channelReadComplete(context: context)
+        read(context: context)
     }
 
     func read(context: ChannelHandlerContext) {

@@ -74,7 +74,7 @@ class UpstreamHandler {
         }
     }
 
-    final func channelReadComplete(context: ChannelHandlerContext) {
+    func channelReadComplete(context: ChannelHandlerContext) {
         delegate?.upstreamReadComplete()
     }
 
@@ -150,6 +150,13 @@ final class HTTP1UpstreamHandler: UpstreamHandler, ChannelDuplexHandler, Removab
     override func flush() {
         guard let context else { return }
         output.flush(context: context)
+    }
+
+    /// Asks for the next read here, subject to backpressure (`read`), as
+    /// `HTTP1ServerHandler.channelReadComplete` does.
+    override func channelReadComplete(context: ChannelHandlerContext) {
+        super.channelReadComplete(context: context)
+        read(context: context)
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
