@@ -115,7 +115,7 @@ struct HTTP1Output {
     /// when the socket is also written directly).
     private mutating func hand(_ bytes: ByteBuffer, to context: ChannelHandlerContext,
                                promise: EventLoopPromise<Void>?) {
-        context.write(NIOAny(bytes), promise: writeThrough.map { $0.track(promise, on: context) } ?? promise)
+        context.write(NIOAny(bytes), promise: writeThrough?.track(promise, on: context) ?? promise)
         unflushed = true
     }
 

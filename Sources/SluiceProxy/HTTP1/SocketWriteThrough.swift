@@ -15,17 +15,21 @@ import NIOCore
 ///   `HTTP1Output` serialises are the bytes of the socket (`HTTP1ServerHandler` on a cleartext
 ///   listener, `HTTP1UpstreamHandler` always);
 /// - only while NIO holds none of this connection's writes: every write that does go through
-///   NIO is counted (`queued`) until its promise completes, and NIO completes them in order, so
+///   NIO is counted (`handedToNIO`) until its promise completes, and NIO completes them in order, so
 ///   a direct send never overtakes bytes NIO still has;
 /// - only while the channel is active: NIO marks a channel inactive before it closes the
 ///   descriptor, on this same thread, so the number cannot belong to a newer socket;
 /// - what `send` does not take (a full socket buffer, an interrupted call, an error) goes to
 ///   NIO as before, which waits for writability, or reports the error and closes the channel,
 ///   exactly as it would have.
-final class SocketWriteThrough {
+///
+/// A value in the codec's `HTTP1Output` (the descriptor), plus a counter object allocated at
+/// the first write that goes through NIO: an idle keep-alive connection, whose writes all went
+/// straight out, carries four bytes for this, not an object.
+struct SocketWriteThrough {
     let descriptor: CInt
-    /// Writes handed to NIO that have not completed yet.
-    private(set) var queued = 0
+    /// Writes handed to NIO that have not completed yet; nil until the first one.
+    private var handedToNIO: PendingCount?
     /// Sends the socket did not take in full, in this process (the rare path; a test waits for
     /// one to know a socket filled up).
     static let shortSends = ManagedAtomic(0)
@@ -50,7 +54,7 @@ final class SocketWriteThrough {
     /// what is left (all of it if nothing was sent), for NIO to write.
     func send(_ bytes: inout ByteBuffer, context: ChannelHandlerContext) -> Bool {
         #if os(Linux)
-        guard queued == 0, bytes.readableBytes > 0, context.channel.isActive else { return false }
+        guard handedToNIO?.value ?? 0 == 0, bytes.readableBytes > 0, context.channel.isActive else { return false }
         let sent = bytes.withUnsafeReadableBytes { raw in
             Glibc.send(descriptor, raw.baseAddress, raw.count, Int32(MSG_NOSIGNAL))
         }
@@ -67,14 +71,21 @@ final class SocketWriteThrough {
 
     /// The promise for a write handed to NIO: the write is counted until it completes, and then
     /// `promise` (the caller's, if any) completes with it.
-    func track(_ promise: EventLoopPromise<Void>?, on context: ChannelHandlerContext) -> EventLoopPromise<Void> {
+    mutating func track(_ promise: EventLoopPromise<Void>?, on context: ChannelHandlerContext) -> EventLoopPromise<Void> {
+        let count = handedToNIO ?? PendingCount()
+        handedToNIO = count
         let tracked = context.eventLoop.makePromise(of: Void.self)
-        queued += 1
-        tracked.futureResult.assumeIsolated().whenComplete { [self] result in
-            queued -= 1
+        count.value += 1
+        tracked.futureResult.assumeIsolated().whenComplete { result in
+            count.value -= 1
             promise?.completeWith(result)
         }
         return tracked
+    }
+
+    /// A count the completion callbacks can reach.
+    private final class PendingCount {
+        var value = 0
     }
 }
 
