@@ -42,7 +42,7 @@ public final class Snapshot: AtomicReference, Sendable {
 
 /// A backend as the forwarding layer needs it: endpoints already resolved to socket addresses
 /// (resolution happens when a snapshot is built, never on an event loop).
-struct BackendRuntime: Sendable {
+final class BackendRuntime: Sendable {
     let spec: BackendSpec
     let endpoints: [SocketAddress]
     /// `spec.timeout` and `spec.connectTimeout` as NIO amounts, converted once (a `Duration`'s
