@@ -1,3 +1,6 @@
+#if canImport(Glibc)
+import Glibc
+#endif
 import Foundation
 import Testing
 @testable import SluiceProxy
@@ -25,13 +28,8 @@ extension EndToEnd {
             // ~40 bytes each: all of them fit in the proxy's receive buffer, so this returns.
             try c.send(String(repeating: "GET /bytes/\(size) HTTP/1.1\r\nHost: t\r\n\r\n", count: count))
 
-            // Not reading until the proxy has found its socket full (bounded: 30 s).
-            var polls = 0
-            while SocketWriteThrough.shortSends.load(ordering: .relaxed) == before && polls < 3_000 {
-                usleep(10_000)
-                polls += 1
-            }
-            #expect(SocketWriteThrough.shortSends.load(ordering: .relaxed) > before)
+            // Not reading until the proxy has found its socket full.
+            #expect(waitUntil(timeout: 30) { SocketWriteThrough.shortSends.load(ordering: .relaxed) > before })
 
             var wrong: [String] = []
             for i in 0..<count where wrong.count < 5 {
@@ -49,5 +47,175 @@ extension EndToEnd {
             #expect(after.json["path"] as? String == "/after")
         }
     }
+
+    @Test func requestBodyStaysWholeWhenTheBackendStopsReading() async throws {
+        // A backend that accepts and then reads nothing until the proxy has found its socket
+        // full: nothing goes to the client meanwhile (no response yet), so the short send is
+        // the upstream side's. The body's small chunks are coalesced (~64 KiB per client read)
+        // and sent directly until then, so the socket takes part of a buffer: the rest must go
+        // to NIO from where the send stopped (the test fails if it is sent again or skipped).
+        // After it, writes queue in NIO and backpressure holds the client.
+        let backend = try StalledListener(receiveBuffer: 65_536)
+        try await Harness.with(backends: [], specs: { _ in
+            [Harness.spec("stalled", "v1", ["127.0.0.1:\(backend.port)"])]
+        }) { h in
+            let chunk = 1_000
+            let count = (2 * Self.sendBufferLimit + (1 << 20)) / chunk
+            var body = [UInt8]()
+            body.reserveCapacity(count * chunk)
+            for i in 0..<(count * chunk) { body.append(UInt8(i % 251)) }
+            let before = SocketWriteThrough.shortSends.load(ordering: .relaxed)
+            // The client, on its own thread: it uploads (blocking while backpressure holds it),
+            // then reads the response.
+            let done = DispatchSemaphore(value: 0)
+            let outcome = LockedBox<Result<RawHTTPClient.Response, Error>?>(nil)
+            let upload = body
+            let port = h.port
+            Thread.detachNewThread {
+                let result = Result<RawHTTPClient.Response, Error> {
+                    let c = try RawHTTPClient(port: port, timeout: 30)
+                    try c.send("POST /upload HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n")
+                    for start in stride(from: 0, to: upload.count, by: chunk) {
+                        try c.send(Array((String(chunk, radix: 16) + "\r\n").utf8) + upload[start..<start + chunk] + [13, 10])
+                    }
+                    try c.send("0\r\n\r\n")
+                    return try c.readResponse()
+                }
+                outcome.withLock { $0 = result }
+                done.signal()
+            }
+            let upstream = try backend.accept(timeout: 30)
+            #expect(waitUntil(timeout: 30) { SocketWriteThrough.shortSends.load(ordering: .relaxed) > before })
+
+            let head = try upstream.readHead()
+            #expect(head.lowercased().contains("transfer-encoding: chunked"))
+            let received = try upstream.readChunkedBody()
+            #expect(received.count == body.count)
+            #expect(received == body)
+            try upstream.write("HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+            #expect(done.wait(timeout: .now() + 30) == .success)
+            let r = try #require(outcome.withLock { $0 }).get()
+            #expect(r.status == 200)
+            #expect(r.bodyString == "ok")
+        }
+    }
 }
+}
+
+/// A loopback listener whose accepted connections are read only when the test says so (a
+/// backend that stalls), with a fixed receive buffer so the proxy's socket fills quickly.
+private final class StalledListener: Sendable {
+    let fd: Int32
+    let port: Int
+
+    init(receiveBuffer: Int32) throws {
+        let sock = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        var size = receiveBuffer
+        setsockopt(sock, SOL_SOCKET, SO_RCVBUF, &size, socklen_t(MemoryLayout<Int32>.size))
+        var addr = sockaddr_in()
+        addr.sin_family = sa_family_t(AF_INET)
+        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
+        var len = socklen_t(MemoryLayout<sockaddr_in>.size)
+        _ = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(sock, $0, len) } }
+        _ = withUnsafeMutablePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(sock, $0, &len) } }
+        guard listen(sock, 8) == 0 else {
+            close(sock)
+            throw Failure.socket("listen", errno)
+        }
+        fd = sock
+        port = Int(UInt16(bigEndian: addr.sin_port))
+    }
+
+    deinit { close(fd) }
+
+    enum Failure: Error { case socket(String, Int32), closed, malformed(String) }
+
+    /// Waits up to `timeout` seconds for the proxy's connection.
+    func accept(timeout: Int) throws -> Connection {
+        var tv = timeval(tv_sec: timeout, tv_usec: 0)
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
+        let conn = Glibc.accept(fd, nil, nil)
+        guard conn >= 0 else { throw Failure.socket("accept", errno) }
+        setsockopt(conn, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
+        setsockopt(conn, SOL_SOCKET, SO_SNDTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
+        return Connection(fd: conn)
+    }
+
+    /// One accepted connection, read with a buffer (every read times out).
+    final class Connection {
+        let fd: Int32
+        private var buffer: [UInt8] = []
+        /// Where the unread bytes of `buffer` start.
+        private var position = 0
+
+        init(fd: Int32) { self.fd = fd }
+        deinit { close(fd) }
+
+        private var unread: Int { buffer.count - position }
+
+        private func fill() throws {
+            if position > 0 {
+                buffer.removeFirst(position)
+                position = 0
+            }
+            var chunk = [UInt8](repeating: 0, count: 65_536)
+            let n = chunk.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
+            guard n > 0 else { throw n == 0 ? Failure.closed : Failure.socket("recv", errno) }
+            buffer += chunk[0..<n]
+        }
+
+        /// The bytes up to the next CRLF (consumed with it).
+        private func line() throws -> [UInt8] {
+            var searched = position
+            while true {
+                while searched + 1 < buffer.count {
+                    if buffer[searched] == 13 && buffer[searched + 1] == 10 {
+                        let line = Array(buffer[position..<searched])
+                        position = searched + 2
+                        return line
+                    }
+                    searched += 1
+                }
+                searched -= position
+                try fill()
+                searched += position
+            }
+        }
+
+        func readHead() throws -> String {
+            var lines: [String] = []
+            while true {
+                let l = try line()
+                if l.isEmpty { return lines.joined(separator: "\r\n") }
+                lines.append(String(decoding: l, as: UTF8.self))
+            }
+        }
+
+        /// A chunked body (no trailers), decoded.
+        func readChunkedBody() throws -> [UInt8] {
+            var body: [UInt8] = []
+            while true {
+                let sizeLine = String(decoding: try line(), as: UTF8.self)
+                guard let size = Int(sizeLine.split(separator: ";").first ?? "", radix: 16) else {
+                    throw Failure.malformed("chunk size line \(sizeLine)")
+                }
+                if size == 0 {
+                    guard try line().isEmpty else { throw Failure.malformed("trailers") }
+                    return body
+                }
+                while unread < size + 2 { try fill() }
+                body += buffer[position..<position + size]
+                guard buffer[position + size] == 13, buffer[position + size + 1] == 10 else {
+                    throw Failure.malformed("chunk end")
+                }
+                position += size + 2
+            }
+        }
+
+        func write(_ text: String) throws {
+            let bytes = Array(text.utf8)
+            let n = bytes.withUnsafeBytes { Glibc.send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+            guard n == bytes.count else { throw Failure.socket("send", errno) }
+        }
+    }
 }
