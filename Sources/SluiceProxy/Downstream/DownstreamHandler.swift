@@ -235,8 +235,7 @@ final class DownstreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
             respondLocally(status: problem.0, message: problem.1, close: true, context: context)
             return
         }
-        // Moved, not copied (a copy retains every string inside); read through `upstreamHead`.
-        let upstreamHead = UpstreamRequest(head: head, forwarded: consume rewritten)
+        let upstreamHead = UpstreamRequest(head: head, forwarded: rewritten)
         let snapshot = store.load()
         guard let decision = snapshot.table.decide(RequestHeadFacts(request: upstreamHead),
                                                    random: &loop.random) else {

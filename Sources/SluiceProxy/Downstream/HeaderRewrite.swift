@@ -30,7 +30,9 @@ enum HeaderRewrite {
     }
 
     /// What the header pass learned about a client's request, and which fields go on.
-    struct ForwardedRequest {
+    /// A class: built in `forwardRequest`'s closure and returned, a struct of strings was
+    /// copied out and the original destroyed (a retain and a release per reference inside).
+    final class ForwardedRequest {
         /// A framing or Host problem: the status and message of the 400 to answer with.
         var problem: (HTTPResponseStatus, String)?
         var expectsContinue = false
@@ -103,11 +105,9 @@ enum HeaderRewrite {
     /// any Host field, which is then not checked either).
     static func forwardRequest(_ head: RequestHead, clientAddress: String, scheme: String,
                                authority: String? = nil) -> ForwardedRequest {
-        // Built and returned inside the closure: a result captured by the closure was copied
-        // out of it (a retain per string) and destroyed there.
         let block = head.fields
         return block.withBytes { bytes -> ForwardedRequest in
-            var out = ForwardedRequest()
+            let out = ForwardedRequest()
             out.clientAddress = clientAddress
             out.scheme = scheme
             var hostCount = 0
