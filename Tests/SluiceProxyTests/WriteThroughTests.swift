@@ -87,12 +87,12 @@ extension EndToEnd {
             let upstream = try backend.accept(timeout: 30)
             #expect(waitUntil(timeout: 30) { SocketWriteThrough.shortSends.load(ordering: .relaxed) > before })
 
-            let head = try upstream.readHead()
+            let head = try upstream.readInterim()
             #expect(head.lowercased().contains("transfer-encoding: chunked"))
             let received = try upstream.readChunkedBody()
             #expect(received.count == body.count)
             #expect(received == body)
-            try upstream.write("HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+            try upstream.send("HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
             #expect(done.wait(timeout: .now() + 30) == .success)
             let r = try #require(outcome.withLock { $0 }).get()
             #expect(r.status == 200)
@@ -108,114 +108,29 @@ private final class StalledListener: Sendable {
     let fd: Int32
     let port: Int
 
+    struct Failure: Error { let call: String, errno: Int32 }
+
     init(receiveBuffer: Int32) throws {
         let sock = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        var size = receiveBuffer
+        var size = receiveBuffer // inherited by accepted connections
         setsockopt(sock, SOL_SOCKET, SO_RCVBUF, &size, socklen_t(MemoryLayout<Int32>.size))
-        var addr = sockaddr_in()
-        addr.sin_family = sa_family_t(AF_INET)
-        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
-        var len = socklen_t(MemoryLayout<sockaddr_in>.size)
-        _ = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(sock, $0, len) } }
-        _ = withUnsafeMutablePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(sock, $0, &len) } }
+        let port = boundPort(sock)
         guard listen(sock, 8) == 0 else {
             close(sock)
-            throw Failure.socket("listen", errno)
+            throw Failure(call: "listen", errno: errno)
         }
         fd = sock
-        port = Int(UInt16(bigEndian: addr.sin_port))
+        self.port = port
     }
 
     deinit { close(fd) }
 
-    enum Failure: Error { case socket(String, Int32), closed, malformed(String) }
-
     /// Waits up to `timeout` seconds for the proxy's connection.
-    func accept(timeout: Int) throws -> Connection {
+    func accept(timeout: Int) throws -> RawHTTPClient {
         var tv = timeval(tv_sec: timeout, tv_usec: 0)
         setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
         let conn = Glibc.accept(fd, nil, nil)
-        guard conn >= 0 else { throw Failure.socket("accept", errno) }
-        setsockopt(conn, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
-        setsockopt(conn, SOL_SOCKET, SO_SNDTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
-        return Connection(fd: conn)
-    }
-
-    /// One accepted connection, read with a buffer (every read times out).
-    final class Connection {
-        let fd: Int32
-        private var buffer: [UInt8] = []
-        /// Where the unread bytes of `buffer` start.
-        private var position = 0
-
-        init(fd: Int32) { self.fd = fd }
-        deinit { close(fd) }
-
-        private var unread: Int { buffer.count - position }
-
-        private func fill() throws {
-            if position > 0 {
-                buffer.removeFirst(position)
-                position = 0
-            }
-            var chunk = [UInt8](repeating: 0, count: 65_536)
-            let n = chunk.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
-            guard n > 0 else { throw n == 0 ? Failure.closed : Failure.socket("recv", errno) }
-            buffer += chunk[0..<n]
-        }
-
-        /// The bytes up to the next CRLF (consumed with it).
-        private func line() throws -> [UInt8] {
-            var searched = position
-            while true {
-                while searched + 1 < buffer.count {
-                    if buffer[searched] == 13 && buffer[searched + 1] == 10 {
-                        let line = Array(buffer[position..<searched])
-                        position = searched + 2
-                        return line
-                    }
-                    searched += 1
-                }
-                searched -= position
-                try fill()
-                searched += position
-            }
-        }
-
-        func readHead() throws -> String {
-            var lines: [String] = []
-            while true {
-                let l = try line()
-                if l.isEmpty { return lines.joined(separator: "\r\n") }
-                lines.append(String(decoding: l, as: UTF8.self))
-            }
-        }
-
-        /// A chunked body (no trailers), decoded.
-        func readChunkedBody() throws -> [UInt8] {
-            var body: [UInt8] = []
-            while true {
-                let sizeLine = String(decoding: try line(), as: UTF8.self)
-                guard let size = Int(sizeLine.split(separator: ";").first ?? "", radix: 16) else {
-                    throw Failure.malformed("chunk size line \(sizeLine)")
-                }
-                if size == 0 {
-                    guard try line().isEmpty else { throw Failure.malformed("trailers") }
-                    return body
-                }
-                while unread < size + 2 { try fill() }
-                body += buffer[position..<position + size]
-                guard buffer[position + size] == 13, buffer[position + size + 1] == 10 else {
-                    throw Failure.malformed("chunk end")
-                }
-                position += size + 2
-            }
-        }
-
-        func write(_ text: String) throws {
-            let bytes = Array(text.utf8)
-            let n = bytes.withUnsafeBytes { Glibc.send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
-            guard n == bytes.count else { throw Failure.socket("send", errno) }
-        }
+        guard conn >= 0 else { throw Failure(call: "accept", errno: errno) }
+        return RawHTTPClient(accepted: conn, timeout: Double(timeout))
     }
 }

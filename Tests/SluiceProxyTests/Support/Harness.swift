@@ -218,7 +218,7 @@ func deadPort() throws -> Int {
 }
 
 /// Binds `fd` to 127.0.0.1 on a port the kernel picks and returns the port.
-private func boundPort(_ fd: Int32) -> Int {
+func boundPort(_ fd: Int32) -> Int {
     var addr = sockaddr_in()
     addr.sin_family = sa_family_t(AF_INET)
     addr.sin_port = 0

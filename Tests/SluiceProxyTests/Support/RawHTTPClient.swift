@@ -42,9 +42,7 @@ final class RawHTTPClient {
         if var size = receiveBuffer {
             setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &size, socklen_t(MemoryLayout<Int32>.size))
         }
-        var tv = timeval(tv_sec: Int(timeout), tv_usec: Int((timeout - Double(Int(timeout))) * 1e6))
-        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
-        setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
+        Self.setTimeouts(fd, timeout)
         var one: Int32 = 1
         setsockopt(fd, Int32(IPPROTO_TCP), TCP_NODELAY, &one, socklen_t(MemoryLayout<Int32>.size))
         var addr = sockaddr_in()
@@ -61,6 +59,19 @@ final class RawHTTPClient {
             Glibc.close(fd)
             throw ClientError.connect(e)
         }
+    }
+
+    /// The other end of a connection a test accepted (a test's own backend), read and written
+    /// the same way.
+    init(accepted descriptor: Int32, timeout: Double = 10) {
+        fd = descriptor
+        Self.setTimeouts(fd, timeout)
+    }
+
+    private static func setTimeouts(_ fd: Int32, _ timeout: Double) {
+        var tv = timeval(tv_sec: Int(timeout), tv_usec: Int((timeout - Double(Int(timeout))) * 1e6))
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
+        setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
     }
 
     deinit { if !isClosed { Glibc.close(fd) } }
@@ -151,16 +162,7 @@ final class RawHTTPClient {
         var response = Response(status: status, headers: headers, body: [], rawHead: rawHead)
         if head || status == 204 || status == 304 { return response }
         if let te = response.header("transfer-encoding"), te.lowercased().contains("chunked") {
-            while true {
-                let sizeLine = try readLine()
-                guard let size = Int(sizeLine.split(separator: ";")[0], radix: 16) else { throw ClientError.malformed(sizeLine) }
-                if size == 0 {
-                    while try !readLine().isEmpty {}
-                    break
-                }
-                response.body += try readExactly(size)
-                _ = try readLine()
-            }
+            response.body = try readChunkedBody()
         } else if let cl = response.header("content-length"), let n = Int(cl) {
             response.body = try readExactly(n)
         } else {
@@ -169,6 +171,23 @@ final class RawHTTPClient {
             buffer = []
         }
         return response
+    }
+
+    /// Reads a chunked body, decoded (trailers are read and dropped).
+    func readChunkedBody() throws -> [UInt8] {
+        var body: [UInt8] = []
+        while true {
+            let sizeLine = try readLine()
+            guard let size = Int(sizeLine.split(separator: ";").first ?? "", radix: 16) else {
+                throw ClientError.malformed(sizeLine)
+            }
+            if size == 0 {
+                while try !readLine().isEmpty {}
+                return body
+            }
+            body += try readExactly(size)
+            _ = try readLine()
+        }
     }
 
     /// Reads one line (without its CR LF), e.g. from a tunnel after an upgrade.
