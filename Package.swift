@@ -11,6 +11,10 @@ import PackageDescription
 /// exclusivity checks on class properties cost ~13% of the proxy's instructions per request
 /// (callgrind), so they are compiled out of Sluice's own targets. Static checks remain.
 let hotPath: [SwiftSetting] = [.unsafeFlags(["-enforce-exclusivity=unchecked"])]
+/// The routing core's generic entry point (`RouteTable.decide<Facts, Random>`) is called from
+/// SluiceProxy; cross-module optimisation lets the proxy specialise it for its own facts type
+/// and generator instead of calling it through generic metadata and value witnesses.
+let routingCore: [SwiftSetting] = hotPath + [.unsafeFlags(["-cross-module-optimization"])]
 /// The release executable on Linux is linked by lld, lean in three ways (README "Performance",
 /// scenario 5, has the measurements):
 /// - without `-export-dynamic` (which the Swift driver adds): nothing looks Sluice's symbols up
@@ -61,7 +65,7 @@ let package = Package(
         .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
     ],
     targets: [
-        .target(name: "SluiceRouting", swiftSettings: hotPath),
+        .target(name: "SluiceRouting", swiftSettings: routingCore),
         .target(
             name: "SluiceConfig",
             dependencies: ["SluiceRouting", .product(name: "Yams", package: "Yams")]

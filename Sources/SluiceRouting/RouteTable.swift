@@ -25,10 +25,14 @@ public struct RouteTable: Sendable {
     public let routes: [Route]
     /// The name of every backend, indexed by `BackendID.index`.
     public let backendNames: [String]
+    /// `routes`, each in a box: `decide` reads a route in place through its box, where taking
+    /// it out of the array copied it (a retain and release per reference inside).
+    let boxes: [RouteBox]
 
     public init(routes: [Route], backendNames: [String]) {
         self.routes = routes
         self.backendNames = backendNames
+        self.boxes = routes.map(RouteBox.init)
     }
 
     /// The route called `name`, if any.
@@ -42,6 +46,12 @@ public struct RouteTable: Sendable {
     }
 
     public subscript(route: RouteID) -> Route { routes[route.index] }
+}
+
+/// One route behind a reference, for reading in place (`RouteTable.boxes`).
+final class RouteBox: Sendable {
+    let route: Route
+    init(_ route: Route) { self.route = route }
 }
 
 /// One entry of `routes:`.
