@@ -67,7 +67,7 @@ extension DownstreamHandler: UpstreamDelegate {
         // Finish first: once the end is written the codec may take up the next pipelined
         // request, and that request must find a clean slate.
         finish(code: req.responseStatus, failure: nil)
-        if grpcFailed { loop.stats.recordGRPCError(series: req.series, now: NIODeadline.now().uptimeNanoseconds) }
+        if grpcFailed { stats.recordGRPCError(series: req.series, now: NIODeadline.now().uptimeNanoseconds) }
         sendEnd(trailers, close: close)
     }
 

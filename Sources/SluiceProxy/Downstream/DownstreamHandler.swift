@@ -27,6 +27,12 @@ final class DownstreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
     typealias OutboundOut = HTTPServerResponsePart
 
     let loop: LoopContext
+    /// The loop's shard, pool and deadlines, held here as well: a call on a reference read
+    /// through two stored references (`loop.stats`) retains and releases it around the call,
+    /// one read through `self` does not (two reference-count operations per call saved).
+    let stats: StatShard
+    let pool: UpstreamPool
+    let deadlines: ResponseDeadlines
     private let store: SnapshotStore
     private let scheme: String
     var context: ChannelHandlerContext?
@@ -44,6 +50,9 @@ final class DownstreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
 
     init(loop: LoopContext, store: SnapshotStore, scheme: String = "http") {
         self.loop = loop
+        self.stats = loop.stats
+        self.pool = loop.pool
+        self.deadlines = loop.deadlines
         self.store = store
         self.scheme = scheme
     }
@@ -129,7 +138,7 @@ final class DownstreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
             guard let req = request, !req.requestEnded else { return }
             req.requestBodyBytes += body.readableBytes
             if req.mirror != nil, !req.mirror!.append(body) {
-                loop.stats.recordMirror(series: req.mirror!.series, result: .dropped)
+                stats.recordMirror(series: req.mirror!.series, result: .dropped)
                 req.mirror = nil
             }
             forward(.body(.byteBuffer(body)), in: req)
@@ -239,7 +248,7 @@ final class DownstreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
         let snapshot = store.load()
         guard let decision = snapshot.table.decide(RequestHeadFacts(request: upstreamHead),
                                                    random: &loop.random) else {
-            loop.stats.recordUnrouted()
+            stats.recordUnrouted()
             let target = head.uri.split(separator: "?", maxSplits: 1).first.map(String.init) ?? "/"
             let hasBody = upstreamHead.forwarded.chunked || (upstreamHead.forwarded.contentLength.map { $0 != "0" } ?? false)
             respondLocally(status: .notFound, message: "no route for \(head.method.rawValue) \(target)",
@@ -264,7 +273,7 @@ final class DownstreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
             isHEAD: head.method.isHEAD, clientIsHTTP10: head.version == .http1_0, upstreamHead: upstreamHead,
             keepAlive: upstreamHead.forwarded.keepAlive && !closeWhenIdle,
             bodyless: !upstreamHead.forwarded.chunked && (upstreamHead.forwarded.contentLength ?? "0") == "0")
-        loop.stats.adjustInflight(series: series, by: 1)
+        stats.adjustInflight(series: series, by: 1)
         request!.upgrade = upgrade
         // WebSockets are never mirrored.
         if let shadow = decision.mirror, upgrade == nil {
@@ -310,13 +319,13 @@ final class DownstreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
         // Checked first and cheaply: with a slow shadow nearly every copy is dropped here (the
         // in-flight limit), and looking up the route's policy copied the whole route.
         guard loop.mirrors.accepts(backend: backend.index, of: snapshot) else {
-            loop.stats.recordMirror(series: series, result: .dropped)
+            stats.recordMirror(series: series, result: .dropped)
             return nil
         }
         guard let policy = snapshot.table.routes[decision.route.index].mirror else { return nil }
         let declared = upstream.forwarded.contentLength.flatMap(Int.init) ?? 0
         guard declared <= policy.maxBodyBytes else {
-            loop.stats.recordMirror(series: series, result: .dropped)
+            stats.recordMirror(series: series, result: .dropped)
             return nil
         }
         var head = upstream.httpHead
@@ -339,25 +348,25 @@ final class DownstreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
                                       generation: req.snapshot.generation)
         let address = backend.endpoints[index]
         let h2 = backend.spec.upstreamProtocol == .h2
-        if !h2, let conn = loop.pool.takeIdle(address) {
+        if !h2, let conn = pool.takeIdle(address) {
             attach(conn)
             return
         }
         req.connecting = true
         let timeout = backend.connectTimeout
-        if !h2, !loop.pool.mayConnect(address, limit: loop.connectionLimit(backend.spec)) {
+        if !h2, !pool.mayConnect(address, limit: loop.connectionLimit(backend.spec)) {
             // Enough connects to this endpoint are in flight: wait (at most the connect
             // timeout) for one of them to finish or a connection to come back.
             req.waiting = true
-            loop.pool.wait(self, for: address)
-            loop.deadlines.arm(req, owner: self, in: timeout)
+            pool.wait(self, for: address)
+            deadlines.arm(req, owner: self, in: timeout)
             return
         }
-        let pending = h2 ? loop.pool.openStream(to: address, timeout: timeout) : loop.pool.connect(address, timeout: timeout)
+        let pending = h2 ? pool.openStream(to: address, timeout: timeout) : pool.connect(address, timeout: timeout)
         pending.whenComplete { [self] result in
             guard let req = self.request, req.connecting else {
                 // The client went away while we were connecting.
-                if case .success(let conn) = result { self.loop.pool.release(conn) }
+                if case .success(let conn) = result { self.pool.release(conn) }
                 return
             }
             req.connecting = false
@@ -379,7 +388,7 @@ final class DownstreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
 
     func attach(_ conn: UpstreamConnection) {
         guard let req = request, context != nil else {
-            loop.pool.release(conn)
+            pool.release(conn)
             return
         }
         let handler = conn.handler
@@ -393,7 +402,7 @@ final class DownstreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
         }
         handler.flush()
         let timeout = req.snapshot.backends[req.decision.backend.index].responseTimeout
-        loop.deadlines.arm(req, owner: self, in: timeout)
+        deadlines.arm(req, owner: self, in: timeout)
         if conn.channel.isWritable { resumeRead() }
     }
 
@@ -513,15 +522,15 @@ final class DownstreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
         req.deadline = nil
         let end = NIODeadline.now()
         let seconds = Double((end - req.start).nanoseconds) / 1e9
-        loop.stats.recordRequest(series: req.series, code: code, seconds: seconds, now: end.uptimeNanoseconds)
-        loop.stats.adjustInflight(series: req.series, by: -1)
-        if let failure { loop.stats.recordUpstreamError(series: req.series, reason: failure.metricReason) }
+        stats.recordRequest(series: req.series, code: code, seconds: seconds, now: end.uptimeNanoseconds)
+        stats.adjustInflight(series: req.series, by: -1)
+        if let failure { stats.recordUpstreamError(series: req.series, reason: failure.metricReason) }
         if failure != nil || req.snapshot.accessLog {
             log(req, code: code, seconds: seconds, failure: failure)
         }
         if let up = req.upstream {
             if req.upstreamReusable && req.requestEnded {
-                loop.pool.release(up)
+                pool.release(up)
             } else {
                 up.handler.delegate = nil
                 up.channel.close(promise: nil)
