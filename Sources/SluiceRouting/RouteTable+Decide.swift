@@ -21,7 +21,7 @@ extension RouteTable {
     ///   `Double.random(in: 0..<100, using: &random)`; the request is mirrored when it is
     ///   `< percent` (percent 100 mirrors and 0 skips without drawing).
     public func decide<F: RequestFacts, R: RandomNumberGenerator>(_ facts: F, random: inout R) -> Decision? {
-        for (index, box) in boxes.enumerated() where box.route.match.matches(facts) {
+        for (index, box) in boxes.enumerated() where box.matches(facts) {
             return box.route.decide(facts, id: RouteID(index), random: &random)
         }
         return nil

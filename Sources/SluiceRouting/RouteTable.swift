@@ -52,6 +52,10 @@ public struct RouteTable: Sendable {
 final class RouteBox: Sendable {
     let route: Route
     init(_ route: Route) { self.route = route }
+
+    func matches<F: RequestFacts>(_ facts: F) -> Bool {
+        route.match.matches(facts)
+    }
 }
 
 /// One entry of `routes:`.
