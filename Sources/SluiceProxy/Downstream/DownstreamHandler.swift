@@ -348,7 +348,7 @@ final class DownstreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
                                       generation: req.snapshot.generation)
         let address = backend.endpoints[index]
         let h2 = backend.spec.upstreamProtocol == .h2
-        if !h2, let conn = pool.takeIdle(address) {
+        if !h2, let conn = pool.takeIdle(backend: backend, index: index) {
             attach(conn)
             return
         }

@@ -249,17 +249,20 @@ final class StreamUpstreamHandler: UpstreamHandler, ChannelDuplexHandler, Remova
 final class UpstreamConnection {
     let channel: Channel
     let handler: UpstreamHandler
-    let address: SocketAddress
+    /// Its endpoint in the pool that opened it, which outlives every connection it opens
+    /// (`release` finds it here without comparing addresses).
+    unowned(unsafe) let endpoint: Endpoint
+    var address: SocketAddress { endpoint.address }
     /// Requests this connection has carried (a reused connection may have been closed by the
     /// backend while idle, which makes a bodyless request safe to retry once).
     var requestsServed = 0
     /// An HTTP/2 stream (single-use), not a keep-alive connection.
     let isStream: Bool
 
-    init(channel: Channel, handler: UpstreamHandler, address: SocketAddress, isStream: Bool = false) {
+    init(channel: Channel, handler: UpstreamHandler, endpoint: Endpoint, isStream: Bool = false) {
         self.channel = channel
         self.handler = handler
-        self.address = address
+        self.endpoint = endpoint
         self.isStream = isStream
     }
 }

@@ -18,6 +18,12 @@ final class UpstreamPool {
     /// The endpoint looked up last: most loops send most requests to one or a few endpoints,
     /// and comparing two addresses is much cheaper than hashing one.
     private var lastEndpoint: Endpoint?
+    /// The endpoint a request leased from last, by its backend (identity) and endpoint index:
+    /// cheaper again than comparing addresses, which copies each address's boxed storage.
+    /// (Held strongly: an identity is only compared while its object lives.)
+    private var lastLeaseBackend: BackendRuntime?
+    private var lastLeaseIndex = 0
+    private var lastLeaseEndpoint: Endpoint?
     /// At most this many idle connections are kept per endpoint; more are closed.
     let maxIdlePerEndpoint: Int
     /// At most this many connects to one endpoint are in progress on this loop, and at most
@@ -72,7 +78,22 @@ final class UpstreamPool {
 
     /// An idle, open connection to `address`, if the pool has one.
     func takeIdle(_ address: SocketAddress) -> UpstreamConnection? {
-        let endpoint = self.endpoint(address)
+        takeIdle(from: endpoint(address))
+    }
+
+    /// An idle, open connection to endpoint `index` of `backend`, if the pool has one.
+    func takeIdle(backend: BackendRuntime, index: Int) -> UpstreamConnection? {
+        if lastLeaseBackend === backend, lastLeaseIndex == index, let endpoint = lastLeaseEndpoint {
+            return takeIdle(from: endpoint)
+        }
+        let endpoint = self.endpoint(backend.endpoints[index])
+        lastLeaseBackend = backend
+        lastLeaseIndex = index
+        lastLeaseEndpoint = endpoint
+        return takeIdle(from: endpoint)
+    }
+
+    private func takeIdle(from endpoint: Endpoint) -> UpstreamConnection? {
         while let conn = endpoint.connections.popLast() {
             if conn.channel.isActive { return conn }
         }
@@ -110,7 +131,7 @@ final class UpstreamPool {
                     endpoint.open += 1
                 }
                 handler.address = address
-                return UpstreamConnection(channel: channel, handler: handler, address: address)
+                return UpstreamConnection(channel: channel, handler: handler, endpoint: endpoint)
             }
         pending.whenComplete { [unowned(unsafe) self] _ in
             endpoint.connecting -= 1
@@ -127,7 +148,7 @@ final class UpstreamPool {
             if conn.isStream { conn.channel.close(promise: nil) }
             return
         }
-        let endpoint = self.endpoint(conn.address)
+        let endpoint = conn.endpoint
         while let waiter = endpoint.nextWaiter() {
             if waiter.takeConnection(conn) { return }
         }
@@ -190,9 +211,9 @@ final class UpstreamPool {
             }
         }
         .assumeIsolated()
-        .flatMapThrowing { stream in
+        .flatMapThrowing { [unowned(unsafe) self] stream in
             let handler = try stream.pipeline.syncOperations.handler(type: StreamUpstreamHandler.self)
-            return UpstreamConnection(channel: stream, handler: handler, address: address, isStream: true)
+            return UpstreamConnection(channel: stream, handler: handler, endpoint: self.endpoint(address), isStream: true)
         }
     }
 
@@ -229,8 +250,9 @@ final class UpstreamPool {
 extension UpstreamPool: Sendable {}
 
 /// One endpoint's idle connections, connects in flight and waiting requests (a class, so
-/// taking and returning one mutates in place).
-private final class Endpoint {
+/// taking and returning one mutates in place). A pool keeps each of its endpoints as long as
+/// it lives.
+final class Endpoint {
     let address: SocketAddress
     var connections: [UpstreamConnection] = []
     var connecting = 0
@@ -243,12 +265,12 @@ private final class Endpoint {
     private var waitersHead = 0
     init(_ address: SocketAddress) { self.address = address }
 
-    func enqueue(_ waiter: ConnectionWaiter) {
+    fileprivate func enqueue(_ waiter: ConnectionWaiter) {
         waiters.append(WeakWaiter(waiter))
     }
 
     /// The first queued waiter that still exists (a request whose client left is dropped).
-    func nextWaiter() -> ConnectionWaiter? {
+    fileprivate func nextWaiter() -> ConnectionWaiter? {
         while waitersHead < waiters.count {
             let first = waiters[waitersHead].waiter
             waitersHead += 1
