@@ -91,7 +91,7 @@ extension DownstreamHandler: UpstreamDelegate {
             connectUpstream()
             return
         }
-        let name = req.snapshot.backends[req.decision.backend.index].spec.name
+        let name = req.backend.spec.name
         switch reason {
         case .timeout:
             failBeforeResponse(.gatewayTimeout, "upstream timeout: backend '\(name)'", failure: .timeout)

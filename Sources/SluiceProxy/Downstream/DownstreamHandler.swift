@@ -64,6 +64,8 @@ final class DownstreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
     final class RequestState {
         let snapshot: Snapshot
         let decision: Decision
+        /// The chosen backend (`snapshot.backends[decision.backend.index]`).
+        let backend: BackendRuntime
         let series: Int
         let start: NIODeadline
         let isHEAD: Bool
@@ -103,6 +105,7 @@ final class DownstreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
              clientIsHTTP10: Bool, upstreamHead: UpstreamRequest, keepAlive: Bool, bodyless: Bool) {
             self.snapshot = snapshot
             self.decision = decision
+            self.backend = snapshot.backends[decision.backend.index]
             self.series = series
             self.start = start
             self.isHEAD = isHEAD
@@ -338,7 +341,7 @@ final class DownstreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
 
     func connectUpstream() {
         guard let req = request else { return }
-        let backend = req.snapshot.backends[req.decision.backend.index]
+        let backend = req.backend
         guard !backend.endpoints.isEmpty else {
             failBeforeResponse(.serviceUnavailable, "no endpoint available for backend '\(backend.spec.name)'",
                                failure: nil)
@@ -346,12 +349,12 @@ final class DownstreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
         }
         let index = loop.nextEndpoint(backend: req.decision.backend.index, of: backend.endpoints.count,
                                       generation: req.snapshot.generation)
-        let address = backend.endpoints[index]
         let h2 = backend.spec.upstreamProtocol == .h2
         if !h2, let conn = pool.takeIdle(backend: backend, index: index) {
             attach(conn)
             return
         }
+        let address = backend.endpoints[index]
         req.connecting = true
         let timeout = backend.connectTimeout
         if !h2, !pool.mayConnect(address, limit: loop.connectionLimit(backend.spec)) {
@@ -401,7 +404,7 @@ final class DownstreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
             req.buffered.removeAll()
         }
         handler.flush()
-        let timeout = req.snapshot.backends[req.decision.backend.index].responseTimeout
+        let timeout = req.backend.responseTimeout
         deadlines.arm(req, owner: self, in: timeout)
         if conn.channel.isWritable { resumeRead() }
     }
@@ -427,7 +430,7 @@ final class DownstreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
     func deadlinePassed() {
         guard let req = request else { return }
         if stopWaiting() {
-            let name = req.snapshot.backends[req.decision.backend.index].spec.name
+            let name = req.backend.spec.name
             failBeforeResponse(.gatewayTimeout, "upstream connect timeout: backend '\(name)' (no connection became free in time)",
                                failure: .timeout)
             return
@@ -436,7 +439,7 @@ final class DownstreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
         up.handler.delegate = nil
         up.channel.close(promise: nil)
         req.upstream = nil
-        let name = req.snapshot.backends[req.decision.backend.index].spec.name
+        let name = req.backend.spec.name
         failBeforeResponse(.gatewayTimeout, "upstream response timeout: backend '\(name)'", failure: .timeout)
     }
 
@@ -500,7 +503,7 @@ final class DownstreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
     /// The access log line (when `server.accessLog` is on) and every upstream error (always).
     private func log(_ req: RequestState, code: Int, seconds: Double, failure: UpstreamFailure?) {
         let route = req.snapshot.table[req.decision.route].name
-        let backend = req.snapshot.backends[req.decision.backend.index].spec
+        let backend = req.backend.spec
         var metadata: Logger.Metadata = [
             "route": "\(route)", "backend": "\(backend.name)", "version": "\(backend.version)",
             "status": "\(code)", "duration_ms": "\(Int((seconds * 1000).rounded()))",
