@@ -152,6 +152,8 @@ final class HTTP1ServerHandler: ChannelDuplexHandler, RemovableChannelHandler {
             exchange.readPending = true
         } else if input != nil && responsePending {
             readHeldForPipelining = true
+        } else if writesThrough {
+            context.readAsOnlyHandler()
         } else {
             context.read()
         }

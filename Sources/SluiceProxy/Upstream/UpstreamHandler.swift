@@ -60,7 +60,15 @@ class UpstreamHandler {
     final func resumeReading() {
         guard readPending, let context else { return }
         readPending = false
-        context.read()
+        read(context)
+    }
+
+    /// The handler is its socket channel's only one (HTTP/1.1 to a backend; not an HTTP/2
+    /// stream behind its codec, nor a test's embedded channel): reads go straight to the channel.
+    final var onlyHandler = false
+
+    private final func read(_ context: ChannelHandlerContext) {
+        if onlyHandler { context.readAsOnlyHandler() } else { context.read() }
     }
 
     // Shared `ChannelHandler` methods (the subclasses' conformances use these).
@@ -70,7 +78,7 @@ class UpstreamHandler {
         if let delegate, !delegate.downstreamIsWritable {
             readPending = true
         } else {
-            context.read()
+            read(context)
         }
     }
 
@@ -125,6 +133,7 @@ final class HTTP1UpstreamHandler: UpstreamHandler, ChannelDuplexHandler, Removab
     func handlerAdded(context: ChannelHandlerContext) {
         self.context = context
         output.writeThrough = .socket(under: context)
+        onlyHandler = output.writeThrough != nil
     }
 
     func handlerRemoved(context: ChannelHandlerContext) { self.context = nil }
