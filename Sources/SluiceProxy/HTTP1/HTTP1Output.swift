@@ -101,7 +101,7 @@ struct HTTP1Output {
     mutating func flush(context: ChannelHandlerContext) {
         if !unflushed, var bytes = takePending() {
             defer { spare?.keep(bytes) }
-            if let writeThrough, writeThrough.send(&bytes, context: context) { return }
+            if writeThrough?.send(&bytes, context: context) == true { return }
             context.writeAndFlush(NIOAny(bytes), promise: writeThrough?.track(nil, on: context))
             return
         }
