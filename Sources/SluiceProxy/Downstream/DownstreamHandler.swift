@@ -45,6 +45,9 @@ final class DownstreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
     /// Set when a `read` was held back because the upstream could not take more.
     var readPending = false
     var needsFlush = false
+    /// Between a read from the client and its read-complete, which flushes the upstream once
+    /// for everything the read brought (a request head and its end, say).
+    var inClientRead = false
     /// Quiescing (shutdown): close as soon as no request is in progress.
     var closeWhenIdle = false
 
@@ -129,6 +132,7 @@ final class DownstreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
     // MARK: Client → proxy
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        inClientRead = true
         receive(unwrapInboundIn(data), context: context)
     }
 
@@ -160,6 +164,7 @@ final class DownstreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
     /// Not passed on: this (or the HTTP/1 codec that owns it) is the channel's last handler, and
     /// the pipeline's tail does nothing with it.
     func channelReadComplete(context: ChannelHandlerContext) {
+        inClientRead = false
         flushUpstream()
     }
 
@@ -403,7 +408,7 @@ final class DownstreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
             for part in req.buffered { handler.send(part) }
             req.buffered.removeAll()
         }
-        handler.flush()
+        if inClientRead { needsFlush = true } else { handler.flush() }
         let timeout = req.backend.responseTimeout
         deadlines.arm(req, owner: self, in: timeout)
         if conn.channel.isWritable { resumeRead() }

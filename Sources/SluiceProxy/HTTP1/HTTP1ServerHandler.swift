@@ -90,6 +90,7 @@ final class HTTP1ServerHandler: ChannelDuplexHandler, RemovableChannelHandler {
         lastInput = .now()
         let bytes = unwrapInboundIn(data)
         input.append(received: bytes)
+        exchange.inClientRead = true
         process(context: context)
     }
 
