@@ -760,6 +760,38 @@ extension EndToEnd {
         }
     }
 
+    /// A reload that moves a backend to another endpoint sends the next request there, also on
+    /// a client connection kept alive across the reload: its loop's pool still holds an idle
+    /// connection to the old endpoint and remembers it as that backend's last lease (by the
+    /// backend's identity, which a new configuration replaces).
+    @Test func aReloadThatMovesABackendSendsTheNextRequestToItsNewEndpoint() async throws {
+        let route = """
+              - name: web
+                backend: a
+
+            """
+        try await Live.with(route, threads: 1) { live in
+            let env = live.env
+            let c = try live.client()
+            defer { c.close() }
+            for i in 0..<3 {
+                #expect(versionOf(try c.request("GET", "/before?i=\(i)")) == "v1")
+            }
+            let before = env.render(route)
+            let moved = before.replacingOccurrences(
+                of: "a: { version: v1, endpoints: [\"\(env.backends[0].address)\"] }",
+                with: "a: { version: v1, endpoints: [\"\(env.backends[1].address)\"] }")
+            #expect(moved != before, "the fixture's backend line was not found")
+            try env.writeRawByRename(moved)
+            let r = try env.admin("POST", "/reload")
+            #expect(r.status == 200, "\(r)")
+            // Backend `a` is now the test backend that answers as v2.
+            for i in 0..<3 {
+                #expect(versionOf(try c.request("GET", "/after?i=\(i)")) == "v2")
+            }
+        }
+    }
+
     // MARK: 6. Invalid file
 
     @Test func anInvalidFileIsRefusedWithItsPositionAndTheOldTableKeepsServing() async throws {
