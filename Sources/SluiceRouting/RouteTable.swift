@@ -53,6 +53,8 @@ final class RouteBox: Sendable {
     let route: Route
     init(_ route: Route) { self.route = route }
 
+    /// The route's `match` checked in place (written out at the call site, the optimizer
+    /// copied the `RouteMatch` first).
     func matches<F: RequestFacts>(_ facts: F) -> Bool {
         route.match.matches(facts)
     }

@@ -102,7 +102,7 @@ import SluiceRouting
         #expect(out.problem == nil)
         #expect(out.expectsContinue)
         #expect(out.chunked)
-        let upstream = UpstreamRequest(head: head, forwarded: out)
+        let upstream = out
         #expect(upstream.httpHead.headers.map { "\($0.name): \($0.value)" } == [
             "Host: shop.example.com", "traceparent: 00-abc-def-01", "transfer-encoding: chunked",
             "x-forwarded-for: 10.0.0.1, 127.0.0.1", "x-forwarded-proto: http", "x-forwarded-host: shop.example.com",

@@ -246,41 +246,40 @@ final class DownstreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
     private func startRequest(_ head: RequestHead, authority: String?, context: ChannelHandlerContext) {
         let start = NIODeadline.now()
         if clientAddress == nil { clientAddress = context.channel.remoteAddress?.ipAddress ?? "unknown" }
-        let rewritten = HeaderRewrite.forwardRequest(head, clientAddress: clientAddress!, scheme: scheme,
-                                                     authority: authority)
-        if let problem = rewritten.problem {
+        let upstreamHead = HeaderRewrite.forwardRequest(head, clientAddress: clientAddress!, scheme: scheme,
+                                                        authority: authority)
+        if let problem = upstreamHead.problem {
             respondLocally(status: problem.0, message: problem.1, close: true, context: context)
             return
         }
-        let upstreamHead = UpstreamRequest(head: head, forwarded: rewritten)
         let snapshot = store.load()
         guard let decision = snapshot.table.decide(RequestHeadFacts(request: upstreamHead),
                                                    random: &loop.random) else {
             stats.recordUnrouted()
             let target = head.uri.split(separator: "?", maxSplits: 1).first.map(String.init) ?? "/"
-            let hasBody = upstreamHead.forwarded.chunked || (upstreamHead.forwarded.contentLength.map { $0 != "0" } ?? false)
+            let hasBody = upstreamHead.chunked || (upstreamHead.contentLength.map { $0 != "0" } ?? false)
             respondLocally(status: .notFound, message: "no route for \(head.method.rawValue) \(target)",
-                           close: !upstreamHead.forwarded.keepAlive || hasBody, context: context)
+                           close: !upstreamHead.keepAlive || hasBody, context: context)
             return
         }
         let series = snapshot.series[decision.route.index][decision.backend.index]
         // A WebSocket handshake keeps its Upgrade/Connection fields (RFC 9110 §7.8): the proxy
         // takes part in the upgrade and then tunnels bytes. Other upgrades (h2c, ...) are
         // hop-by-hop fields like any other and are dropped.
-        let upgrade = Self.webSocketUpgrade(head, upgradeField: upstreamHead.forwarded.upgrade)
+        let upgrade = Self.webSocketUpgrade(head, upgradeField: upstreamHead.upgrade)
         if let upgrade {
             upstreamHead.extra.append(("connection", "upgrade"))
             upstreamHead.extra.append(("upgrade", upgrade))
         }
-        if head.version.minor >= 1, upstreamHead.forwarded.expectsContinue {
+        if head.version.minor >= 1, upstreamHead.expectsContinue {
             send(.head(HTTPResponseHead(version: head.version, status: .continue)))
             flushClient()
         }
         request = RequestState(
             snapshot: snapshot, decision: decision, series: series, start: start,
             isHEAD: head.method.isHEAD, clientIsHTTP10: head.version == .http1_0, upstreamHead: upstreamHead,
-            keepAlive: upstreamHead.forwarded.keepAlive && !closeWhenIdle,
-            bodyless: !upstreamHead.forwarded.chunked && (upstreamHead.forwarded.contentLength ?? "0") == "0")
+            keepAlive: upstreamHead.keepAlive && !closeWhenIdle,
+            bodyless: !upstreamHead.chunked && (upstreamHead.contentLength ?? "0") == "0")
         stats.adjustInflight(series: series, by: 1)
         request!.upgrade = upgrade
         // WebSockets are never mirrored.
@@ -331,7 +330,7 @@ final class DownstreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
             return nil
         }
         guard let policy = snapshot.table.routes[decision.route.index].mirror else { return nil }
-        let declared = upstream.forwarded.contentLength.flatMap(Int.init) ?? 0
+        let declared = upstream.contentLength.flatMap(Int.init) ?? 0
         guard declared <= policy.maxBodyBytes else {
             stats.recordMirror(series: series, result: .dropped)
             return nil

@@ -29,85 +29,20 @@ enum HeaderRewrite {
         FieldName.classify(bytes) ?? .other
     }
 
-    /// What the header pass learned about a client's request, and which fields go on.
-    /// A class: built in `forwardRequest`'s closure and returned, a struct of strings was
-    /// copied out and the original destroyed (a retain and a release per reference inside).
-    final class ForwardedRequest {
-        /// A framing or Host problem: the status and message of the 400 to answer with.
-        var problem: (HTTPResponseStatus, String)?
-        var expectsContinue = false
-        var chunked = false
-        var contentLength: String?
-        /// The first `Host` field (its value is read as a string only when something asks:
-        /// routing on hosts, an HTTP/2 backend, a mirror).
-        var hostField: FieldBlock.Field?
-        /// The host of an absolute-form request target: it replaces the client's Host fields.
-        var authority: String?
-        /// The client wants the connection kept open (RFC 9112 §9.3).
-        var keepAlive = true
-        /// The `Upgrade` value, when `Connection` lists `upgrade` (the field is not forwarded
-        /// unless the exchange decides to take part in the upgrade).
-        var upgrade: String?
-        /// The `Connection` tokens: fields it lists are hop-by-hop too.
-        var connection = ConnectionTokens()
-        /// Where the first `Content-Length` field starts: several agreeing ones become one.
-        var firstLength: Int32 = -1
-        /// The request target named the host (absolute-form): the client's Host fields are
-        /// replaced by it.
-        var replacesHost: Bool { authority != nil }
-        /// The client's own `X-Forwarded-For` values (joined), which the proxy's value extends.
-        var priorForwardedFor: String?
-        /// Who sent the request and how (`x-forwarded-for`, `x-forwarded-proto`).
-        var clientAddress = ""
-        var scheme = ""
-
-        /// Whether the client's `field` is forwarded: not hop-by-hop (the fixed list, whatever
-        /// `Connection` names), not `Expect` (answered here) or `Transfer-Encoding` (re-stated),
-        /// not an `x-forwarded-*` the proxy sets itself.
-        func keeps(_ field: FieldBlock.Field, in bytes: UnsafeRawBufferPointer) -> Bool {
-            switch field.kind {
-            case .other, .grpcStatus: return !connection.listsAny || !connection.lists(bytes: bytes.name(field))
-            case .host: return !replacesHost
-            case .contentLength: return field.nameStart == firstLength
-            case .hopByHop, .upgrade, .connection, .transferEncoding, .expect, .forwardedFor, .forwardedProto, .forwardedHost:
-                return false
-            }
-        }
-
-        /// The request's host: the absolute-form target's, or the first Host field's value.
-        func host(in block: FieldBlock) -> String? {
-            authority ?? hostField.map(block.value)
-        }
-
-        /// The proxy's own fields, after the client's kept ones: the Host of an absolute-form
-        /// target, framing re-stated, `x-forwarded-*` (Sluice is the edge). `HTTP1Writer`
-        /// writes the same fields in the same order without building this list.
-        func proxyFields(in block: FieldBlock) -> [(String, String)] {
-            let host = host(in: block)
-            var fields: [(String, String)] = []
-            if let authority { fields.append(("host", authority)) }
-            if chunked { fields.append(("transfer-encoding", "chunked")) }
-            fields.append(("x-forwarded-for", priorForwardedFor.map { "\($0), \(clientAddress)" } ?? clientAddress))
-            fields.append(("x-forwarded-proto", scheme))
-            if let host { fields.append(("x-forwarded-host", host)) }
-            return fields
-        }
-    }
-
     /// One pass over a client's request fields: hop-by-hop fields out, `Expect` answered by the
     /// proxy (so dropped), `x-forwarded-for` appended, `-proto` and `-host` set (Sluice is the
     /// edge), framing re-stated explicitly. Also checks the RFC 9112 rules a parser may leave to
     /// us (no CL+TE, TE ending in chunked, one Host on HTTP/1.1). Nothing is copied: the writer
-    /// copies the kept lines (`ForwardedRequest.keeps`) and then the proxy's own fields
-    /// (`ForwardedRequest.proxyFields`).
+    /// copies the kept lines (`UpstreamRequest.keeps`) and then the proxy's own fields
+    /// (`UpstreamRequest.proxyFields`).
     ///
     /// `authority`: the host of an absolute-form request target (RFC 9112 §3.2.2: it replaces
     /// any Host field, which is then not checked either).
     static func forwardRequest(_ head: RequestHead, clientAddress: String, scheme: String,
-                               authority: String? = nil) -> ForwardedRequest {
+                               authority: String? = nil) -> UpstreamRequest {
         let block = head.fields
-        return block.withBytes { bytes -> ForwardedRequest in
-            let out = ForwardedRequest()
+        return block.withBytes { bytes -> UpstreamRequest in
+            let out = UpstreamRequest(head: head)
             out.clientAddress = clientAddress
             out.scheme = scheme
             var hostCount = 0
@@ -286,5 +221,40 @@ enum HeaderRewrite {
     /// (framed, or a response that has no body: to HEAD, 204, 304).
     static func upstreamReusable(status: HTTPResponseStatus, keepAlive: Bool, framed: Bool, requestWasHEAD: Bool) -> Bool {
         keepAlive && (framed || requestWasHEAD || status.code == 204 || status.code == 304)
+    }
+}
+
+/// Which of a client's fields go on, and the proxy's own (the rules of `HeaderRewrite`).
+extension UpstreamRequest {
+    /// Whether the client's `field` is forwarded: not hop-by-hop (the fixed list, whatever
+    /// `Connection` names), not `Expect` (answered here) or `Transfer-Encoding` (re-stated),
+    /// not an `x-forwarded-*` the proxy sets itself.
+    func keeps(_ field: FieldBlock.Field, in bytes: UnsafeRawBufferPointer) -> Bool {
+        switch field.kind {
+        case .other, .grpcStatus: return !connection.listsAny || !connection.lists(bytes: bytes.name(field))
+        case .host: return !replacesHost
+        case .contentLength: return field.nameStart == firstLength
+        case .hopByHop, .upgrade, .connection, .transferEncoding, .expect, .forwardedFor, .forwardedProto, .forwardedHost:
+            return false
+        }
+    }
+
+    /// The request's host: the absolute-form target's, or the first Host field's value.
+    func host(in block: FieldBlock) -> String? {
+        authority ?? hostField.map(block.value)
+    }
+
+    /// The proxy's own fields, after the client's kept ones: the Host of an absolute-form
+    /// target, framing re-stated, `x-forwarded-*` (Sluice is the edge). `HTTP1Writer`
+    /// writes the same fields in the same order without building this list.
+    func proxyFields(in block: FieldBlock) -> [(String, String)] {
+        let host = host(in: block)
+        var fields: [(String, String)] = []
+        if let authority { fields.append(("host", authority)) }
+        if chunked { fields.append(("transfer-encoding", "chunked")) }
+        fields.append(("x-forwarded-for", priorForwardedFor.map { "\($0), \(clientAddress)" } ?? clientAddress))
+        fields.append(("x-forwarded-proto", scheme))
+        if let host { fields.append(("x-forwarded-host", host)) }
+        return fields
     }
 }

@@ -167,17 +167,16 @@ enum HTTP1Writer {
 
     /// A request head for a backend from the client's head: the request line (always HTTP/1.1),
     /// the kept field lines copied as bytes, then the proxy's own fields (the same as
-    /// `ForwardedRequest.proxyFields`, written without building that list) and `extra`. The
+    /// `UpstreamRequest.proxyFields`, written without building that list) and `extra`. The
     /// framing is what the header pass re-stated. One capacity check for the whole head.
     static func writeRequestHead(_ request: UpstreamRequest, into buffer: inout ByteBuffer) -> BodyFraming {
-        let forwarded = request.forwarded
         let block = request.fields
         let method = commonMethod(request.method)
-        let authority = forwarded.authority?.utf8.count ?? 0
+        let authority = request.authority?.utf8.count ?? 0
         // The target and the Host value (for x-forwarded-host) are within the block's bytes.
         var bound = (method?.utf8CodeUnitCount ?? request.method.rawValue.utf8.count) + request.uri.utf8.count
-            + 2 * block.lineBound + 2 * authority + (forwarded.priorForwardedFor?.utf8.count ?? 0)
-            + forwarded.clientAddress.utf8.count + forwarded.scheme.utf8.count + 160
+            + 2 * block.lineBound + 2 * authority + (request.priorForwardedFor?.utf8.count ?? 0)
+            + request.clientAddress.utf8.count + request.scheme.utf8.count + 160
         for (name, value) in request.extra { bound += name.utf8.count + value.utf8.count + 4 }
         RawOut.write(into: &buffer, atMost: bound) { out in
             block.withBytes { bytes in
@@ -189,22 +188,22 @@ enum HTTP1Writer {
                     out.put(request.uri)
                 }
                 out.put(" HTTP/1.1\r\n")
-                for field in block.fields where forwarded.keeps(field, in: bytes) {
+                for field in block.fields where request.keeps(field, in: bytes) {
                     out.field(bytes.name(field), bytes.value(field))
                 }
-                if let authority = forwarded.authority { out.field(named: "host: ", authority) }
-                if forwarded.chunked { out.put("transfer-encoding: chunked\r\n") }
+                if let authority = request.authority { out.field(named: "host: ", authority) }
+                if request.chunked { out.put("transfer-encoding: chunked\r\n") }
                 out.put("x-forwarded-for: ")
-                if let prior = forwarded.priorForwardedFor {
+                if let prior = request.priorForwardedFor {
                     out.put(prior)
                     out.put(", ")
                 }
-                out.put(forwarded.clientAddress)
+                out.put(request.clientAddress)
                 out.put("\r\n")
-                out.field(named: "x-forwarded-proto: ", forwarded.scheme)
-                if let authority = forwarded.authority {
+                out.field(named: "x-forwarded-proto: ", request.scheme)
+                if let authority = request.authority {
                     out.field(named: "x-forwarded-host: ", authority)
-                } else if let host = forwarded.hostField {
+                } else if let host = request.hostField {
                     out.put("x-forwarded-host: ")
                     out.put(bytes.value(host))
                     out.put("\r\n")
@@ -213,8 +212,8 @@ enum HTTP1Writer {
             for (name, value) in request.extra { out.field(name, value) }
             out.put("\r\n")
         }
-        if forwarded.chunked { return .chunked }
-        return forwarded.contentLength == nil ? .none : .raw
+        if request.chunked { return .chunked }
+        return request.contentLength == nil ? .none : .raw
     }
 
     /// The common methods as literals (`HTTPMethod.rawValue` is a switch that builds a string).

@@ -59,35 +59,65 @@ final class RequestHead {
     }
 }
 
-/// The request head as it goes to a backend: the client's kept field lines (`forwarded.keeps`)
-/// followed by the proxy's own fields (`forwarded.proxyFields`, then `extra`). Always HTTP/1.1
-/// on the wire. A class: it is kept by the exchange (a retry sends it again) and handed to the
-/// codec, and as a struct of this size every hand-over was a copy with a retain per reference
-/// inside.
+/// The request head as it goes to a backend, made by the header pass
+/// (`HeaderRewrite.forwardRequest`): the client's kept field lines (`keeps`) followed by the
+/// proxy's own fields (`proxyFields`, then `extra`), and what the pass learned on the way.
+/// Always HTTP/1.1 on the wire. A class: it is kept by the exchange (a retry sends it again) and
+/// handed to the codec, and as a struct of this size every hand-over was a copy with a retain
+/// per reference inside. (The pass's findings were an object of their own, one allocation more
+/// per request.)
 final class UpstreamRequest {
-    /// The client's head (method, origin-form target, the fields `forwarded.keeps`).
+    /// The client's head (method, origin-form target, the fields `keeps`).
     let head: RequestHead
-    let forwarded: HeaderRewrite.ForwardedRequest
     /// Fields the exchange adds after the proxy's own (a WebSocket handshake's upgrade fields).
     var extra: [(String, String)] = []
 
-    init(head: RequestHead, forwarded: HeaderRewrite.ForwardedRequest) {
+    // What the header pass learned.
+
+    /// A framing or Host problem: the status and message of the 400 to answer with.
+    var problem: (HTTPResponseStatus, String)?
+    var expectsContinue = false
+    var chunked = false
+    var contentLength: String?
+    /// The first `Host` field (its value is read as a string only when something asks:
+    /// routing on hosts, an HTTP/2 backend, a mirror).
+    var hostField: FieldBlock.Field?
+    /// The host of an absolute-form request target: it replaces the client's Host fields.
+    var authority: String?
+    /// The client wants the connection kept open (RFC 9112 §9.3).
+    var keepAlive = true
+    /// The `Upgrade` value, when `Connection` lists `upgrade` (the field is not forwarded
+    /// unless the exchange decides to take part in the upgrade).
+    var upgrade: String?
+    /// The `Connection` tokens: fields it lists are hop-by-hop too.
+    var connection = HeaderRewrite.ConnectionTokens()
+    /// Where the first `Content-Length` field starts: several agreeing ones become one.
+    var firstLength: Int32 = -1
+    /// The request target named the host (absolute-form): the client's Host fields are
+    /// replaced by it.
+    var replacesHost: Bool { authority != nil }
+    /// The client's own `X-Forwarded-For` values (joined), which the proxy's value extends.
+    var priorForwardedFor: String?
+    /// Who sent the request and how (`x-forwarded-for`, `x-forwarded-proto`).
+    var clientAddress = ""
+    var scheme = ""
+
+    init(head: RequestHead) {
         self.head = head
-        self.forwarded = forwarded
     }
 
     var method: HTTPMethod { head.method }
     var uri: String { head.uri }
     var fields: FieldBlock { head.fields }
-    /// The host the request names (`ForwardedRequest.host(in:)`).
-    var host: String? { forwarded.host(in: head.fields) }
+    /// The host the request names (`host(in:)`).
+    var host: String? { host(in: head.fields) }
 
     /// As NIO's head: for an HTTP/2 backend's stream codec and for shadow copies.
     var httpHead: HTTPRequestHead {
         var list: [(String, String)] = fields.withBytes { bytes in
-            fields.fields.filter { forwarded.keeps($0, in: bytes) }
+            fields.fields.filter { keeps($0, in: bytes) }
         }.map { (fields.name($0), fields.value($0)) }
-        list.append(contentsOf: forwarded.proxyFields(in: fields))
+        list.append(contentsOf: proxyFields(in: fields))
         list.append(contentsOf: extra)
         return HTTPRequestHead(version: .http1_1, method: method, uri: uri, headers: HTTPHeaders(list))
     }
