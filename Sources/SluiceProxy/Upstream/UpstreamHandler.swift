@@ -260,7 +260,7 @@ final class UpstreamConnection {
     let handler: UpstreamHandler
     /// Its endpoint in the pool that opened it, which outlives every connection it opens
     /// (`release` finds it here without comparing addresses).
-    unowned(unsafe) let endpoint: Endpoint
+    unowned(unsafe) let endpoint: UpstreamPool.Endpoint
     var address: SocketAddress { endpoint.address }
     /// Requests this connection has carried (a reused connection may have been closed by the
     /// backend while idle, which makes a bodyless request safe to retry once).
@@ -268,7 +268,7 @@ final class UpstreamConnection {
     /// An HTTP/2 stream (single-use), not a keep-alive connection.
     let isStream: Bool
 
-    init(channel: Channel, handler: UpstreamHandler, endpoint: Endpoint, isStream: Bool = false) {
+    init(channel: Channel, handler: UpstreamHandler, endpoint: UpstreamPool.Endpoint, isStream: Bool = false) {
         self.channel = channel
         self.handler = handler
         self.endpoint = endpoint

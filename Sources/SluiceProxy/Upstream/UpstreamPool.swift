@@ -249,38 +249,40 @@ final class UpstreamPool {
 @available(*, unavailable)
 extension UpstreamPool: Sendable {}
 
-/// One endpoint's idle connections, connects in flight and waiting requests (a class, so
-/// taking and returning one mutates in place). A pool keeps each of its endpoints as long as
-/// it lives.
-final class Endpoint {
-    let address: SocketAddress
-    var connections: [UpstreamConnection] = []
-    var connecting = 0
-    /// Connections open (in use or idle), counted from connect to close.
-    var open = 0
-    /// This loop's share of the backend's `maxConnections`, as last asked for.
-    var limit = BackendSpec.defaultMaxConnections
-    /// Waiting requests, oldest first from `waitersHead` (a FIFO without shifting the array).
-    private var waiters: [WeakWaiter] = []
-    private var waitersHead = 0
-    init(_ address: SocketAddress) { self.address = address }
+extension UpstreamPool {
+    /// One endpoint's idle connections, connects in flight and waiting requests (a class, so
+    /// taking and returning one mutates in place). A pool keeps each of its endpoints as long as
+    /// it lives.
+    final class Endpoint {
+        let address: SocketAddress
+        var connections: [UpstreamConnection] = []
+        var connecting = 0
+        /// Connections open (in use or idle), counted from connect to close.
+        var open = 0
+        /// This loop's share of the backend's `maxConnections`, as last asked for.
+        var limit = BackendSpec.defaultMaxConnections
+        /// Waiting requests, oldest first from `waitersHead` (a FIFO without shifting the array).
+        private var waiters: [WeakWaiter] = []
+        private var waitersHead = 0
+        init(_ address: SocketAddress) { self.address = address }
 
-    fileprivate func enqueue(_ waiter: ConnectionWaiter) {
-        waiters.append(WeakWaiter(waiter))
-    }
-
-    /// The first queued waiter that still exists (a request whose client left is dropped).
-    fileprivate func nextWaiter() -> ConnectionWaiter? {
-        while waitersHead < waiters.count {
-            let first = waiters[waitersHead].waiter
-            waitersHead += 1
-            if waitersHead == waiters.count {
-                waiters.removeAll(keepingCapacity: true)
-                waitersHead = 0
-            }
-            if let first { return first }
+        fileprivate func enqueue(_ waiter: ConnectionWaiter) {
+            waiters.append(WeakWaiter(waiter))
         }
-        return nil
+
+        /// The first queued waiter that still exists (a request whose client left is dropped).
+        fileprivate func nextWaiter() -> ConnectionWaiter? {
+            while waitersHead < waiters.count {
+                let first = waiters[waitersHead].waiter
+                waitersHead += 1
+                if waitersHead == waiters.count {
+                    waiters.removeAll(keepingCapacity: true)
+                    waitersHead = 0
+                }
+                if let first { return first }
+            }
+            return nil
+        }
     }
 }
 
