@@ -23,6 +23,9 @@ struct HTTP1Output {
     var spare: SpareBuffer?
     /// The connection's socket, when pending bytes may be sent to it directly.
     var writeThrough: SocketWriteThrough?
+    /// The codec is its socket channel's only handler (what `writeThrough` rests on), so its
+    /// reads may go to the channel directly as well (`readAsOnlyHandler`).
+    var ownsSocket: Bool { writeThrough != nil }
     private(set) var framing = BodyFraming.none
     private var pending: ByteBuffer?
     /// Bytes were handed to the channel since the last flush (an empty flush still walks the

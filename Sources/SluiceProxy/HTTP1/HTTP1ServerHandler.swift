@@ -153,7 +153,7 @@ final class HTTP1ServerHandler: ChannelDuplexHandler, RemovableChannelHandler {
             exchange.readPending = true
         } else if input != nil && responsePending {
             readHeldForPipelining = true
-        } else if writesThrough {
+        } else if output.ownsSocket {
             context.readAsOnlyHandler()
         } else {
             context.read()

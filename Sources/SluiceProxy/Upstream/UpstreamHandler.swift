@@ -133,7 +133,7 @@ final class HTTP1UpstreamHandler: UpstreamHandler, ChannelDuplexHandler, Removab
     func handlerAdded(context: ChannelHandlerContext) {
         self.context = context
         output.writeThrough = .socket(under: context)
-        onlyHandler = output.writeThrough != nil
+        onlyHandler = output.ownsSocket
     }
 
     func handlerRemoved(context: ChannelHandlerContext) { self.context = nil }
