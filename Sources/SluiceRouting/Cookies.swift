@@ -11,20 +11,15 @@
 ///   with an empty name is skipped;
 /// - names are case-sensitive and whole: `beta2=1` is not the cookie `beta`.
 enum CookieHeader {
-    /// The value of the first cookie called `name` in `lines` (each one `Cookie` field value).
-    static func value(named name: String, in lines: [String]) -> Substring? {
-        for line in lines {
-            if let value = value(named: name, in: line) { return value }
+    /// `body` applied to the bytes of the first cookie called `name` in the request's `Cookie`
+    /// fields; nil when there is none. Read in place: neither the lines nor the value are copied.
+    static func value<F: RequestFacts, T>(named name: String, in facts: F,
+                                          _ body: (UnsafeBufferPointer<UInt8>) -> T) -> T? {
+        name.withUTF8Bytes { name in
+            facts.firstHeaderValue("cookie") { line in
+                valueRange(named: name, in: line).map { body(UnsafeBufferPointer(rebasing: line[$0])) }
+            }
         }
-        return nil
-    }
-
-    /// The value of the first cookie called `name` in one `Cookie` field value.
-    static func value(named name: String, in line: String) -> Substring? {
-        let found = line.withUTF8Bytes { bytes in
-            name.withUTF8Bytes { name in valueRange(named: name, in: bytes) }
-        }
-        return found.map { line.utf8Slice($0) }
     }
 
     /// The byte range of the value of the first cookie called `name` in `bytes`.

@@ -7,18 +7,18 @@ extension Route {
     /// that id's bucket, and `assignCookie` is set so the client keeps it. A cookie is assigned
     /// only when a split is consulted: a rule that names one backend needs no bucket.
     func resolve<F: RequestFacts, R: RandomNumberGenerator>(
-        _ target: Target, for facts: F, cookies: inout CookieLines, random: inout R,
+        _ target: Target, for facts: F, random: inout R,
         assignCookie: inout CookieAssignment?
     ) -> BackendID {
         switch target {
         case .backend(let id):
             return id
         case .blueGreen(let pair):
-            return facts.headerValues(pair.previewHeader).isEmpty ? pair.active : pair.preview
+            return facts.firstHeaderValue(pair.previewHeader) { _ in true } == nil ? pair.active : pair.preview
         case .split(let split):
             guard let sticky else { return split.pick(random: &random) }
-            if let key = stickyKey(for: facts, cookies: &cookies) {
-                return split.backend(forBucket: stickyBucket(key: key))
+            if let bucket = stickyBucket(for: facts) {
+                return split.backend(forBucket: bucket)
             }
             if sticky.assign, case .cookie(let name) = sticky.key {
                 let id = StickyHash.newID(using: &random)

@@ -31,19 +31,18 @@ extension RouteTable {
 extension Route {
     /// Steps 2–4 of `RouteTable.decide` for a request that this route's `match` fits.
     func decide<F: RequestFacts, R: RandomNumberGenerator>(_ facts: F, id: RouteID, random: inout R) -> Decision {
-        var cookies = CookieLines()
         var decision = Decision(route: id, backend: BackendID(0))
         var ruleIndex: Int? = nil
-        for index in rules.indices where rules[index].holds(for: facts, cookies: &cookies) {
+        for index in rules.indices where rules[index].holds(for: facts) {
             ruleIndex = index
             break
         }
         decision.rule = ruleIndex
         if let ruleIndex {
-            decision.backend = resolve(rules[ruleIndex].target, for: facts, cookies: &cookies,
+            decision.backend = resolve(rules[ruleIndex].target, for: facts,
                                        random: &random, assignCookie: &decision.assignCookie)
         } else {
-            decision.backend = resolve(target, for: facts, cookies: &cookies,
+            decision.backend = resolve(target, for: facts,
                                        random: &random, assignCookie: &decision.assignCookie)
         }
         if let mirror, mirror.shouldMirror(method: facts.method, random: &random) {

@@ -57,8 +57,13 @@ public enum StickyHash {
     static func bucket<K: StringProtocol>(seed: UInt64, key: K) -> Int {
         // Over the contiguous UTF-8 when there is some (a native string or substring): walking a
         // substring's UTF8View byte by byte cost ~40 instructions a byte. Same bytes, same hash.
-        let hash = key.utf8.withContiguousStorageIfAvailable { fnv1a64($0, from: seed) } ?? fnv1a64(key.utf8, from: seed)
-        return Int(mix64(hash) % UInt64(bucketCount))
+        key.utf8.withContiguousStorageIfAvailable { bucket(seed: seed, bytes: $0) }
+            ?? Int(mix64(fnv1a64(key.utf8, from: seed)) % UInt64(bucketCount))
+    }
+
+    /// The bucket of a key given as its UTF-8 bytes.
+    static func bucket(seed: UInt64, bytes: UnsafeBufferPointer<UInt8>) -> Int {
+        Int(mix64(fnv1a64(bytes, from: seed)) % UInt64(bucketCount))
     }
 
     /// A new sticky id for a client that has none: 16 lowercase hex digits of one
@@ -76,18 +81,23 @@ public enum StickyHash {
 }
 
 extension Route {
-    /// The sticky key of the request, if the route is sticky and the request carries a
-    /// non-empty one: the cookie's value, or the first value of the header. An empty value is no
-    /// identity (every such client would share one bucket), so it counts as absent.
-    func stickyKey<F: RequestFacts>(for facts: F, cookies: inout CookieLines) -> Substring? {
+    /// The sticky bucket of the request, if the route is sticky and the request carries a
+    /// non-empty key: the cookie's value, or the first value of the header. An empty value is no
+    /// identity (every such client would share one bucket), so it counts as absent. The key is
+    /// hashed where it lies in the request (`StickyHash.bucket(seed:bytes:)`).
+    func stickyBucket<F: RequestFacts>(for facts: F) -> Int? {
         guard let sticky else { return nil }
-        let key: Substring?
-        switch sticky.key {
-        case .cookie(let name): key = cookies.value(named: name, in: facts)
-        case .header(let name): key = facts.headerValues(name).first?[...]
+        // The closures capture the seed alone: capturing `self` copied the whole route.
+        let seed = stickySeed
+        func bucket(_ key: UnsafeBufferPointer<UInt8>) -> Int? {
+            key.isEmpty ? nil : StickyHash.bucket(seed: seed, bytes: key)
         }
-        guard let key, !key.isEmpty else { return nil }
-        return key
+        let found: Int??
+        switch sticky.key {
+        case .cookie(let name): found = CookieHeader.value(named: name, in: facts) { bucket($0) }
+        case .header(let name): found = facts.firstHeaderValue(name) { .some(bucket($0)) }
+        }
+        return found ?? nil
     }
 
     /// The sticky bucket of `key` on this route (`StickyHash.bucket(route: name, key: key)`).

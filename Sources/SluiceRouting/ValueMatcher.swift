@@ -40,12 +40,24 @@ public struct CompiledRegex: Sendable {
     }
 
     public func matches(_ value: String) -> Bool {
-        if let literals, value.utf8.allSatisfy({ $0 >= 0x20 && $0 < 0x7F }) {
+        if let literals, value.utf8.allSatisfy(Self.isPrintableASCII) {
             return literals.contains { ASCII.equal(value[...], $0) }
         }
         let range = NSRange(value.startIndex..<value.endIndex, in: value)
         return regex.firstMatch(in: value, options: [], range: range) != nil
     }
+
+    /// `matches(_:)` for UTF-8 bytes (a header or cookie value in place): a `String` is made
+    /// only when the regex engine has to run.
+    func matches(_ value: UnsafeBufferPointer<UInt8>) -> Bool {
+        if let literals, value.allSatisfy(Self.isPrintableASCII) {
+            return literals.contains { $0.withUTF8Bytes { ASCII.equal(value, 0..<value.count, $0) } }
+        }
+        return matches(String(decoding: value, as: UTF8.self))
+    }
+
+    @inline(__always)
+    private static func isPrintableASCII(_ byte: UInt8) -> Bool { byte >= 0x20 && byte < 0x7F }
 
     /// The words of an anchored alternation of plain words, or nil for any other pattern.
     static func literalAlternatives(_ pattern: String) -> [String]? {

@@ -4,7 +4,8 @@ import Testing
 @Suite("Cookie header scanning")
 struct CookieTests {
     func value(_ name: String, _ lines: String...) -> String? {
-        CookieHeader.value(named: name, in: lines).map(String.init)
+        let facts = StaticRequestFacts(headers: lines.map { (name: "Cookie", value: $0) })
+        return CookieHeader.value(named: name, in: facts) { String(decoding: $0, as: UTF8.self) }
     }
 
     @Test func wellFormedPairs() {

@@ -120,6 +120,15 @@ struct StickyTests {
         let byHeader = table(Route(name: "checkout", target: .split(Split(backends: [v1, v2], weights: [50, 50])),
                                    sticky: Sticky(key: .header("x-user-id"), assign: true)))
         #expect(byHeader.decide(facts(), drawing: [low])?.assignCookie == nil, "a header key is never assigned")
+        // The key is the FIRST cookie called uid / the first value of the header: when that one
+        // is empty, a later one does not stand in for it.
+        // (Both draws are tried: a request routed by alice's bucket would get one backend for both.)
+        for (table, request) in [(t, facts("GET", "/", [("cookie", "uid="), ("cookie", "uid=alice")])),
+                                 (t, facts("GET", "/", [("cookie", "uid=; uid=alice")])),
+                                 (byHeader, facts("GET", "/", [("x-user-id", ""), ("x-user-id", "alice")]))] {
+            #expect(table.decide(request, drawing: [low])?.backend == v1)
+            #expect(table.decide(request, drawing: [high])?.backend == v2)
+        }
     }
 
     @Test func assignedCookieSticksToTheVersionItWasRoutedTo() throws {

@@ -17,7 +17,8 @@ struct ValueMatcherTests {
     }
 
     /// Every pattern × value gives the same answer as `NSRegularExpression` itself, including
-    /// values the fast path must leave to the engine (a trailing newline, which `$` accepts).
+    /// values the fast path must leave to the engine (a trailing newline, which `$` accepts),
+    /// whether the value comes as a `String` or as its UTF-8 bytes.
     @Test func fastPathAgreesWithTheRegexEngine() throws {
         let patterns = ["^(1|true)$", "^(?:canary|b-2|x_y)$", "^beta$", "^(A|a)$", "^a|b$"]
         let values = ["", "1", "true", "True", "TRUE", "1 ", " 1", "11", "true\n", "true\r\n", "truex", "xtrue",
@@ -28,6 +29,9 @@ struct ValueMatcherTests {
             for value in values {
                 let expected = engine.firstMatch(in: value, range: NSRange(value.startIndex..<value.endIndex, in: value)) != nil
                 #expect(compiled.matches(value) == expected, "\(pattern) on \(value.debugDescription)")
+                // The same value as bytes in place (how header and cookie values are matched).
+                var bytes = value
+                #expect(bytes.withUTF8 { compiled.matches($0) } == expected, "\(pattern) on bytes of \(value.debugDescription)")
             }
         }
     }

@@ -29,4 +29,8 @@ struct RequestHeadFacts: RequestFacts {
     func headerValues(_ lowercasedName: String) -> [String] {
         head.fields.values(of: lowercasedName)
     }
+
+    func firstHeaderValue<T>(_ lowercasedName: String, _ body: (UnsafeBufferPointer<UInt8>) -> T?) -> T? {
+        head.fields.firstValue(of: lowercasedName, body)
+    }
 }

@@ -186,15 +186,25 @@ struct FieldBlock {
 
     /// The values of every field called `lowercasedName` (ASCII case-insensitive), in order.
     func values(of lowercasedName: String) -> [String] {
+        var values: [String] = []
+        _ = firstValue(of: lowercasedName) { (value: UnsafeBufferPointer<UInt8>) -> Void? in
+            values.append(String(decoding: value, as: UTF8.self))
+            return nil
+        }
+        return values
+    }
+
+    /// `body` applied to the bytes of each field called `lowercasedName` (ASCII
+    /// case-insensitive), in order, until it returns something (`RequestFacts.firstHeaderValue`).
+    func firstValue<T>(of lowercasedName: String, _ body: (UnsafeBufferPointer<UInt8>) -> T?) -> T? {
         let length = Int32(truncatingIfNeeded: lowercasedName.utf8.count)
         return withBytes { bytes in
-            var values: [String] = []
             // Lengths first: most fields are ruled out without comparing a byte.
             for field in fields where field.nameCount == length
                 && bytes.name(field).equalsIgnoringCase(lowercased: lowercasedName) {
-                values.append(String(decoding: bytes.value(field), as: UTF8.self))
+                if let result = body(bytes.value(field).assumingMemoryBound(to: UInt8.self)) { return result }
             }
-            return values
+            return nil
         }
     }
 }
