@@ -1,3 +1,5 @@
+import Foundation
+
 /// Finds one cookie in `Cookie` request headers without parsing the rest.
 ///
 /// The grammar is RFC 6265 §4.2.1, `cookie-pair *( ";" SP cookie-pair )`, read leniently as
@@ -23,20 +25,27 @@ enum CookieHeader {
     }
 
     /// The byte range of the value of the first cookie called `name` in `bytes`.
+    ///
+    /// Pair by pair: each pair's end is found with `memchr` (a browser's Cookie line can run to
+    /// kilobytes of analytics cookies), and only a pair that starts with `name` is looked into.
+    /// `name` is a token (RFC 9110 §5.6.2; the config refuses anything else), so it holds no
+    /// `=`, `;` or whitespace.
     static func valueRange(named name: UnsafeBufferPointer<UInt8>, in bytes: UnsafeBufferPointer<UInt8>) -> Range<Int>? {
+        // Pairs with an empty name are skipped, so an empty name is never found.
+        guard !name.isEmpty, let base = bytes.baseAddress else { return nil }
         let end = bytes.count
         var pairStart = 0
         while pairStart < end {
-            var pairEnd = pairStart
-            var equals = -1
-            while pairEnd < end, bytes[pairEnd] != UInt8(ascii: ";") {
-                if equals < 0, bytes[pairEnd] == UInt8(ascii: "=") { equals = pairEnd }
-                pairEnd += 1
-            }
-            let nameRange = trimmed(bytes, pairStart..<(equals < 0 ? pairEnd : equals))
-            if !nameRange.isEmpty, ASCII.equal(bytes, nameRange, name) {
-                guard equals >= 0 else { return pairEnd..<pairEnd }
-                return unquoted(bytes, trimmed(bytes, (equals + 1)..<pairEnd))
+            let pairEnd = memchr(base + pairStart, Int32(UInt8(ascii: ";")), end - pairStart)
+                .map { UnsafePointer($0.assumingMemoryBound(to: UInt8.self)) - base } ?? end
+            var at = pairStart
+            while at < pairEnd, ASCII.isWhitespace(bytes[at]) { at += 1 }
+            if pairEnd - at >= name.count, ASCII.equal(bytes, at..<(at + name.count), name) {
+                at += name.count
+                while at < pairEnd, ASCII.isWhitespace(bytes[at]) { at += 1 }
+                // The name alone is the name with the empty value; a longer name is another cookie.
+                if at == pairEnd { return pairEnd..<pairEnd }
+                if bytes[at] == UInt8(ascii: "=") { return unquoted(bytes, trimmed(bytes, (at + 1)..<pairEnd)) }
             }
             pairStart = pairEnd + 1
         }

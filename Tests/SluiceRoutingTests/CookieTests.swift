@@ -50,6 +50,15 @@ struct CookieTests {
         #expect(value("beta2", "beta=1") == nil)
         #expect(value("Beta", "beta=1") == nil)
         #expect(value("beta", "Beta=1; beta=2") == "2")
+        #expect(value("a", "a b=1; a=2") == "2", "the pair's name is `a b`")
+        #expect(value("beta", "beta x") == nil)
+    }
+
+    @Test func aLongLineIsSearchedToItsEnd() {
+        let analytics = (0..<200).map { "_ga\($0)=GA1.2.\($0 * 7919)" }.joined(separator: "; ")
+        #expect(value("uid", analytics + "; uid=alice") == "alice")
+        #expect(value("uid", analytics) == nil)
+        #expect(value("_ga199", analytics) == "GA1.2.\(199 * 7919)")
     }
 
     @Test func everyLineIsSearchedAndTheFirstOccurrenceWins() {
