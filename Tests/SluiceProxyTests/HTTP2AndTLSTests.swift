@@ -79,6 +79,39 @@ struct HTTP2AndTLS {
         }
     }
 
+    /// An HTTP/2 client may split its cookies over several `cookie` fields (RFC 9113 §8.2.3):
+    /// cookie rules and a sticky cookie key find theirs in any of them, as in one HTTP/1.1 line.
+    @Test func cookieRulesAndStickyKeysReadEveryHTTP2CookieField() async throws {
+        try await Harness.withTwoVersions(route: """
+            rules:
+              - when: { cookies: { beta: "1" } }
+                backend: b
+            split: { a: 50, b: 50 }
+            sticky: { cookie: uid }
+            """, listener: ListenerSpec(address: any, h2c: true)) { h in
+            /// The version that answered a request carrying `fields` as separate cookie fields.
+            func version(_ fields: [String]) throws -> String? {
+                let r = try run("/usr/bin/curl", ["-s", "-o", "/dev/null", "-D", "-", "--max-time", "10",
+                                                  "--http2-prior-knowledge"]
+                                + fields.flatMap { ["-H", "cookie: \($0)"] } + ["http://127.0.0.1:\(h.port)/c"])
+                #expect(r.status == 0, "\(r.out)")
+                let line = r.out.split(separator: "\r\n").first { $0.lowercased().hasPrefix("x-backend-version:") }
+                return line.map { String($0.split(separator: ":")[1].trimmingCharacters(in: .whitespaces)) }
+            }
+            #expect(try version(["theme=dark", "beta=1"]) == "v2", "the rule's cookie in the second field")
+            // Sticky: each user lands where the same cookie sent in one field sends them; over 30
+            // users both versions appear (all on one side: p = 2 * 0.5^30 ≈ 1.9e-9).
+            var seen: Set<String> = []
+            for user in 0..<30 {
+                let alone = try version(["uid=user-\(user)"])
+                #expect(alone != nil)
+                #expect(try version(["theme=dark; lang=en", "uid=user-\(user)"]) == alone, "user-\(user)")
+                if let alone { seen.insert(alone) }
+            }
+            #expect(seen == ["v1", "v2"])
+        }
+    }
+
     @Test func manyStreamsOnFewConnectionsFollowTheSplit() async throws {
         guard FileManager.default.isExecutableFile(atPath: "/usr/bin/h2load") else { return }
         try await Harness.withTwoVersions(route: "split: { a: 50, b: 50 }",
