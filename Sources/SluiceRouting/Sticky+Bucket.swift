@@ -2,6 +2,9 @@
 ///
 ///     bucket = mix64(fnv1a64(UTF-8 of routeName + "\u{0}" + key)) % 10000
 ///
+/// The key is hashed as the bytes the request carries (a cookie value or a header value is
+/// ASCII in practice; for any valid UTF-8 these are the key's UTF-8 bytes).
+///
 /// - `fnv1a64` is standard 64-bit FNV-1a: start at 0xcbf29ce484222325; for each byte,
 ///   `h ^= byte; h &*= 0x100000001b3`.
 /// - `mix64` is the splitmix64 finalizer: `x ^= x >> 30; x &*= 0xbf58476d1ce4e5b9;
