@@ -66,17 +66,9 @@ extension StringProtocol {
 
 }
 
-extension String {
-    /// The slice made of the UTF-8 bytes at `offsets` (which lie on scalar boundaries: the
-    /// scanners only cut at ASCII delimiters). O(1) for a native string.
-    func utf8Slice(_ offsets: Range<Int>) -> Substring {
-        let lower = utf8.index(utf8.startIndex, offsetBy: offsets.lowerBound)
-        return Substring(utf8[lower..<utf8.index(lower, offsetBy: offsets.count)])
-    }
-}
-
 extension Substring {
-    /// The slice made of the UTF-8 bytes at `offsets`, counted from this slice's start.
+    /// The slice made of the UTF-8 bytes at `offsets`, counted from this slice's start (which
+    /// lie on scalar boundaries: the scanners only cut at ASCII delimiters).
     func utf8Slice(_ offsets: Range<Int>) -> Substring {
         let lower = utf8.index(utf8.startIndex, offsetBy: offsets.lowerBound)
         return Substring(utf8[lower..<utf8.index(lower, offsetBy: offsets.count)])
