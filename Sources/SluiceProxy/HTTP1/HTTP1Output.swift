@@ -170,8 +170,9 @@ extension SpareBuffer: Sendable {}
 
 /// The incoming side's bytes not parsed yet (both codecs keep them the same way).
 extension Optional where Wrapped == ByteBuffer {
-    /// Adds a read to what waits to be parsed.
-    mutating func append(received bytes: ByteBuffer) {
+    /// Adds a read to what waits to be parsed. The read is taken, not copied: the usual case,
+    /// nothing waiting, keeps it as it is without a retain and a release.
+    mutating func append(received bytes: consuming ByteBuffer) {
         if self == nil {
             self = bytes
         } else {

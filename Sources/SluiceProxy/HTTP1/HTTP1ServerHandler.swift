@@ -89,7 +89,7 @@ final class HTTP1ServerHandler: ChannelDuplexHandler, RemovableChannelHandler {
         guard !failed else { return }
         lastInput = .now()
         let bytes = unwrapInboundIn(data)
-        input.append(received: bytes)
+        input.append(received: consume bytes)
         exchange.inClientRead = true
         process(context: context)
     }
