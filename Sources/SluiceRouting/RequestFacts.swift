@@ -12,25 +12,14 @@ public protocol RequestFacts {
     var path: Substring { get }
     /// The raw query after the first `?`, nil when the target has none.
     var query: Substring? { get }
-    /// Every value of the header field `lowercasedName` (already lowercase), in the order sent.
-    func headerValues(_ lowercasedName: String) -> [String]
     /// `body` applied to the bytes of each value of the header field `lowercasedName` (already
     /// lowercase), in the order sent, until it returns something: that result, or nil when the
     /// header is absent or `body` returned nil for every value.
     ///
     /// The matchers read header and cookie values through this, so a value is never copied into
-    /// a `String` (nor the values into an array) unless a regex needs one. The default goes
-    /// through `headerValues`; the proxy reads its decoded head's bytes in place.
+    /// a `String` (nor the values into an array) unless a regex needs one: the proxy reads its
+    /// decoded head's bytes in place.
     func firstHeaderValue<T>(_ lowercasedName: String, _ body: (UnsafeBufferPointer<UInt8>) -> T?) -> T?
-}
-
-extension RequestFacts {
-    public func firstHeaderValue<T>(_ lowercasedName: String, _ body: (UnsafeBufferPointer<UInt8>) -> T?) -> T? {
-        for value in headerValues(lowercasedName) {
-            if let result = value.withUTF8Bytes(body) { return result }
-        }
-        return nil
-    }
 }
 
 /// A plain-value `RequestFacts`, for tests and for callers that have no decoded head.
@@ -57,11 +46,10 @@ public struct StaticRequestFacts: RequestFacts, Sendable {
         self.headers = headers
     }
 
-    public func headerValues(_ lowercasedName: String) -> [String] {
-        var values: [String] = []
+    public func firstHeaderValue<T>(_ lowercasedName: String, _ body: (UnsafeBufferPointer<UInt8>) -> T?) -> T? {
         for header in headers where ASCII.equalIgnoringCase(header.name, lowercasedName) {
-            values.append(header.value)
+            if let result = header.value.withUTF8Bytes(body) { return result }
         }
-        return values
+        return nil
     }
 }

@@ -2,7 +2,7 @@ import NIOHTTP1
 import SluiceRouting
 
 /// `RequestFacts` as a view over a request head: nothing is copied up front; the routing core
-/// asks only for what its matchers need (a header's values become strings when a rule asks).
+/// asks only for what its matchers need, and header values are read where they lie.
 struct RequestHeadFacts: RequestFacts {
     let request: UpstreamRequest
 
@@ -24,10 +24,6 @@ struct RequestHeadFacts: RequestFacts {
         guard let q = uri.firstIndex(of: "?") else { return nil }
         let rest = uri[uri.index(after: q)...]
         return rest.firstIndex(of: "#").map { rest[..<$0] } ?? rest
-    }
-
-    func headerValues(_ lowercasedName: String) -> [String] {
-        head.fields.values(of: lowercasedName)
     }
 
     func firstHeaderValue<T>(_ lowercasedName: String, _ body: (UnsafeBufferPointer<UInt8>) -> T?) -> T? {

@@ -184,16 +184,6 @@ struct FieldBlock {
         HTTPHeaders(fields.map { (name($0), value($0)) })
     }
 
-    /// The values of every field called `lowercasedName` (ASCII case-insensitive), in order.
-    func values(of lowercasedName: String) -> [String] {
-        var values: [String] = []
-        _ = firstValue(of: lowercasedName) { (value: UnsafeBufferPointer<UInt8>) -> Void? in
-            values.append(String(decoding: value, as: UTF8.self))
-            return nil
-        }
-        return values
-    }
-
     /// `body` applied to the bytes of each field called `lowercasedName` (ASCII
     /// case-insensitive), in order, until it returns something (`RequestFacts.firstHeaderValue`).
     func firstValue<T>(of lowercasedName: String, _ body: (UnsafeBufferPointer<UInt8>) -> T?) -> T? {
