@@ -126,7 +126,10 @@ import SluiceRouting
         let out = HeaderRewrite.forwardResponse(head)
         #expect(out.framed)
         #expect(!out.keepAlive)
-        #expect(out.headers(of: head).map { "\($0.name): \($0.value)" } == ["Content-Length: 2", "Set-Cookie: a=b"])
+        // For an HTTP/2 client: `:status`, the kept fields with lower-case names, then the
+        // proxy's own without the connection-specific ones HTTP/2 forbids.
+        let block = HTTP2StreamParts.responseHeaders(head, forwarded: out, extra: [("Connection", "close"), ("Set-Cookie", "s=1")])
+        #expect(block.map { "\($0.name): \($0.value)" } == [":status: 200", "content-length: 2", "set-cookie: a=b", "set-cookie: s=1"])
         // The same fields written for an HTTP/1.1 client: kept lines as they came, then extras.
         var bytes = ByteBuffer()
         let framing = HTTP1Writer.writeResponseHead(head, version: .http1_1, forwarded: out, extra: [("connection", "close")],

@@ -112,6 +112,42 @@ struct HTTP2AndTLS {
         }
     }
 
+    /// What a stream's frames become towards an HTTP/1.1 backend and back (`HTTP2StreamParts`):
+    /// a body of unknown length goes upstream chunked and comes back whole over several DATA
+    /// frames; a POST whose HEADERS frame ends the stream goes with `content-length: 0`; a HEAD
+    /// gets a head and no body; the proxy's own 404 is a whole HTTP/2 response.
+    @Test func http2BodiesHeadsAndLocalAnswersCrossTheStream() async throws {
+        try await Harness.withTwoVersions(route: "match: { pathPrefix: /e }\nbackend: a",
+                                          listener: ListenerSpec(address: any, h2c: true)) { h in
+            let curl = ["-s", "--max-time", "10", "--http2-prior-knowledge"]
+            let base = "http://127.0.0.1:\(h.port)"
+            let body = String(repeating: "stream-body-", count: 4_000) // 48 KB
+            let echo = try run("/usr/bin/curl", curl + ["-T", "-", "-w", "\n%{http_version} %{http_code}", base + "/echo"],
+                               input: body)
+            #expect(echo.out == body + "\n2 200", "\(echo.out.suffix(200))")
+            let put = h.backends[0].received.last
+            #expect(put?.method == "PUT")
+            #expect(put?.bodyBytes == body.utf8.count)
+            #expect(put?.headers.contains { $0.0.lowercased() == "transfer-encoding" && $0.1 == "chunked" } == true)
+            #expect(put?.headers.contains { $0.0.lowercased() == "content-length" } == false)
+
+            let post = try run("/usr/bin/curl", curl + ["-X", "POST", "-o", "/dev/null", "-w", "%{http_code}", base + "/e/post"])
+            #expect(post.out == "200")
+            let posted = h.backends[0].received.last
+            #expect(posted?.method == "POST")
+            #expect(posted?.headers.filter { $0.0.lowercased() == "content-length" }.map(\.1) == ["0"])
+            #expect(posted?.headers.contains { $0.0.lowercased() == "transfer-encoding" } == false)
+
+            let head = try run("/usr/bin/curl", curl + ["-I", base + "/e/head"])
+            #expect(head.status == 0, "\(head.out)")
+            #expect(head.out.hasPrefix("HTTP/2 200"), "\(head.out)")
+            #expect(h.backends[0].received.last?.method == "HEAD")
+
+            let missing = try run("/usr/bin/curl", curl + ["-w", "\n%{http_version} %{http_code}", base + "/nothing"])
+            #expect(missing.out == "no route for GET /nothing\n\n2 404")
+        }
+    }
+
     @Test func manyStreamsOnFewConnectionsFollowTheSplit() async throws {
         guard FileManager.default.isExecutableFile(atPath: "/usr/bin/h2load") else { return }
         try await Harness.withTwoVersions(route: "split: { a: 50, b: 50 }",

@@ -38,9 +38,9 @@ extension DownstreamHandler: UpstreamDelegate {
             // HTTP/1.1 client: the kept field lines are copied as bytes.
             http1.writeForwardedHead(head, version: version, forwarded: forwarded, extra: extra)
         } else {
-            var headers = forwarded.headers(of: head)
-            for (name, value) in extra { headers.add(name: name, value: value) }
-            send(.head(HTTPResponseHead(version: version, status: head.status, headers: headers)))
+            // HTTP/2 client: an HPACK block made from the kept field lines.
+            let headers = HTTP2StreamParts.responseHeaders(head, forwarded: forwarded, extra: extra)
+            context?.write(wrapOutboundOut(.headers(.init(headers: headers))), promise: nil)
         }
     }
 

@@ -1,6 +1,7 @@
 import Logging
 import NIOCore
 import NIOHTTP1
+import NIOHTTP2
 import SluiceConfig
 import SluiceMetrics
 import SluiceRouting
@@ -12,8 +13,9 @@ import SluiceRouting
 /// - HTTP/1.1: `HTTP1ServerHandler`, which parses requests, serialises
 ///   pipelined ones and calls this handler directly (`receive`); responses go back through
 ///   `send`/`sendEnd` to that codec. This handler is then not in the pipeline itself.
-/// - HTTP/2: one stream channel per request, `HTTP2FramePayloadToHTTP1ServerCodec` →
-///   `DownstreamHandler`, which then reads and writes HTTP parts through its pipeline.
+/// - HTTP/2: one stream channel per request with this handler as its only handler, reading
+///   and writing frame payloads; it converts them from and to the parts an HTTP/1.1 exchange
+///   has (`HTTP2StreamParts`).
 /// Either way it sees at most one request at a time and is itself the "exchange" of that request.
 ///
 /// Backpressure (NIO's GlueHandler pattern): the client is read only while the upstream
@@ -22,9 +24,10 @@ import SluiceRouting
 ///
 /// Outcomes are recorded in one place, `finish(code:failure:)`.
 final class DownstreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
-    typealias InboundIn = HTTPServerRequestPart
-    typealias OutboundIn = HTTPServerResponsePart
-    typealias OutboundOut = HTTPServerResponsePart
+    // On an HTTP/2 stream (the HTTP/1.1 codec calls the exchange directly).
+    typealias InboundIn = HTTP2Frame.FramePayload
+    typealias OutboundIn = HTTP2Frame.FramePayload
+    typealias OutboundOut = HTTP2Frame.FramePayload
 
     let loop: LoopContext
     /// The loop's shard, pool and deadlines, held here as well: a call on a reference read
@@ -50,6 +53,8 @@ final class DownstreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
     var inClientRead = false
     /// Quiescing (shutdown): close as soon as no request is in progress.
     var closeWhenIdle = false
+    /// HTTP/2: the stream's request head arrived (a HEADERS frame after it carries trailers).
+    private var streamHeadReceived = false
 
     init(loop: LoopContext, store: SnapshotStore, scheme: String = "http") {
         self.loop = loop
@@ -131,12 +136,33 @@ final class DownstreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
 
     // MARK: Client → proxy
 
+    /// A frame of the HTTP/2 stream this handler serves (`HTTP2StreamParts`).
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         inClientRead = true
-        receive(unwrapInboundIn(data), context: context)
+        switch unwrapInboundIn(data) {
+        case .headers(let headers):
+            guard !streamHeadReceived else {
+                receive(.end(HTTP2StreamParts.trailers(headers.headers)), context: context)
+                return
+            }
+            streamHeadReceived = true
+            do {
+                receiveHead(try HTTP2StreamParts.requestHead(headers.headers, endStream: headers.endStream), context: context)
+            } catch {
+                errorCaught(context: context, error: error)
+                return
+            }
+            if headers.endStream { receive(.end(nil), context: context) }
+        case .data(let data):
+            guard case .byteBuffer(let bytes) = data.data else { return }
+            if !data.endStream || bytes.readableBytes > 0 { receive(.body(bytes), context: context) }
+            if data.endStream { receive(.end(nil), context: context) }
+        default:
+            return
+        }
     }
 
-    /// One part of the client's request, from the HTTP/1 codec or the HTTP/2 stream pipeline.
+    /// One part of the client's request, from the HTTP/1 codec or an HTTP/2 stream's frames.
     func receive(_ part: HTTPServerRequestPart, context: ChannelHandlerContext) {
         switch part {
         case .head(let head):
@@ -476,13 +502,13 @@ final class DownstreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
 
     // MARK: Writing to the client
 
-    /// A response part for the client: serialised by the HTTP/1 codec, or written down the
-    /// stream pipeline on HTTP/2.
+    /// A response part for the client: serialised by the HTTP/1 codec, or written to the
+    /// stream as a frame on HTTP/2.
     func send(_ part: HTTPServerResponsePart) {
         if let http1 {
             http1.write(part)
-        } else {
-            context?.write(wrapOutboundOut(part), promise: nil)
+        } else if let context {
+            context.write(wrapOutboundOut(HTTP2StreamParts.payload(part, allocator: context.channel.allocator)), promise: nil)
         }
     }
 
@@ -497,10 +523,11 @@ final class DownstreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
             return
         }
         guard let context else { return }
+        let end = wrapOutboundOut(HTTP2StreamParts.payload(.end(trailers), allocator: context.channel.allocator))
         if close {
-            context.writeAndFlush(wrapOutboundOut(.end(trailers))).assumeIsolated().whenComplete { _ in context.close(promise: nil) }
+            context.writeAndFlush(end).assumeIsolated().whenComplete { _ in context.close(promise: nil) }
         } else {
-            context.writeAndFlush(wrapOutboundOut(.end(trailers)), promise: nil)
+            context.writeAndFlush(end, promise: nil)
         }
     }
 

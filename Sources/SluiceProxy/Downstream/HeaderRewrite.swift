@@ -123,13 +123,6 @@ enum HeaderRewrite {
             default: return !connection.listsAny || !connection.lists(bytes: bytes.name(field))
             }
         }
-
-        /// The forwarded fields as NIO's `HTTPHeaders` (for an HTTP/2 client).
-        func headers(of head: ResponseHead) -> HTTPHeaders {
-            let block = head.fields
-            let kept = block.withBytes { bytes in block.fields.filter { keeps($0, in: bytes) } }
-            return HTTPHeaders(kept.map { (block.name($0), block.value($0)) })
-        }
     }
 
     /// One pass over a backend's response fields: framing, keep-alive, Upgrade, grpc-status,

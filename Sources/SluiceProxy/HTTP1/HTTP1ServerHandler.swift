@@ -6,8 +6,8 @@ import NIOHTTP1
 ///
 /// Pipeline: `HTTP1ServerHandler` alone (it owns the `DownstreamHandler`; the idle timeout is
 /// the loop's `OpenExchanges` sweep), behind `NIOSSLServerHandler` on a TLS listener.
-/// HTTP/2 streams put the `DownstreamHandler` itself in their pipeline behind NIO's part codec;
-/// both paths run the same exchange code.
+/// HTTP/2 streams put the `DownstreamHandler` itself in their pipeline, alone (it converts the
+/// stream's frames, `HTTP2StreamParts`); both paths run the same exchange code.
 ///
 /// Pipelining (RFC 9112 §9.3.2): responses must go out in request order, and the exchange
 /// handles one request at a time, so the next request is parsed only once the previous

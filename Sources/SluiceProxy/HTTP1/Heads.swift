@@ -145,21 +145,34 @@ struct FieldBlock {
 
     /// Serialises `headers` as field lines (for heads that did not come from the parser).
     init(_ headers: HTTPHeaders) {
-        var buffer = ByteBuffer()
-        var fields: [Field] = []
-        fields.reserveCapacity(headers.count)
-        for (name, value) in headers {
-            let nameStart = buffer.writerIndex
-            let nameCount = buffer.writeString(name)
-            buffer.writeStaticString(": ")
-            let valueStart = buffer.writerIndex
-            let valueCount = buffer.writeString(value)
-            buffer.writeStaticString("\r\n")
+        var builder = Builder(capacity: headers.count)
+        for (name, value) in headers { builder.append(name: name, value: value) }
+        self = builder.block
+    }
+
+    /// Writes fields one by one as `name: value\r\n` lines and indexes them (heads that come
+    /// from NIO's types or from HTTP/2 header blocks rather than from the parser).
+    struct Builder {
+        private var bytes = ByteBuffer()
+        private var fields: [Field] = []
+
+        init(capacity: Int) {
+            fields.reserveCapacity(capacity)
+        }
+
+        mutating func append(name: String, value: String) {
+            let nameStart = bytes.writerIndex
+            let nameCount = bytes.writeString(name)
+            bytes.writeStaticString(": ")
+            let valueStart = bytes.writerIndex
+            let valueCount = bytes.writeString(value)
+            bytes.writeStaticString("\r\n")
             fields.append(Field(nameStart: Int32(nameStart), nameCount: Int32(nameCount),
                                 valueStart: Int32(valueStart), valueCount: Int32(valueCount),
                                 kind: HeaderRewrite.kind(of: name)))
         }
-        self.init(bytes: buffer, fields: fields)
+
+        var block: FieldBlock { FieldBlock(bytes: bytes, fields: fields) }
     }
 
     /// At least the bytes of every field written as `name: value\r\n`: a line as received has

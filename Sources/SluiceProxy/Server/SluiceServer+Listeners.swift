@@ -132,8 +132,9 @@ extension SluiceServer {
                                maxHeaderBytes: maxHeaderBytes, idleTimeout: idle, writesThrough: writesThrough))
     }
 
-    /// HTTP/2: one `DownstreamHandler` per stream, behind the HTTP/2 → HTTP/1 part codec, so
-    /// every stream is routed and recorded exactly like an HTTP/1.1 request. Stream flow
+    /// HTTP/2: one `DownstreamHandler` per stream, its channel's only handler (it converts the
+    /// stream's frames itself, `HTTP2StreamParts`), so every stream is routed and recorded
+    /// exactly like an HTTP/1.1 request. Stream flow
     /// control gives backpressure per stream; concurrent streams and header list size are capped.
     static func configureHTTP2(_ channel: Channel, contexts: [ObjectIdentifier: NIOLoopBound<LoopContext>],
                                store: SnapshotStore, scheme: String, maxHeaderBytes: Int) throws {
@@ -152,9 +153,7 @@ extension SluiceServer {
             mode: .server, connectionConfiguration: connection, streamConfiguration: .init()
         ) { stream in
             do {
-                let sync = stream.pipeline.syncOperations
-                try sync.addHandler(HTTP2FramePayloadToHTTP1ServerCodec())
-                try sync.addHandler(DownstreamHandler(loop: loop.value, store: store, scheme: scheme))
+                try stream.pipeline.syncOperations.addHandler(DownstreamHandler(loop: loop.value, store: store, scheme: scheme))
                 return stream.eventLoop.makeSucceededVoidFuture()
             } catch {
                 return stream.eventLoop.makeFailedFuture(error)

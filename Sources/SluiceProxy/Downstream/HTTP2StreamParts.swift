@@ -1,0 +1,154 @@
+import NIOCore
+import NIOHPACK
+import NIOHTTP1
+import NIOHTTP2
+
+/// An HTTP/2 stream's frames as the exchange's request parts, and its response parts as frames.
+///
+/// `DownstreamHandler` is the only handler of a stream channel and converts as it reads and
+/// writes. NIO's `HTTP2FramePayloadToHTTP1ServerCodec` did this as a handler of its own in every
+/// stream's pipeline: a handler context made per stream, each part wrapped and unwrapped once
+/// more, every request's fields made into `HTTPHeaders` and then into the exchange's
+/// `FieldBlock`, and every response's fields made `String`s, put in `HTTPHeaders` and lower-cased
+/// into new strings (~20k of the ~168k instructions of a proxied HTTP/2 request). Here a
+/// request's block becomes a `FieldBlock` at once and a response's kept field lines become an
+/// HPACK block straight from the backend's bytes.
+///
+/// The frames are the ones NIO's codec makes, so what a client sees is unchanged:
+/// - a request head is `:method` and `:path` as method and target; `:authority` stands for
+///   `Host` when the block has none; a method that may carry a body and declares no
+///   `content-length` gets `content-length: 0` when the HEADERS frame ends the stream and
+///   `transfer-encoding: chunked` otherwise, so the HTTP/1.1 request upstream is framed;
+///   pseudo-header values with control characters, spaces or DEL are refused (they would end
+///   up in an HTTP/1.1 request line);
+/// - a HEADERS frame after the head carries trailers; DATA frames are body parts, and
+///   END_STREAM the end (an empty final DATA frame is just the end);
+/// - a response head is `:status` and the fields in order, names lower-cased, without the
+///   fields HTTP/2 forbids (RFC 9113 §8.2.2); its end is an empty DATA frame with END_STREAM, or
+///   a HEADERS frame of trailers.
+///
+/// NIOHTTP2's own header-block validation (kept on) has already refused a block with missing,
+/// duplicated, unknown or misplaced pseudo-header fields, upper-case or invalid names, and
+/// values with CR, LF or NUL, before a frame gets here.
+enum HTTP2StreamParts {
+    /// A request whose pseudo-header fields cannot make an HTTP/1.1 request; the stream is
+    /// reset (RFC 9113 §8.1.1: a malformed request is a stream error).
+    struct MalformedRequest: Error, Equatable {
+        let field: String
+    }
+
+    /// The fields RFC 9113 §8.2.2 forbids in HTTP/2 (connection-specific); the proxy's own
+    /// `connection: close` is among them.
+    static let connectionSpecific: Set<String> = ["connection", "keep-alive", "proxy-connection", "transfer-encoding", "upgrade"]
+
+    /// The request head of a stream's first HEADERS frame.
+    static func requestHead(_ block: HPACKHeaders, endStream: Bool) throws(MalformedRequest) -> RequestHead {
+        var method: String?
+        var path: String?
+        var authority: String?
+        var hasHost = false
+        var hasLength = false
+        var regular = 0
+        for (name, value, _) in block {
+            guard name.utf8.first == UInt8(ascii: ":") else {
+                regular += 1
+                if name == "host" { hasHost = true } else if name == "content-length" { hasLength = true }
+                continue
+            }
+            guard isPseudoHeaderValue(value) else { throw MalformedRequest(field: name) }
+            switch name {
+            case ":method": method = value
+            case ":path": path = value
+            case ":authority": authority = value
+            default: continue // :scheme (checked above), :protocol
+            }
+        }
+        guard let method else { throw MalformedRequest(field: ":method") }
+        guard let path else { throw MalformedRequest(field: ":path") }
+        let httpMethod = HTTPMethod(rawValue: method)
+        var fields = FieldBlock.Builder(capacity: regular + 2)
+        if !hasHost, let authority { fields.append(name: "host", value: authority) }
+        if !hasLength && mayCarryBody(httpMethod) {
+            if endStream {
+                fields.append(name: "content-length", value: "0")
+            } else {
+                fields.append(name: "transfer-encoding", value: "chunked")
+            }
+        }
+        for (name, value, _) in block where name.utf8.first != UInt8(ascii: ":") {
+            fields.append(name: name, value: value)
+        }
+        return RequestHead(method: httpMethod, uri: path, version: HTTPVersion(major: 2, minor: 0), fields: fields.block)
+    }
+
+    /// A response head forwarded from a backend: the kept field lines (`forwarded.keeps`) and
+    /// then the proxy's own, as an HPACK block.
+    static func responseHeaders(_ head: ResponseHead, forwarded: HeaderRewrite.ForwardedResponse,
+                                extra: [(String, String)]) -> HPACKHeaders {
+        let block = head.fields
+        var headers = HPACKHeaders()
+        headers.reserveCapacity(block.fields.count + extra.count + 1)
+        headers.add(name: ":status", value: String(head.status.code))
+        block.withBytes { bytes in
+            for field in block.fields where forwarded.keeps(field, in: bytes) {
+                headers.add(name: lowercasedString(bytes.name(field)),
+                            value: String(decoding: bytes.value(field), as: UTF8.self))
+            }
+        }
+        for (name, value) in extra {
+            let name = name.lowercased()
+            if !connectionSpecific.contains(name) { headers.add(name: name, value: value) }
+        }
+        return headers
+    }
+
+    /// Any other response part (a head the proxy made, a body part, the end), as the frame
+    /// payload NIO's part codec would have written.
+    static func payload(_ part: HTTPServerResponsePart, allocator: ByteBufferAllocator) -> HTTP2Frame.FramePayload {
+        switch part {
+        case .head(let head):
+            var headers = HPACKHeaders()
+            headers.add(name: ":status", value: String(head.status.code))
+            headers.add(contentsOf: HPACKHeaders(httpHeaders: head.headers, normalizeHTTPHeaders: true))
+            return .headers(.init(headers: headers))
+        case .body(let body):
+            return .data(.init(data: body))
+        case .end(let trailers?):
+            return .headers(.init(headers: HPACKHeaders(httpHeaders: trailers, normalizeHTTPHeaders: true), endStream: true))
+        case .end(nil):
+            return .data(.init(data: .byteBuffer(allocator.buffer(capacity: 0)), endStream: true))
+        }
+    }
+
+    /// The regular fields of a HEADERS frame of trailers.
+    static func trailers(_ block: HPACKHeaders) -> HTTPHeaders {
+        var headers = HTTPHeaders()
+        for (name, value, _) in block where name.utf8.first != UInt8(ascii: ":") {
+            headers.add(name: name, value: value)
+        }
+        return headers
+    }
+
+    /// Methods whose requests may carry a body without saying so in advance (NIO's codec frames
+    /// those; GET, HEAD, DELETE, CONNECT and TRACE requests without `content-length` get
+    /// nothing added).
+    private static func mayCarryBody(_ method: HTTPMethod) -> Bool {
+        switch method {
+        case .GET, .HEAD, .DELETE, .CONNECT, .TRACE: false
+        default: true
+        }
+    }
+
+    /// No control character, space or DEL (RFC 9113 §8.3: `:path` becomes the request target of
+    /// an HTTP/1.1 request line, where any of them would change its meaning).
+    private static func isPseudoHeaderValue(_ value: String) -> Bool {
+        value.utf8.allSatisfy { $0 > 0x20 && $0 != 0x7F }
+    }
+
+    private static func lowercasedString(_ bytes: UnsafeRawBufferPointer) -> String {
+        String(unsafeUninitializedCapacity: bytes.count) { out in
+            for i in 0..<bytes.count { out[i] = bytes[i].asciiLowercased }
+            return bytes.count
+        }
+    }
+}
