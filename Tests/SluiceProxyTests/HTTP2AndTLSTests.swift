@@ -148,6 +148,29 @@ struct HTTP2AndTLS {
         }
     }
 
+    /// A response's last frame carries END_STREAM itself: no empty DATA frame after the body, and
+    /// a response without a body (HEAD) is one HEADERS frame. nghttp prints the frames it gets,
+    /// e.g. `recv DATA frame <length=2, flags=0x01, stream_id=13>`.
+    @Test func theLastFrameOfAResponseEndsTheStream() async throws {
+        guard FileManager.default.isExecutableFile(atPath: "/usr/bin/nghttp") else { return }
+        try await Harness.withTwoVersions(route: "backend: a", listener: ListenerSpec(address: any, h2c: true)) { h in
+            func frames(_ extra: [String]) throws -> [Substring] {
+                let r = try run("/usr/bin/nghttp", ["-nv"] + extra + ["http://127.0.0.1:\(h.port)/frames"])
+                #expect(r.status == 0, "\(r.out)")
+                return r.out.split(separator: "\n").filter { $0.contains("recv DATA frame") || $0.contains("recv HEADERS frame") }
+            }
+            let get = try frames([])
+            #expect(get.count == 2, "\(get)")
+            #expect(get.first?.contains("HEADERS") == true && get.first?.contains("flags=0x04") == true, "\(get)")
+            #expect(get.last?.contains("DATA") == true && get.last?.contains("flags=0x01") == true, "\(get)")
+            #expect(get.last?.contains("length=0,") == false, "\(get)")
+            let head = try frames(["-H", ":method: HEAD"])
+            #expect(head.count == 1, "\(head)")
+            #expect(head.first?.contains("HEADERS") == true && head.first?.contains("flags=0x05") == true, "\(head)")
+            #expect(h.backends[0].received.map(\.method) == ["GET", "HEAD"])
+        }
+    }
+
     @Test func manyStreamsOnFewConnectionsFollowTheSplit() async throws {
         guard FileManager.default.isExecutableFile(atPath: "/usr/bin/h2load") else { return }
         try await Harness.withTwoVersions(route: "split: { a: 50, b: 50 }",

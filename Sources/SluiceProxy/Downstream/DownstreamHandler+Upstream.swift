@@ -40,7 +40,7 @@ extension DownstreamHandler: UpstreamDelegate {
         } else {
             // HTTP/2 client: an HPACK block made from the kept field lines.
             let headers = HTTP2StreamParts.responseHeaders(head, forwarded: forwarded, extra: extra)
-            context?.write(wrapOutboundOut(.headers(.init(headers: headers))), promise: nil)
+            if let context { writeFrame(.headers(.init(headers: headers)), context: context) }
         }
     }
 

@@ -55,6 +55,9 @@ final class DownstreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
     var closeWhenIdle = false
     /// HTTP/2: the stream's request head arrived (a HEADERS frame after it carries trailers).
     private var streamHeadReceived = false
+    /// HTTP/2: the response's last frame, held until the next part shows whether it ends the
+    /// stream (`writeFrame`).
+    private var heldFrame: HTTP2Frame.FramePayload?
 
     init(loop: LoopContext, store: SnapshotStore, scheme: String = "http") {
         self.loop = loop
@@ -508,12 +511,52 @@ final class DownstreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
         if let http1 {
             http1.write(part)
         } else if let context {
-            context.write(wrapOutboundOut(HTTP2StreamParts.payload(part, allocator: context.channel.allocator)), promise: nil)
+            writeFrame(HTTP2StreamParts.payload(part, allocator: context.channel.allocator), context: context)
         }
     }
 
     func flushClient() {
-        if let http1 { http1.flush() } else { context?.flush() }
+        if let http1 {
+            http1.flush()
+        } else if let context {
+            writeHeldFrame(context: context)
+            context.flush()
+        }
+    }
+
+    /// HTTP/2: writes the frame held so far and holds `payload` instead. A response's last
+    /// frame (its last DATA frame, or a head with no body) thus carries END_STREAM itself rather
+    /// than being followed by an empty DATA frame: one frame less per response. Nothing is held
+    /// past a flush, so a streamed body is not delayed.
+    func writeFrame(_ payload: HTTP2Frame.FramePayload, context: ChannelHandlerContext) {
+        writeHeldFrame(context: context)
+        heldFrame = payload
+    }
+
+    private func writeHeldFrame(context: ChannelHandlerContext) {
+        guard let held = heldFrame else { return }
+        heldFrame = nil
+        context.write(wrapOutboundOut(held), promise: nil)
+    }
+
+    /// HTTP/2: the frame that ends the response: the held frame with END_STREAM set when the
+    /// response ends without trailers, else the trailers (or an empty DATA frame) after it.
+    private func endFrame(_ trailers: HTTPHeaders?, context: ChannelHandlerContext) -> HTTP2Frame.FramePayload {
+        if trailers == nil, let held = heldFrame {
+            heldFrame = nil
+            switch held {
+            case .headers(var headers) where !HTTP2StreamParts.isInterim(headers.headers):
+                headers.endStream = true
+                return .headers(headers)
+            case .data(var data):
+                data.endStream = true
+                return .data(data)
+            default:
+                context.write(wrapOutboundOut(held), promise: nil)
+            }
+        }
+        writeHeldFrame(context: context)
+        return HTTP2StreamParts.payload(.end(trailers), allocator: context.channel.allocator)
     }
 
     /// Ends the response and flushes it; with `close`, the connection closes once it is out.
@@ -523,7 +566,7 @@ final class DownstreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
             return
         }
         guard let context else { return }
-        let end = wrapOutboundOut(HTTP2StreamParts.payload(.end(trailers), allocator: context.channel.allocator))
+        let end = wrapOutboundOut(endFrame(trailers, context: context))
         if close {
             context.writeAndFlush(end).assumeIsolated().whenComplete { _ in context.close(promise: nil) }
         } else {

@@ -24,8 +24,9 @@ import NIOHTTP2
 /// - a HEADERS frame after the head carries trailers; DATA frames are body parts, and
 ///   END_STREAM the end (an empty final DATA frame is just the end);
 /// - a response head is `:status` and the fields in order, names lower-cased, without the
-///   fields HTTP/2 forbids (RFC 9113 §8.2.2); its end is an empty DATA frame with END_STREAM, or
-///   a HEADERS frame of trailers.
+///   fields HTTP/2 forbids (RFC 9113 §8.2.2); its end is a HEADERS frame of trailers, or
+///   END_STREAM on its last frame (`DownstreamHandler.writeFrame`: NIO's codec sent an empty
+///   DATA frame after the body instead).
 ///
 /// NIOHTTP2's own header-block validation (kept on) has already refused a block with missing,
 /// duplicated, unknown or misplaced pseudo-header fields, upper-case or invalid names, and
@@ -118,6 +119,12 @@ enum HTTP2StreamParts {
         case .end(nil):
             return .data(.init(data: .byteBuffer(allocator.buffer(capacity: 0)), endStream: true))
         }
+    }
+
+    /// A 1xx head (`:status` first, as every head here is written): it never ends a stream.
+    static func isInterim(_ block: HPACKHeaders) -> Bool {
+        guard let status = block.first, status.name == ":status" else { return false }
+        return status.value.utf8.first == UInt8(ascii: "1")
     }
 
     /// The regular fields of a HEADERS frame of trailers.
