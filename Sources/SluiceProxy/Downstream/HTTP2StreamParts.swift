@@ -50,9 +50,11 @@ enum HTTP2StreamParts {
         var hasHost = false
         var hasLength = false
         var regular = 0
+        var lineBytes = 0
         for (name, value, _) in block {
             guard name.utf8.first == UInt8(ascii: ":") else {
                 regular += 1
+                lineBytes += name.utf8.count + value.utf8.count + 4
                 if name == "host" { hasHost = true } else if name == "content-length" { hasLength = true }
                 continue
             }
@@ -67,7 +69,8 @@ enum HTTP2StreamParts {
         guard let method else { throw MalformedRequest(field: ":method") }
         guard let path else { throw MalformedRequest(field: ":path") }
         let httpMethod = HTTPMethod(rawValue: method)
-        var fields = FieldBlock.Builder(capacity: regular + 2)
+        // Room for the lines and for a Host and a framing field added here.
+        var fields = FieldBlock.Builder(fields: regular + 2, bytes: lineBytes + (authority?.utf8.count ?? 0) + 64)
         if !hasHost, let authority { fields.append(name: "host", value: authority) }
         if !hasLength && mayCarryBody(httpMethod) {
             if endStream {

@@ -145,7 +145,7 @@ struct FieldBlock {
 
     /// Serialises `headers` as field lines (for heads that did not come from the parser).
     init(_ headers: HTTPHeaders) {
-        var builder = Builder(capacity: headers.count)
+        var builder = Builder(fields: headers.count, bytes: 64 * headers.count)
         for (name, value) in headers { builder.append(name: name, value: value) }
         self = builder.block
     }
@@ -156,8 +156,11 @@ struct FieldBlock {
         private var bytes = ByteBuffer()
         private var fields: [Field] = []
 
-        init(capacity: Int) {
-            fields.reserveCapacity(capacity)
+        /// Room for `fields` fields and `bytes` bytes of lines (a guess is fine; a right one
+        /// saves the buffer growing by doubling).
+        init(fields count: Int, bytes byteCount: Int) {
+            fields.reserveCapacity(count)
+            bytes = ByteBufferAllocator().buffer(capacity: byteCount)
         }
 
         mutating func append(name: String, value: String) {
