@@ -23,9 +23,6 @@ struct HTTP1Output {
     var spare: SpareBuffer?
     /// The connection's socket, when pending bytes may be sent to it directly.
     var writeThrough: SocketWriteThrough?
-    /// The codec is its socket channel's only handler (what `writeThrough` rests on), so its
-    /// reads may go to the channel directly as well (`readAsOnlyHandler`).
-    var ownsSocket: Bool { writeThrough != nil }
     private(set) var framing = BodyFraming.none
     private var pending: ByteBuffer?
     /// Bytes were handed to the channel since the last flush (an empty flush still walks the
@@ -101,10 +98,11 @@ struct HTTP1Output {
     /// Writes what is pending and flushes, if anything went out since the last flush. The
     /// usual case (one pending buffer, nothing else written) is one direct `send` when the
     /// socket takes it all, else one `writeAndFlush`: one walk to the channel instead of two.
-    mutating func flush(context: ChannelHandlerContext) {
+    /// `socket`: the codec's channel when `writeThrough` is set (`OwnedSocket`).
+    mutating func flush(context: ChannelHandlerContext, socket: Channel?) {
         if !unflushed, var bytes = takePending() {
             defer { spare?.keep(bytes) }
-            if writeThrough?.send(&bytes, context: context) == true { return }
+            if writeThrough?.send(&bytes, channel: socket) == true { return }
             context.writeAndFlush(NIOAny(bytes), promise: writeThrough?.track(nil, on: context))
             return
         }

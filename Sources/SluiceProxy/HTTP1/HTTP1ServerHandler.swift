@@ -41,21 +41,26 @@ final class HTTP1ServerHandler: ChannelDuplexHandler, RemovableChannelHandler {
     /// Closed after this long without input while no request is in progress.
     private let idleTimeout: TimeAmount
     private var lastInput = NIODeadline.now()
-    /// The handler is its channel's only one (a cleartext listener): responses may be sent
-    /// straight to the socket (`SocketWriteThrough`).
-    private let writesThrough: Bool
+    /// The socket channel, when this handler is its only one (a cleartext listener): reads go
+    /// to it directly and responses straight to the socket (`OwnedSocket`, `SocketWriteThrough`).
+    private let socketChannel: Channel?
+    private let socketCore: ChannelCore?
 
-    init(exchange: DownstreamHandler, maxHeaderBytes: Int, idleTimeout: TimeAmount, writesThrough: Bool = false) {
+    /// `socket`: the channel this handler is added to, when it is to be the only handler of a
+    /// socket channel.
+    init(exchange: DownstreamHandler, maxHeaderBytes: Int, idleTimeout: TimeAmount, socket: Channel? = nil) {
         self.exchange = exchange
         self.parser = HTTP1Parser(kind: .request, maxHeadBytes: maxHeaderBytes)
         self.idleTimeout = idleTimeout
-        self.writesThrough = writesThrough
+        let owned = OwnedSocket(socket)
+        output.writeThrough = owned.flatMap { .socket(of: $0.channel) }
+        socketChannel = output.writeThrough == nil ? nil : owned?.channel
+        socketCore = output.writeThrough == nil ? nil : owned?.core
     }
 
     func handlerAdded(context: ChannelHandlerContext) {
         self.context = context
         output.spare = exchange.loop.pool.spare
-        if writesThrough { output.writeThrough = .socket(under: context) }
         exchange.http1 = self
         exchange.handlerAdded(context: context)
         exchange.loop.exchanges.watchIdle(timeout: idleTimeout)
@@ -153,8 +158,8 @@ final class HTTP1ServerHandler: ChannelDuplexHandler, RemovableChannelHandler {
             exchange.readPending = true
         } else if input != nil && responsePending {
             readHeldForPipelining = true
-        } else if output.ownsSocket {
-            context.readAsOnlyHandler()
+        } else if socketCore != nil {
+            socketCore?.read0()
         } else {
             context.read()
         }
@@ -205,7 +210,7 @@ final class HTTP1ServerHandler: ChannelDuplexHandler, RemovableChannelHandler {
 
     func flush() {
         guard let context else { return }
-        output.flush(context: context)
+        output.flush(context: context, socket: socketChannel)
     }
 
     /// Ends the response in progress; with `close`, the connection closes once it is written.
@@ -220,7 +225,7 @@ final class HTTP1ServerHandler: ChannelDuplexHandler, RemovableChannelHandler {
             input = nil
             let promise = context.eventLoop.makePromise(of: Void.self)
             output.write(context: context, promise: promise)
-            output.flush(context: context)
+            output.flush(context: context, socket: socketChannel)
             promise.futureResult.assumeIsolated().whenComplete { _ in context.close(promise: nil) }
             return
         }

@@ -38,11 +38,11 @@ struct SocketWriteThrough {
         self.descriptor = descriptor
     }
 
-    /// The socket under `context`'s channel, if it is a socket channel (not an embedded or
-    /// HTTP/2 stream channel). The caller knows whether its handler is the only one.
-    static func socket(under context: ChannelHandlerContext) -> SocketWriteThrough? {
+    /// The socket of `channel`, if it is a socket channel (not an embedded or HTTP/2 stream
+    /// channel). The caller knows whether its handler is the only one.
+    static func socket(of channel: Channel) -> SocketWriteThrough? {
         #if os(Linux)
-        let descriptor = try? context.pipeline.syncOperations.withUnsafeTransportIfAvailable(
+        let descriptor = try? channel.pipeline.syncOperations.withUnsafeTransportIfAvailable(
             of: NIOBSDSocket.Handle.self) { $0 }
         return descriptor.map(SocketWriteThrough.init(descriptor:))
         #else
@@ -50,11 +50,12 @@ struct SocketWriteThrough {
         #endif
     }
 
-    /// Sends `bytes` if nothing waits in NIO. True when all of it went; otherwise `bytes` holds
-    /// what is left (all of it if nothing was sent), for NIO to write.
-    func send(_ bytes: inout ByteBuffer, context: ChannelHandlerContext) -> Bool {
+    /// Sends `bytes` if nothing waits in NIO and `channel` (the socket's) is still active. True
+    /// when all of it went; otherwise `bytes` holds what is left (all of it if nothing was
+    /// sent), for NIO to write.
+    func send(_ bytes: inout ByteBuffer, channel: Channel?) -> Bool {
         #if os(Linux)
-        guard handedToNIO?.value ?? 0 == 0, bytes.readableBytes > 0, context.channel.isActive else { return false }
+        guard handedToNIO?.value ?? 0 == 0, bytes.readableBytes > 0, channel?.isActive == true else { return false }
         let sent = bytes.withUnsafeReadableBytes { raw in
             Glibc.send(descriptor, raw.baseAddress, raw.count, Int32(MSG_NOSIGNAL))
         }
@@ -92,12 +93,24 @@ struct SocketWriteThrough {
 @available(*, unavailable)
 extension SocketWriteThrough: Sendable {}
 
-extension ChannelHandlerContext {
-    /// `read()` from a channel's only handler: straight to the channel, as NIO's head handler
-    /// passes it on, without the hop through the pipeline (a proxied request reads twice, ~150
-    /// instructions saved each time). Like `SocketWriteThrough`, only where nothing else is in
-    /// the pipeline to see or hold the read.
-    func readAsOnlyHandler() {
-        channel._channelCore.read0()
+/// The socket channel under a codec that is its only handler (a cleartext listener's codec, an
+/// upstream HTTP/1.1 connection's): its reads go to the channel directly, as NIO's head handler
+/// passes them on, without the hop through the pipeline (a proxied request reads twice, ~150
+/// instructions saved each time), and `SocketWriteThrough` checks it is still active. Like the
+/// write-through, only where nothing else is in the pipeline to see or hold the read.
+///
+/// Held by the codec as `let` constants (given at its creation, in the channel's initializer)
+/// and called through `?.`: a call then takes no reference count. Reached through the handler
+/// context (`context.channel._channelCore`) it took two retains and two releases each time, the
+/// pipeline's channel and its core. The channel holds the pipeline that holds the codec; the
+/// cycle ends when the channel closes and NIO removes its handlers.
+struct OwnedSocket {
+    let channel: Channel
+    let core: ChannelCore
+
+    init?(_ channel: Channel?) {
+        guard let channel else { return nil }
+        self.channel = channel
+        self.core = channel._channelCore
     }
 }

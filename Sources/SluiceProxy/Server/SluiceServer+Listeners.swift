@@ -129,7 +129,7 @@ extension SluiceServer {
                                     writesThrough: Bool = false) throws {
         try channel.pipeline.syncOperations.addHandler(
             HTTP1ServerHandler(exchange: DownstreamHandler(loop: loop, store: store, scheme: scheme),
-                               maxHeaderBytes: maxHeaderBytes, idleTimeout: idle, writesThrough: writesThrough))
+                               maxHeaderBytes: maxHeaderBytes, idleTimeout: idle, socket: writesThrough ? channel : nil))
     }
 
     /// HTTP/2: one `DownstreamHandler` per stream, its channel's only handler (it converts the

@@ -63,12 +63,19 @@ class UpstreamHandler {
         read(context)
     }
 
-    /// The handler is its socket channel's only one (HTTP/1.1 to a backend; not an HTTP/2
-    /// stream behind its codec, nor a test's embedded channel): reads go straight to the channel.
-    final var onlyHandler = false
+    /// The socket channel, when the handler is its only one (HTTP/1.1 to a backend; not an
+    /// HTTP/2 stream behind its codec, nor a test's embedded channel): reads go straight to it
+    /// (`OwnedSocket`).
+    final let socketChannel: Channel?
+    private final let socketCore: ChannelCore?
+
+    init(socket: OwnedSocket? = nil) {
+        socketChannel = socket?.channel
+        socketCore = socket?.core
+    }
 
     private final func read(_ context: ChannelHandlerContext) {
-        if onlyHandler { context.readAsOnlyHandler() } else { context.read() }
+        if socketCore != nil { socketCore?.read0() } else { context.read() }
     }
 
     // Shared `ChannelHandler` methods (the subclasses' conformances use these).
@@ -124,16 +131,17 @@ final class HTTP1UpstreamHandler: UpstreamHandler, ChannelDuplexHandler, Removab
     private var input: ByteBuffer?
     private var output = HTTP1Output()
 
-    init(spare: SpareBuffer? = nil) {
+    /// `socket`: the channel this handler is added to as its only handler (until a tunnel
+    /// replaces it), so its output may go straight to the socket and its reads to the channel.
+    init(spare: SpareBuffer? = nil, socket: Channel? = nil) {
+        let writeThrough = socket.flatMap { SocketWriteThrough.socket(of: $0) }
+        super.init(socket: writeThrough == nil ? nil : OwnedSocket(socket))
         output.spare = spare
+        output.writeThrough = writeThrough
     }
 
-    /// The only handler of its channel (until a tunnel replaces it), so its output may go
-    /// straight to the socket.
     func handlerAdded(context: ChannelHandlerContext) {
         self.context = context
-        output.writeThrough = .socket(under: context)
-        onlyHandler = output.ownsSocket
     }
 
     func handlerRemoved(context: ChannelHandlerContext) { self.context = nil }
@@ -158,7 +166,7 @@ final class HTTP1UpstreamHandler: UpstreamHandler, ChannelDuplexHandler, Removab
 
     override func flush() {
         guard let context else { return }
-        output.flush(context: context)
+        output.flush(context: context, socket: socketChannel)
     }
 
     /// Asks for the next read here, subject to backpressure (`read`), as

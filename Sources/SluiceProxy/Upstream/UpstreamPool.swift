@@ -118,7 +118,7 @@ final class UpstreamPool {
             .channelOption(.socketOption(.tcp_nodelay), value: 1)
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
-                    try channel.pipeline.syncOperations.addHandler(HTTP1UpstreamHandler(spare: spare.value))
+                    try channel.pipeline.syncOperations.addHandler(HTTP1UpstreamHandler(spare: spare.value, socket: channel))
                 }
             }
             .connect(to: address)
