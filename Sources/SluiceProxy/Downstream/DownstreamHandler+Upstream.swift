@@ -46,7 +46,11 @@ extension DownstreamHandler: UpstreamDelegate {
 
     func upstreamResponseBody(_ body: ByteBuffer) {
         guard request != nil else { return }
-        send(.body(.byteBuffer(body)))
+        if let http1 {
+            http1.writeBody(body)
+        } else {
+            send(.body(.byteBuffer(body)))
+        }
     }
 
     func upstreamReadComplete() {

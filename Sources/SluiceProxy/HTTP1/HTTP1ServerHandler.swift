@@ -199,6 +199,13 @@ final class HTTP1ServerHandler: ChannelDuplexHandler, RemovableChannelHandler {
         }
     }
 
+    /// A body part of the response, framed as its head decided (the exchange's usual path: no
+    /// `HTTPServerResponsePart` is made and taken apart again, each a copy of the part).
+    func writeBody(_ body: ByteBuffer) {
+        guard let context else { return }
+        output.body(body, context: context)
+    }
+
     /// A backend's response head passed on (see `ResponseHead`): kept field lines copied as bytes.
     func writeForwardedHead(_ head: ResponseHead, version: HTTPVersion, forwarded: HeaderRewrite.ForwardedResponse,
                             extra: [(String, String)]) {
@@ -217,7 +224,7 @@ final class HTTP1ServerHandler: ChannelDuplexHandler, RemovableChannelHandler {
     /// Otherwise the next pipelined request, if one is waiting, is taken up.
     func end(_ trailers: HTTPHeaders?, close: Bool) {
         guard let context else { return }
-        write(.end(trailers))
+        output.end(trailers)
         responsePending = false
         requestIsHEAD = false
         if close {
