@@ -228,6 +228,26 @@ extension EndToEnd.HTTP2AndTLS {
             backend: grpc
         """
 
+    /// Many requests in a row over one upstream HTTP/2 connection: each stream ends by its
+    /// END_STREAM frames, not by a reset. Resetting every finished stream (as Sluice did) made
+    /// NIO's server close the connection after 200 resets, and every later request waited for
+    /// its response timeout.
+    @Test func manyRequestsInARowShareOneHTTP2BackendConnection() async throws {
+        try await Harness.withYAML(backends: [.init(version: "v1", h2c: true)],
+                                   config: Self.h2Backend.replacingOccurrences(of: "protocol: h2 }",
+                                                                               with: "protocol: h2, timeout: 2s }")) { h in
+            let c = try h.client()
+            var statuses: [Int: Int] = [:]
+            for i in 0..<300 {
+                let r = try c.request("GET", "/seq/\(i)")
+                statuses[r.status, default: 0] += 1
+                if r.status != 200 { break }
+            }
+            #expect(statuses == [200: 300])
+            #expect(h.backends[0].received.count == 300)
+        }
+    }
+
     @Test func h2BackendCarriesGRPCTrailersEndToEnd() async throws {
         try await Harness.withYAML(backends: [.init(version: "v1", h2c: true)], config: Self.h2Backend,
                                    listener: ListenerSpec(address: any, h2c: true)) { h in

@@ -141,11 +141,17 @@ final class UpstreamPool {
     }
 
     /// Returns a connection whose last exchange ended cleanly; it idles until leased again.
-    /// (An HTTP/2 stream is single-use: it is closed instead.)
+    ///
+    /// An HTTP/2 stream is single-use. One that carried its exchange to the end (END_STREAM sent
+    /// and received) closes by itself; closing its channel here as well reset it (RST_STREAM
+    /// CANCEL, the stream not being closed yet while its last frame is delivered), once per
+    /// request, and servers count resets against the connection: NIO's sends GOAWAY after 200,
+    /// and "rapid reset" defences (CVE-2023-44487) do the like. Only a stream no request used is
+    /// closed.
     func release(_ conn: UpstreamConnection) {
         conn.handler.delegate = nil
         guard conn.channel.isActive, !conn.isStream else {
-            if conn.isStream { conn.channel.close(promise: nil) }
+            if conn.isStream && conn.requestsServed == 0 { conn.channel.close(promise: nil) }
             return
         }
         let endpoint = conn.endpoint
