@@ -121,4 +121,116 @@ struct HTTP2StreamPartsTests {
             return "other"
         }
     }
+
+    // MARK: Towards an HTTP/2 backend: `StreamUpstreamHandler` against NIO's client codec
+
+    private typealias Recording = HTTP1CodecHandlerTests.RecordingDelegate
+
+    /// The frames NIO's client codec writes for `parts`, and ours.
+    private func requestFrames(_ parts: [HTTPClientRequestPart]) throws -> (ours: [String], nio: [String]) {
+        let nio = EmbeddedChannel(handler: HTTP2FramePayloadToHTTP1ClientCodec(httpProtocol: .http))
+        defer { _ = try? nio.finish() }
+        // Written, then flushed once, as the exchange does (`attach`: head, buffered parts, flush).
+        for part in parts { nio.write(part, promise: nil) }
+        nio.flush()
+        var nioFrames: [String] = []
+        while let frame = try nio.readOutbound(as: HTTP2Frame.FramePayload.self) { nioFrames.append(describe(frame)) }
+
+        let channel = EmbeddedChannel()
+        defer { _ = try? channel.finish() }
+        let handler = StreamUpstreamHandler()
+        try channel.pipeline.syncOperations.addHandler(handler)
+        for part in parts { handler.send(part) }
+        handler.flush()
+        var ours: [String] = []
+        while let frame = try channel.readOutbound(as: HTTP2Frame.FramePayload.self) { ours.append(describe(frame)) }
+        return (ours, nioFrames)
+    }
+
+    @Test func requestFramesMatchNIOsClientCodec() throws {
+        let head = HTTPClientRequestPart.head(HTTPRequestHead(version: .http1_1, method: .POST, uri: "/svc/Method", headers: [
+            "Host": "grpc.example:50051", "Content-Type": "application/grpc", "Connection": "keep-alive",
+            "Keep-Alive": "timeout=5", "Transfer-Encoding": "chunked", "X-Forwarded-For": "10.0.0.1",
+        ]))
+        let get = HTTPClientRequestPart.head(HTTPRequestHead(version: .http1_1, method: .GET, uri: "/a?b=c",
+                                                             headers: ["host": "a.example", "accept": "*/*"]))
+        let body = HTTPClientRequestPart.body(.byteBuffer(ByteBuffer(string: "payload")))
+        var trailers = HTTPHeaders()
+        trailers.add(name: "Grpc-Timeout", value: "1S")
+        for parts in [[get, .end(nil)], [head, body, .end(nil)], [head, body, body, .end(trailers)], [head, .end(trailers)]] {
+            let frames = try requestFrames(parts)
+            #expect(frames.ours == frames.nio)
+        }
+        // One frame for a request without a body: HEADERS with END_STREAM.
+        #expect(try requestFrames([get, .end(nil)]).ours.count == 1)
+    }
+
+    /// The parts NIO's client codec reads from `frames` (after a request with `method`), and
+    /// what our handler reports to its delegate for the same frames.
+    private func responseParts(_ frames: [HTTP2Frame.FramePayload], method: HTTPMethod) throws -> (ours: [Recording.Call], nio: [Recording.Call]) {
+        let head = HTTPClientRequestPart.head(HTTPRequestHead(version: .http1_1, method: method, uri: "/", headers: ["host": "a"]))
+        let nio = EmbeddedChannel(handler: HTTP2FramePayloadToHTTP1ClientCodec(httpProtocol: .http))
+        defer { _ = try? nio.finish() }
+        try nio.writeOutbound(head)
+        for frame in frames { try nio.writeInbound(frame) }
+        var nioCalls: [Recording.Call] = []
+        while let part = try nio.readInbound(as: HTTPClientResponsePart.self) {
+            switch part {
+            case .head(let h): nioCalls.append(.head(status: Int(h.status.code), fields: h.headers.map { "\($0.name): \($0.value)" }))
+            case .body(let b): nioCalls.append(.body(String(buffer: b)))
+            case .end(let t): nioCalls.append(.end(trailers: t.map { $0.map { "\($0.name): \($0.value)" } }))
+            }
+        }
+
+        let channel = EmbeddedChannel()
+        defer { _ = try? channel.finish() }
+        let handler = StreamUpstreamHandler()
+        try channel.pipeline.syncOperations.addHandler(handler)
+        let delegate = Recording()
+        handler.delegate = delegate
+        handler.send(head)
+        for frame in frames { try channel.writeInbound(frame) }
+        return (delegate.calls, nioCalls)
+    }
+
+    @Test(arguments: [HTTPMethod.GET, .HEAD, .POST])
+    func responsePartsMatchNIOsClientCodec(method: HTTPMethod) throws {
+        let ok = HPACKHeaders([(":status", "200"), ("content-type", "application/grpc")])
+        let sized = HPACKHeaders([(":status", "200"), ("content-length", "4")])
+        let noContent = HPACKHeaders([(":status", "204"), ("x-a", "1")])
+        let early = HPACKHeaders([(":status", "103"), ("link", "</a.css>; rel=preload")])
+        let trailers = HPACKHeaders([("grpc-status", "0"), ("grpc-message", "ok")])
+        let data = { (text: String, end: Bool) in HTTP2Frame.FramePayload.data(.init(data: .byteBuffer(ByteBuffer(string: text)), endStream: end)) }
+        let cases: [[HTTP2Frame.FramePayload]] = [
+            [.headers(.init(headers: ok)), data("abcd", false), .headers(.init(headers: trailers, endStream: true))],
+            [.headers(.init(headers: ok, endStream: true))],
+            [.headers(.init(headers: sized)), data("abcd", true)],
+            [.headers(.init(headers: ok)), data("ab", false), data("", true)],
+            [.headers(.init(headers: noContent, endStream: true))],
+            [.headers(.init(headers: early)), .headers(.init(headers: ok)), data("x", true)],
+        ]
+        for frames in cases {
+            let parts = try responseParts(frames, method: method)
+            #expect(parts.ours == parts.nio, "\(frames.map(describe))")
+        }
+    }
+
+    @Test func aResponseWithoutAValidStatusFailsTheExchange() throws {
+        for block in [HPACKHeaders([("content-type", "text/plain")]), HPACKHeaders([(":status", "abc")])] {
+            let channel = EmbeddedChannel()
+            defer { _ = try? channel.finish() }
+            let handler = StreamUpstreamHandler()
+            try channel.pipeline.syncOperations.addHandler(handler)
+            let delegate = Recording()
+            handler.delegate = delegate
+            handler.send(.head(HTTPRequestHead(version: .http1_1, method: .GET, uri: "/", headers: ["host": "a"])))
+            try channel.writeInbound(HTTP2Frame.FramePayload.headers(.init(headers: block)))
+            #expect(delegate.calls == [.failed(.protocolError)])
+        }
+    }
+
+    @Test func withoutAHostTheRequestHasNoAuthority() {
+        let block = HTTP2StreamParts.requestHeaders(method: .GET, uri: "/", fields: [("accept", "*/*")])
+        #expect(block.map(\.name) == [":path", ":method", ":scheme", "accept"])
+    }
 }

@@ -130,6 +130,73 @@ enum HTTP2StreamParts {
         return status.value.utf8.first == UInt8(ascii: "1")
     }
 
+    // MARK: Towards an HTTP/2 backend (`StreamUpstreamHandler`)
+
+    /// A request head as an HPACK block, as NIO's `HTTP2FramePayloadToHTTP1ClientCodec` made it
+    /// (`:path`, `:method`, `:scheme`, `:authority` from the Host field, then the other fields
+    /// with lower-cased names, without the connection-specific ones). Without a Host field the
+    /// block has no `:authority` (RFC 9113 §8.3.1: "unless there is no authority information to
+    /// convey"); NIO's codec failed the request.
+    static func requestHeaders(method: HTTPMethod, uri: String, fields: [(String, String)]) -> HPACKHeaders {
+        var headers = HPACKHeaders()
+        headers.reserveCapacity(fields.count + 4)
+        headers.add(name: ":path", value: uri)
+        headers.add(name: ":method", value: method.rawValue)
+        headers.add(name: ":scheme", value: "http")
+        if let host = fields.first(where: { $0.0.lowercased() == "host" }) {
+            headers.add(name: ":authority", value: host.1)
+        }
+        for (name, value) in fields {
+            let name = name.lowercased()
+            if name != "host" && !connectionSpecific.contains(name) { headers.add(name: name, value: value) }
+        }
+        return headers
+    }
+
+    /// A backend's response head from its HEADERS frame, as NIO's client codec made it: the
+    /// status, the regular fields, and for a final response that may have a body and declares
+    /// no `content-length` the framing an HTTP/1.1 client needs (`content-length: 0` when the
+    /// frame ends the stream, `transfer-encoding: chunked` otherwise).
+    static func responseHead(_ block: HPACKHeaders, endStream: Bool, requestMethod: HTTPMethod) throws(MalformedResponse) -> ResponseHead {
+        var status: HTTPResponseStatus?
+        var hasLength = false
+        var regular = 0
+        var lineBytes = 0
+        for (name, value, _) in block {
+            guard name.utf8.first == UInt8(ascii: ":") else {
+                regular += 1
+                lineBytes += name.utf8.count + value.utf8.count + 4
+                if name == "content-length" { hasLength = true }
+                continue
+            }
+            guard name == ":status", status == nil, let code = Int(value), (100...999).contains(code) else {
+                throw MalformedResponse()
+            }
+            status = HTTPResponseStatus(statusCode: code)
+        }
+        guard let status else { throw MalformedResponse() }
+        var fields = FieldBlock.Builder(fields: regular + 1, bytes: lineBytes + 32)
+        for (name, value, _) in block where name.utf8.first != UInt8(ascii: ":") {
+            fields.append(name: name, value: value)
+        }
+        let code = status.code
+        if !(100..<200).contains(code) && code != 204 && code != 304 && !hasLength
+            && !requestMethod.isHEAD && requestMethod != .CONNECT {
+            if endStream {
+                fields.append(name: "content-length", value: "0")
+            } else {
+                fields.append(name: "transfer-encoding", value: "chunked")
+            }
+        }
+        return ResponseHead(version: HTTPVersion(major: 2, minor: 0), status: status, fields: fields.block)
+    }
+
+    /// A backend's HEADERS frame without a valid `:status`.
+    struct MalformedResponse: Error, Equatable {}
+
+    /// A 1xx `:status` (an informational head: more heads follow).
+    static func isInformational(_ head: ResponseHead) -> Bool { head.status.code / 100 == 1 }
+
     /// The regular fields of a HEADERS frame of trailers.
     static func trailers(_ block: HPACKHeaders) -> HTTPHeaders {
         var headers = HTTPHeaders()

@@ -1,5 +1,7 @@
 import NIOCore
+import NIOHPACK
 import NIOHTTP1
+import NIOHTTP2
 
 /// What an upstream connection reports to the request that currently leases it.
 ///
@@ -28,7 +30,7 @@ enum UpstreamFailure: String, Error {
 /// - `HTTP1UpstreamHandler` on an HTTP/1.1 connection: it is the codec itself (the same
 ///   `HTTP1Parser` and `HTTP1Writer` as the client side), so no `NIOAny`-boxed parts travel
 ///   between handlers on the hot path;
-/// - `StreamUpstreamHandler` on an HTTP/2 stream, behind `HTTP2FramePayloadToHTTP1ClientCodec`.
+/// - `StreamUpstreamHandler` on an HTTP/2 stream, converting its frames itself (`HTTP2StreamParts`).
 ///
 /// Both forward the response to their current delegate (the request leasing the connection)
 /// and apply backpressure in the other direction: the channel reads only while the downstream
@@ -228,28 +230,120 @@ final class HTTP1UpstreamHandler: UpstreamHandler, ChannelDuplexHandler, Removab
     }
 }
 
-/// An HTTP/2 stream to a backend (`protocol: h2`), behind NIO's part codec (see `UpstreamHandler`).
+/// An HTTP/2 stream to a backend (`protocol: h2`), the stream channel's only handler: it turns
+/// the request into frames and the response frames into the delegate's parts itself, as NIO's
+/// `HTTP2FramePayloadToHTTP1ClientCodec` did as a handler of its own (`HTTP2StreamParts`).
+///
+/// A request's frames go out one behind the other: the last one written is held until the next
+/// part shows whether it ends the stream, so a request without a body is one HEADERS frame with
+/// END_STREAM and a body's last DATA frame carries it (NIO's codec did the same). A flush writes
+/// what is held.
 final class StreamUpstreamHandler: UpstreamHandler, ChannelDuplexHandler, RemovableChannelHandler {
-    typealias InboundIn = HTTPClientResponsePart
-    typealias OutboundIn = HTTPClientRequestPart
-    typealias OutboundOut = HTTPClientRequestPart
+    typealias InboundIn = HTTP2Frame.FramePayload
+    typealias OutboundIn = HTTP2Frame.FramePayload
+    typealias OutboundOut = HTTP2Frame.FramePayload
+
+    private var held: HTTP2Frame.FramePayload?
+    /// The request's method (HEAD and CONNECT answers have no body to frame).
+    private var requestMethod = HTTPMethod.GET
+    /// A final (non-1xx) response head arrived: a HEADERS frame after it carries trailers.
+    private var finalHeadReceived = false
 
     func handlerAdded(context: ChannelHandlerContext) { self.context = context }
     func handlerRemoved(context: ChannelHandlerContext) { self.context = nil }
 
+    override func sendHead(_ request: UpstreamRequest) {
+        let fields = request.fields
+        var list: [(String, String)] = fields.withBytes { bytes in
+            fields.fields.filter { request.keeps($0, in: bytes) }
+        }.map { (fields.name($0), fields.value($0)) }
+        list.append(contentsOf: request.proxyFields(in: fields))
+        list.append(contentsOf: request.extra)
+        requestMethod = request.method
+        hold(.headers(.init(headers: HTTP2StreamParts.requestHeaders(method: request.method, uri: request.uri, fields: list))))
+    }
+
     override func send(_ part: HTTPClientRequestPart) {
-        context?.write(wrapOutboundOut(part), promise: nil)
+        switch part {
+        case .head(let head):
+            requestMethod = head.method
+            let fields = head.headers.map { ($0.name, $0.value) }
+            hold(.headers(.init(headers: HTTP2StreamParts.requestHeaders(method: head.method, uri: head.uri, fields: fields))))
+        case .body(let body):
+            hold(.data(.init(data: body)))
+        case .end(let trailers):
+            guard let context else { return }
+            if trailers == nil, var last = held {
+                held = nil
+                switch last {
+                case .headers(var headers):
+                    headers.endStream = true
+                    last = .headers(headers)
+                case .data(var data):
+                    data.endStream = true
+                    last = .data(data)
+                default:
+                    break
+                }
+                context.write(wrapOutboundOut(last), promise: nil)
+                return
+            }
+            writeHeld(context)
+            if let trailers {
+                let block = HPACKHeaders(httpHeaders: trailers, normalizeHTTPHeaders: true)
+                context.write(wrapOutboundOut(.headers(.init(headers: block, endStream: true))), promise: nil)
+            } else {
+                context.write(wrapOutboundOut(.data(.init(data: .byteBuffer(ByteBuffer()), endStream: true))), promise: nil)
+            }
+        }
+    }
+
+    override func flush() {
+        guard let context else { return }
+        writeHeld(context)
+        context.flush()
+    }
+
+    /// Writes the frame held so far and holds `frame` instead.
+    private func hold(_ frame: HTTP2Frame.FramePayload) {
+        if let context { writeHeld(context) }
+        held = frame
+    }
+
+    private func writeHeld(_ context: ChannelHandlerContext) {
+        guard let frame = held else { return }
+        held = nil
+        context.write(wrapOutboundOut(frame), promise: nil)
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        guard let delegate else {
+        guard delegate != nil else {
             context.close(promise: nil)
             return
         }
         switch unwrapInboundIn(data) {
-        case .head(let head): delegate.upstreamResponseHead(ResponseHead(head))
-        case .body(let body): delegate.upstreamResponseBody(body)
-        case .end(let trailers): delegate.upstreamResponseEnd(trailers)
+        case .headers(let headers):
+            if finalHeadReceived {
+                delegate?.upstreamResponseEnd(HTTP2StreamParts.trailers(headers.headers))
+                return
+            }
+            let head: ResponseHead
+            do {
+                head = try HTTP2StreamParts.responseHead(headers.headers, endStream: headers.endStream,
+                                                         requestMethod: requestMethod)
+            } catch {
+                failed(.protocolError, context: context)
+                return
+            }
+            if !HTTP2StreamParts.isInformational(head) { finalHeadReceived = true }
+            delegate?.upstreamResponseHead(head)
+            if headers.endStream && finalHeadReceived { delegate?.upstreamResponseEnd(nil) }
+        case .data(let data):
+            guard case .byteBuffer(let bytes) = data.data else { return }
+            if !data.endStream || bytes.readableBytes > 0 { delegate?.upstreamResponseBody(bytes) }
+            if data.endStream { delegate?.upstreamResponseEnd(nil) }
+        default:
+            return
         }
     }
 
@@ -258,7 +352,7 @@ final class StreamUpstreamHandler: UpstreamHandler, ChannelDuplexHandler, Remova
     }
 
     func errorCaught(context: ChannelHandlerContext, error: Error) {
-        failed(error is HTTPParserError ? .protocolError : .reset, context: context)
+        failed(.reset, context: context)
     }
 }
 

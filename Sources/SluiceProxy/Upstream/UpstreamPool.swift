@@ -206,12 +206,11 @@ final class UpstreamPool {
     private var http2Connecting: [SocketAddress: EventLoopFuture<HTTP2Parent>] = [:]
 
     /// A new stream to `address` (prior-knowledge HTTP/2), on this loop's connection to it, as an
-    /// `UpstreamConnection` that speaks HTTP/1-style parts (the stream's codec converts them).
+    /// `UpstreamConnection` that speaks HTTP/1-style parts (its handler converts them to frames).
     func openStream(to address: SocketAddress, timeout: TimeAmount) -> EventLoopFuture<UpstreamConnection>.Isolated {
         parent(address, timeout: timeout).flatMap { parent in
             parent.multiplexer.createStreamChannel { stream in
                 stream.eventLoop.makeCompletedFuture {
-                    try stream.pipeline.syncOperations.addHandler(HTTP2FramePayloadToHTTP1ClientCodec(httpProtocol: .http))
                     try stream.pipeline.syncOperations.addHandler(StreamUpstreamHandler())
                 }
             }
