@@ -126,6 +126,17 @@ struct HTTP2StreamPartsTests {
 
     private typealias Recording = HTTP1CodecHandlerTests.RecordingDelegate
 
+    /// An embedded channel whose only handler is a `StreamUpstreamHandler` leased by a
+    /// recording delegate.
+    private func streamHandler() throws -> (EmbeddedChannel, StreamUpstreamHandler, Recording) {
+        let channel = EmbeddedChannel()
+        let handler = StreamUpstreamHandler()
+        try channel.pipeline.syncOperations.addHandler(handler)
+        let delegate = Recording()
+        handler.delegate = delegate
+        return (channel, handler, delegate)
+    }
+
     /// The frames NIO's client codec writes for `parts`, and ours.
     private func requestFrames(_ parts: [HTTPClientRequestPart]) throws -> (ours: [String], nio: [String]) {
         let nio = EmbeddedChannel(handler: HTTP2FramePayloadToHTTP1ClientCodec(httpProtocol: .http))
@@ -136,10 +147,8 @@ struct HTTP2StreamPartsTests {
         var nioFrames: [String] = []
         while let frame = try nio.readOutbound(as: HTTP2Frame.FramePayload.self) { nioFrames.append(describe(frame)) }
 
-        let channel = EmbeddedChannel()
+        let (channel, handler, _) = try streamHandler()
         defer { _ = try? channel.finish() }
-        let handler = StreamUpstreamHandler()
-        try channel.pipeline.syncOperations.addHandler(handler)
         for part in parts { handler.send(part) }
         handler.flush()
         var ours: [String] = []
@@ -182,12 +191,8 @@ struct HTTP2StreamPartsTests {
             }
         }
 
-        let channel = EmbeddedChannel()
+        let (channel, handler, delegate) = try streamHandler()
         defer { _ = try? channel.finish() }
-        let handler = StreamUpstreamHandler()
-        try channel.pipeline.syncOperations.addHandler(handler)
-        let delegate = Recording()
-        handler.delegate = delegate
         handler.send(head)
         for frame in frames { try channel.writeInbound(frame) }
         return (delegate.calls, nioCalls)
@@ -217,12 +222,8 @@ struct HTTP2StreamPartsTests {
 
     @Test func aResponseWithoutAValidStatusFailsTheExchange() throws {
         for block in [HPACKHeaders([("content-type", "text/plain")]), HPACKHeaders([(":status", "abc")])] {
-            let channel = EmbeddedChannel()
+            let (channel, handler, delegate) = try streamHandler()
             defer { _ = try? channel.finish() }
-            let handler = StreamUpstreamHandler()
-            try channel.pipeline.syncOperations.addHandler(handler)
-            let delegate = Recording()
-            handler.delegate = delegate
             handler.send(.head(HTTPRequestHead(version: .http1_1, method: .GET, uri: "/", headers: ["host": "a"])))
             try channel.writeInbound(HTTP2Frame.FramePayload.headers(.init(headers: block)))
             #expect(delegate.calls == [.failed(.protocolError)])

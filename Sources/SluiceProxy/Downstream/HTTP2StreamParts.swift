@@ -47,41 +47,29 @@ enum HTTP2StreamParts {
         var method: String?
         var path: String?
         var authority: String?
-        var hasHost = false
-        var hasLength = false
-        var regular = 0
-        var lineBytes = 0
-        for (name, value, _) in block {
-            guard name.utf8.first == UInt8(ascii: ":") else {
-                regular += 1
-                lineBytes += name.utf8.count + value.utf8.count + 4
-                if name == "host" { hasHost = true } else if name == "content-length" { hasLength = true }
-                continue
-            }
+        let regular = try RegularFields(of: block) { (name, value) throws(MalformedRequest) in
             guard isPseudoHeaderValue(value) else { throw MalformedRequest(field: name) }
             switch name {
             case ":method": method = value
             case ":path": path = value
             case ":authority": authority = value
-            default: continue // :scheme (checked above), :protocol
+            default: break // :scheme (checked above), :protocol
             }
         }
         guard let method else { throw MalformedRequest(field: ":method") }
         guard let path else { throw MalformedRequest(field: ":path") }
         let httpMethod = HTTPMethod(rawValue: method)
         // Room for the lines and for a Host and a framing field added here.
-        var fields = FieldBlock.Builder(fields: regular + 2, bytes: lineBytes + (authority?.utf8.count ?? 0) + 64)
-        if !hasHost, let authority { fields.append(name: "host", value: authority) }
-        if !hasLength && mayCarryBody(httpMethod) {
+        var fields = FieldBlock.Builder(fields: regular.count + 2, bytes: regular.lineBytes + (authority?.utf8.count ?? 0) + 64)
+        if !regular.hasHost, let authority { fields.append(name: "host", value: authority) }
+        if !regular.hasLength && mayCarryBody(httpMethod) {
             if endStream {
                 fields.append(name: "content-length", value: "0")
             } else {
                 fields.append(name: "transfer-encoding", value: "chunked")
             }
         }
-        for (name, value, _) in block where name.utf8.first != UInt8(ascii: ":") {
-            fields.append(name: name, value: value)
-        }
+        regular.append(from: block, to: &fields)
         return RequestHead(method: httpMethod, uri: path, version: HTTPVersion(major: 2, minor: 0), fields: fields.block)
     }
 
@@ -159,28 +147,17 @@ enum HTTP2StreamParts {
     /// frame ends the stream, `transfer-encoding: chunked` otherwise).
     static func responseHead(_ block: HPACKHeaders, endStream: Bool, requestMethod: HTTPMethod) throws(MalformedResponse) -> ResponseHead {
         var status: HTTPResponseStatus?
-        var hasLength = false
-        var regular = 0
-        var lineBytes = 0
-        for (name, value, _) in block {
-            guard name.utf8.first == UInt8(ascii: ":") else {
-                regular += 1
-                lineBytes += name.utf8.count + value.utf8.count + 4
-                if name == "content-length" { hasLength = true }
-                continue
-            }
+        let regular = try RegularFields(of: block) { (name, value) throws(MalformedResponse) in
             guard name == ":status", status == nil, let code = Int(value), (100...999).contains(code) else {
                 throw MalformedResponse()
             }
             status = HTTPResponseStatus(statusCode: code)
         }
         guard let status else { throw MalformedResponse() }
-        var fields = FieldBlock.Builder(fields: regular + 1, bytes: lineBytes + 32)
-        for (name, value, _) in block where name.utf8.first != UInt8(ascii: ":") {
-            fields.append(name: name, value: value)
-        }
+        var fields = FieldBlock.Builder(fields: regular.count + 1, bytes: regular.lineBytes + 32)
+        regular.append(from: block, to: &fields)
         let code = status.code
-        if !(100..<200).contains(code) && code != 204 && code != 304 && !hasLength
+        if !(100..<200).contains(code) && code != 204 && code != 304 && !regular.hasLength
             && !requestMethod.isHEAD && requestMethod != .CONNECT {
             if endStream {
                 fields.append(name: "content-length", value: "0")
@@ -204,6 +181,35 @@ enum HTTP2StreamParts {
             headers.add(name: name, value: value)
         }
         return headers
+    }
+
+    /// What a header block's regular (not pseudo-header) fields hold, found in one pass that
+    /// hands each pseudo-header field to a closure.
+    private struct RegularFields {
+        var count = 0
+        /// The bytes of their `name: value\r\n` lines.
+        var lineBytes = 0
+        var hasHost = false
+        var hasLength = false
+
+        init<E: Error>(of block: HPACKHeaders, pseudo: (String, String) throws(E) -> Void) throws(E) {
+            for (name, value, _) in block {
+                guard name.utf8.first != UInt8(ascii: ":") else {
+                    try pseudo(name, value)
+                    continue
+                }
+                count += 1
+                lineBytes += name.utf8.count + value.utf8.count + 4
+                if name == "host" { hasHost = true } else if name == "content-length" { hasLength = true }
+            }
+        }
+
+        /// The regular fields of `block`, in order, into `fields`.
+        func append(from block: HPACKHeaders, to fields: inout FieldBlock.Builder) {
+            for (name, value, _) in block where name.utf8.first != UInt8(ascii: ":") {
+                fields.append(name: name, value: value)
+            }
+        }
     }
 
     /// Methods whose requests may carry a body without saying so in advance (NIO's codec frames
