@@ -3,7 +3,8 @@ import NIOHPACK
 import NIOHTTP1
 import NIOHTTP2
 
-/// An HTTP/2 stream's frames as the exchange's request parts, and its response parts as frames.
+/// An HTTP/2 stream's frames as the exchange's request parts, and its response parts as frames;
+/// and the same towards an HTTP/2 backend (`StreamUpstreamHandler`, the MARK below).
 ///
 /// `DownstreamHandler` is the only handler of a stream channel and converts as it reads and
 /// writes. NIO's `HTTP2FramePayloadToHTTP1ServerCodec` did this as a handler of its own in every
@@ -14,9 +15,11 @@ import NIOHTTP2
 /// request's block becomes a `FieldBlock` at once and a response's kept field lines become an
 /// HPACK block straight from the backend's bytes.
 ///
-/// The frames are the ones NIO's codec makes, so what a client sees is unchanged:
+/// The frames are the ones NIO's codec makes, but for two differences marked below (a request
+/// without `:authority`, END_STREAM on a response's last frame):
 /// - a request head is `:method` and `:path` as method and target; `:authority` stands for
-///   `Host` when the block has none; a method that may carry a body and declares no
+///   `Host` when the block has none (a block with neither is accepted, RFC 9113 §8.3.1; NIO's
+///   codec refused any without `:authority`); a method that may carry a body and declares no
 ///   `content-length` gets `content-length: 0` when the HEADERS frame ends the stream and
 ///   `transfer-encoding: chunked` otherwise, so the HTTP/1.1 request upstream is framed;
 ///   pseudo-header values with control characters, spaces or DEL are refused (they would end
