@@ -112,14 +112,21 @@ final class UpstreamRequest {
     /// The host the request names (`host(in:)`).
     var host: String? { host(in: head.fields) }
 
-    /// As NIO's head: for an HTTP/2 backend's stream codec and for shadow copies.
-    var httpHead: HTTPRequestHead {
+    /// The fields that go upstream, in order, as strings: the client's kept ones, the proxy's,
+    /// then `extra` (an HTTP/2 backend's header block, shadow copies; `HTTP1Writer` writes the
+    /// same lines from the bytes).
+    var fieldList: [(String, String)] {
         var list: [(String, String)] = fields.withBytes { bytes in
             fields.fields.filter { keeps($0, in: bytes) }
         }.map { (fields.name($0), fields.value($0)) }
         list.append(contentsOf: proxyFields(in: fields))
         list.append(contentsOf: extra)
-        return HTTPRequestHead(version: .http1_1, method: method, uri: uri, headers: HTTPHeaders(list))
+        return list
+    }
+
+    /// As NIO's head: for shadow copies.
+    var httpHead: HTTPRequestHead {
+        HTTPRequestHead(version: .http1_1, method: method, uri: uri, headers: HTTPHeaders(fieldList))
     }
 }
 

@@ -54,8 +54,8 @@ class UpstreamHandler {
     /// Queues a request part (sent at the next `flush`).
     func send(_ part: HTTPClientRequestPart) { preconditionFailure("overridden") }
 
-    /// Queues a request head built from a client's head (an HTTP/2 stream gets NIO's head).
-    func sendHead(_ request: UpstreamRequest) { send(.head(request.httpHead)) }
+    /// Queues a request head built from a client's head (both kinds write it their own way).
+    func sendHead(_ request: UpstreamRequest) { preconditionFailure("overridden") }
     func flush() { context?.flush() }
 
     /// The downstream side drained: resume reading the response.
@@ -253,14 +253,9 @@ final class StreamUpstreamHandler: UpstreamHandler, ChannelDuplexHandler, Remova
     func handlerRemoved(context: ChannelHandlerContext) { self.context = nil }
 
     override func sendHead(_ request: UpstreamRequest) {
-        let fields = request.fields
-        var list: [(String, String)] = fields.withBytes { bytes in
-            fields.fields.filter { request.keeps($0, in: bytes) }
-        }.map { (fields.name($0), fields.value($0)) }
-        list.append(contentsOf: request.proxyFields(in: fields))
-        list.append(contentsOf: request.extra)
         requestMethod = request.method
-        hold(.headers(.init(headers: HTTP2StreamParts.requestHeaders(method: request.method, uri: request.uri, fields: list))))
+        let block = HTTP2StreamParts.requestHeaders(method: request.method, uri: request.uri, fields: request.fieldList)
+        hold(.headers(.init(headers: block)))
     }
 
     override func send(_ part: HTTPClientRequestPart) {
