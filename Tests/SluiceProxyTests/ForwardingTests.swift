@@ -77,6 +77,28 @@ extension EndToEnd {
         }
     }
 
+    /// A chunked body whose framing lines arrive cut over several reads (TCP segments may cut
+    /// them anywhere): the proxy reads on until each line is whole. It used to hold its next
+    /// read as if the unparsed piece were a pipelined request, and the upload stalled until the
+    /// response timeout (found as an intermittent failure of a write-through test).
+    @Test func chunkFramingCutAcrossReadsKeepsTheUploadGoing() async throws {
+        try await Harness.with(backends: [.init(version: "v1")]) { h in
+            let c = try RawHTTPClient(port: h.port, timeout: 5)
+            // Each piece ends inside a chunk-size line or a chunk's closing CRLF.
+            let pieces = ["POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n5", "\r\nhello\r", "\n1",
+                          "0\r\n0123456789abcdef\r\n", "0", "\r\n\r\n"]
+            for piece in pieces {
+                try c.send(piece)
+                // Time for the proxy to read the piece by itself (were two read together, the
+                // test would cover less, not fail).
+                usleep(50_000)
+            }
+            let r = try c.readResponse()
+            #expect(r.status == 200)
+            #expect(r.bodyString == "hello0123456789abcdef")
+        }
+    }
+
     @Test func largeDownloadIsStreamed() async throws {
         try await Harness.with(backends: [.init(version: "v1")]) { h in
             let c = try h.client()

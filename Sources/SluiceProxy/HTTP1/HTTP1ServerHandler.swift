@@ -156,7 +156,9 @@ final class HTTP1ServerHandler: ChannelDuplexHandler, RemovableChannelHandler {
     func read(context: ChannelHandlerContext) {
         if exchange.holdsRead {
             exchange.readPending = true
-        } else if input != nil && responsePending {
+        } else if input != nil && responsePending && parser.isAtMessageStart {
+            // What waits is the next request (a partial line of this one's body needs more
+            // bytes, so it does not hold the read: an upload would stall).
             readHeldForPipelining = true
         } else if socketCore != nil {
             socketCore?.read0()
