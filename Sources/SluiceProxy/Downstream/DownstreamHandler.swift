@@ -57,7 +57,7 @@ final class DownstreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
     private var streamHeadReceived = false
     /// HTTP/2: the response's last frame, held until the next part shows whether it ends the
     /// stream (`writeFrame`).
-    private var heldFrame: HTTP2Frame.FramePayload?
+    private var heldFrame = HTTP2StreamParts.HeldFrame()
 
     init(loop: LoopContext, store: SnapshotStore, scheme: String = "http") {
         self.loop = loop
@@ -524,39 +524,21 @@ final class DownstreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
         }
     }
 
-    /// HTTP/2: writes the frame held so far and holds `payload` instead. A response's last
-    /// frame (its last DATA frame, or a head with no body) thus carries END_STREAM itself rather
-    /// than being followed by an empty DATA frame: one frame less per response. Nothing is held
-    /// past a flush, so a streamed body is not delayed.
+    /// HTTP/2: writes the frame held so far and holds `payload` instead (`HTTP2StreamParts.HeldFrame`).
     func writeFrame(_ payload: HTTP2Frame.FramePayload, context: ChannelHandlerContext) {
-        writeHeldFrame(context: context)
-        heldFrame = payload
+        if let held = heldFrame.hold(payload) { context.write(wrapOutboundOut(held), promise: nil) }
     }
 
     private func writeHeldFrame(context: ChannelHandlerContext) {
-        guard let held = heldFrame else { return }
-        heldFrame = nil
-        context.write(wrapOutboundOut(held), promise: nil)
+        if let held = heldFrame.take() { context.write(wrapOutboundOut(held), promise: nil) }
     }
 
-    /// HTTP/2: the frame that ends the response: the held frame with END_STREAM set when the
-    /// response ends without trailers, else the trailers (or an empty DATA frame) after it.
+    /// HTTP/2: the frame that ends the response (written by the caller, with its flush); what
+    /// must go before it is written here.
     private func endFrame(_ trailers: HTTPHeaders?, context: ChannelHandlerContext) -> HTTP2Frame.FramePayload {
-        if trailers == nil, let held = heldFrame {
-            heldFrame = nil
-            switch held {
-            case .headers(var headers) where !HTTP2StreamParts.isInterim(headers.headers):
-                headers.endStream = true
-                return .headers(headers)
-            case .data(var data):
-                data.endStream = true
-                return .data(data)
-            default:
-                context.write(wrapOutboundOut(held), promise: nil)
-            }
-        }
-        writeHeldFrame(context: context)
-        return HTTP2StreamParts.payload(.end(trailers), allocator: context.channel.allocator)
+        let end = heldFrame.end(trailers, allocator: context.channel.allocator)
+        if let first = end.first { context.write(wrapOutboundOut(first), promise: nil) }
+        return end.last
     }
 
     /// Ends the response and flushes it; with `close`, the connection closes once it is out.

@@ -28,7 +28,7 @@ import NIOHTTP2
 ///   END_STREAM the end (an empty final DATA frame is just the end);
 /// - a response head is `:status` and the fields in order, names lower-cased, without the
 ///   fields HTTP/2 forbids (RFC 9113 §8.2.2); its end is a HEADERS frame of trailers, or
-///   END_STREAM on its last frame (`DownstreamHandler.writeFrame`: NIO's codec sent an empty
+///   END_STREAM on its last frame (`HeldFrame`: NIO's codec sent an empty
 ///   DATA frame after the body instead).
 ///
 /// NIOHTTP2's own header-block validation (kept on) has already refused a block with missing,
@@ -112,6 +112,49 @@ enum HTTP2StreamParts {
             return .headers(.init(headers: HPACKHeaders(httpHeaders: trailers, normalizeHTTPHeaders: true), endStream: true))
         case .end(nil):
             return .data(.init(data: .byteBuffer(allocator.buffer(capacity: 0)), endStream: true))
+        }
+    }
+
+    /// The last frame of a message being written, held until the next part shows whether it
+    /// ends the stream: a message's last DATA frame, or a head with no body, then carries
+    /// END_STREAM itself instead of being followed by an empty DATA frame (one frame less per
+    /// message). Nothing is held past a flush (`take`), so a streamed body is not delayed. Used
+    /// for responses to clients (`DownstreamHandler`) and requests to backends
+    /// (`StreamUpstreamHandler`).
+    struct HeldFrame {
+        private var frame: HTTP2Frame.FramePayload?
+
+        /// Holds `next`; returns the frame held until now, to be written first.
+        mutating func hold(_ next: HTTP2Frame.FramePayload) -> HTTP2Frame.FramePayload? {
+            defer { frame = next }
+            return frame
+        }
+
+        /// The held frame, to be written (before a flush).
+        mutating func take() -> HTTP2Frame.FramePayload? {
+            defer { frame = nil }
+            return frame
+        }
+
+        /// The frames that end the message: without trailers, the held frame with END_STREAM
+        /// set (an interim 1xx head never ends a stream); otherwise the held frame, if any, and
+        /// then the trailers, or an empty DATA frame.
+        mutating func end(_ trailers: HTTPHeaders?, allocator: ByteBufferAllocator)
+            -> (first: HTTP2Frame.FramePayload?, last: HTTP2Frame.FramePayload) {
+            let held = take()
+            if trailers == nil {
+                switch held {
+                case .headers(var headers)? where !isInterim(headers.headers):
+                    headers.endStream = true
+                    return (nil, .headers(headers))
+                case .data(var data)?:
+                    data.endStream = true
+                    return (nil, .data(data))
+                default:
+                    break
+                }
+            }
+            return (held, payload(.end(trailers), allocator: allocator))
         }
     }
 

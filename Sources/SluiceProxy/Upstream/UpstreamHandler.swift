@@ -1,5 +1,4 @@
 import NIOCore
-import NIOHPACK
 import NIOHTTP1
 import NIOHTTP2
 
@@ -234,16 +233,15 @@ final class HTTP1UpstreamHandler: UpstreamHandler, ChannelDuplexHandler, Removab
 /// the request into frames and the response frames into the delegate's parts itself, as NIO's
 /// `HTTP2FramePayloadToHTTP1ClientCodec` did as a handler of its own (`HTTP2StreamParts`).
 ///
-/// A request's frames go out one behind the other: the last one written is held until the next
-/// part shows whether it ends the stream, so a request without a body is one HEADERS frame with
-/// END_STREAM and a body's last DATA frame carries it (NIO's codec did the same). A flush writes
-/// what is held.
+/// A request's last frame is held until the next part shows whether it ends the stream
+/// (`HTTP2StreamParts.HeldFrame`, as NIO's codec did): a request without a body is one HEADERS
+/// frame with END_STREAM.
 final class StreamUpstreamHandler: UpstreamHandler, ChannelDuplexHandler, RemovableChannelHandler {
     typealias InboundIn = HTTP2Frame.FramePayload
     typealias OutboundIn = HTTP2Frame.FramePayload
     typealias OutboundOut = HTTP2Frame.FramePayload
 
-    private var held: HTTP2Frame.FramePayload?
+    private var held = HTTP2StreamParts.HeldFrame()
     /// The request's method (HEAD and CONNECT answers have no body to frame).
     private var requestMethod = HTTPMethod.GET
     /// A final (non-1xx) response head arrived: a HEADERS frame after it carries trailers.
@@ -268,28 +266,9 @@ final class StreamUpstreamHandler: UpstreamHandler, ChannelDuplexHandler, Remova
             hold(.data(.init(data: body)))
         case .end(let trailers):
             guard let context else { return }
-            if trailers == nil, var last = held {
-                held = nil
-                switch last {
-                case .headers(var headers):
-                    headers.endStream = true
-                    last = .headers(headers)
-                case .data(var data):
-                    data.endStream = true
-                    last = .data(data)
-                default:
-                    break
-                }
-                context.write(wrapOutboundOut(last), promise: nil)
-                return
-            }
-            writeHeld(context)
-            if let trailers {
-                let block = HPACKHeaders(httpHeaders: trailers, normalizeHTTPHeaders: true)
-                context.write(wrapOutboundOut(.headers(.init(headers: block, endStream: true))), promise: nil)
-            } else {
-                context.write(wrapOutboundOut(.data(.init(data: .byteBuffer(ByteBuffer()), endStream: true))), promise: nil)
-            }
+            let end = held.end(trailers, allocator: context.channel.allocator)
+            if let first = end.first { context.write(wrapOutboundOut(first), promise: nil) }
+            context.write(wrapOutboundOut(end.last), promise: nil)
         }
     }
 
@@ -301,14 +280,11 @@ final class StreamUpstreamHandler: UpstreamHandler, ChannelDuplexHandler, Remova
 
     /// Writes the frame held so far and holds `frame` instead.
     private func hold(_ frame: HTTP2Frame.FramePayload) {
-        if let context { writeHeld(context) }
-        held = frame
+        if let previous = held.hold(frame) { context?.write(wrapOutboundOut(previous), promise: nil) }
     }
 
     private func writeHeld(_ context: ChannelHandlerContext) {
-        guard let frame = held else { return }
-        held = nil
-        context.write(wrapOutboundOut(frame), promise: nil)
+        if let frame = held.take() { context.write(wrapOutboundOut(frame), promise: nil) }
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
