@@ -1,4 +1,6 @@
 import Foundation
+import NIOCore
+import NIOHPACK
 import Testing
 import SluiceConfig
 @testable import SluiceProxy
@@ -145,6 +147,53 @@ struct HTTP2AndTLS {
 
             let missing = try run("/usr/bin/curl", curl + ["-w", "\n%{http_version} %{http_code}", base + "/nothing"])
             #expect(missing.out == "no route for GET /nothing\n\n2 404")
+        }
+    }
+
+    /// A malformed request (RFC 9113 §8.1.1; here a field value with a line feed, which would
+    /// split the field line upstream) resets its own stream with PROTOCOL_ERROR and reaches no
+    /// backend; the connection's next stream is served. Raw frames: real clients do not send
+    /// such blocks.
+    @Test func aMalformedHTTP2RequestResetsOnlyItsStream() async throws {
+        try await Harness.withTwoVersions(route: "backend: a", listener: ListenerSpec(address: any, h2c: true)) { h in
+            let client = try h.client()
+            /// A HEADERS frame ending the stream: literal fields, unindexed, as given.
+            func request(stream: UInt8, _ fields: [(String, String)]) -> [UInt8] {
+                var block: [UInt8] = []
+                for (name, value) in fields {
+                    block += [0x00, UInt8(name.utf8.count)] + Array(name.utf8) + [UInt8(value.utf8.count)] + Array(value.utf8)
+                }
+                return [0, 0, UInt8(block.count), 0x01, 0x05, 0, 0, 0, stream] + block
+            }
+            let fields = [(":method", "GET"), (":scheme", "http"), (":authority", "a.example")]
+            try client.send(Array("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".utf8) + [0, 0, 0, 0x04, 0, 0, 0, 0, 0])
+            try client.send(request(stream: 1, fields + [(":path", "/bad"), ("x-note", "a\nx-injected: 1")]))
+            try client.send(request(stream: 3, fields + [(":path", "/good")]))
+            var resetCode: UInt32?
+            var status: String?
+            var goodEnded = false
+            var decoder = HPACKDecoder(allocator: ByteBufferAllocator())
+            for _ in 0..<64 where resetCode == nil || !goodEnded {
+                let header = try client.readBytes(9)
+                let payload = try client.readBytes(Int(header[0]) << 16 | Int(header[1]) << 8 | Int(header[2]))
+                let (type, flags, stream) = (header[3], header[4], header[8])
+                switch (type, stream) {
+                case (0x03, 1): // RST_STREAM
+                    resetCode = payload.reduce(0) { $0 << 8 | UInt32($1) }
+                case (0x01, 3): // HEADERS
+                    var bytes = ByteBuffer(bytes: payload)
+                    status = try decoder.decodeHeaders(from: &bytes).first(name: ":status")
+                    goodEnded = goodEnded || flags & 0x01 != 0
+                case (0x00, 3): // DATA
+                    goodEnded = goodEnded || flags & 0x01 != 0
+                default:
+                    break
+                }
+            }
+            #expect(resetCode == 0x1) // PROTOCOL_ERROR
+            #expect(status == "200")
+            #expect(goodEnded)
+            #expect(h.backends[0].received.map(\.uri) == ["/good"])
         }
     }
 

@@ -75,6 +75,9 @@ struct HTTP2StreamPartsTests {
 
     @Test func aBlockWithoutMethodOrPathIsRefused() {
         #expect(throws: HTTP2StreamParts.MalformedRequest(field: ":path")) {
+            try HTTP2StreamParts.requestHead(block([(":method", "GET"), (":scheme", "http")]), endStream: false)
+        }
+        #expect(throws: HTTP2StreamParts.MalformedRequest(field: ":method")) {
             try HTTP2StreamParts.requestHead(block([(":method", "CONNECT"), (":authority", "a:443")]), endStream: false)
         }
         #expect(throws: HTTP2StreamParts.MalformedRequest(field: ":method")) {

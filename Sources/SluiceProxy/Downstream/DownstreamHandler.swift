@@ -144,15 +144,15 @@ final class DownstreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
         inClientRead = true
         switch unwrapInboundIn(data) {
         case .headers(let headers):
-            guard !streamHeadReceived else {
-                receive(.end(HTTP2StreamParts.trailers(headers.headers)), context: context)
-                return
-            }
-            streamHeadReceived = true
             do {
+                guard !streamHeadReceived else {
+                    receive(.end(try HTTP2StreamParts.clientTrailers(headers.headers)), context: context)
+                    return
+                }
+                streamHeadReceived = true
                 receiveHead(try HTTP2StreamParts.requestHead(headers.headers, endStream: headers.endStream), context: context)
             } catch {
-                errorCaught(context: context, error: error)
+                resetMalformed(context: context)
                 return
             }
             if headers.endStream { receive(.end(nil), context: context) }
@@ -239,6 +239,15 @@ final class DownstreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
         }
         req.upstream = nil
         finish(code: code, failure: nil)
+    }
+
+    /// A malformed HTTP/2 request (a head or trailers block `HTTP2StreamParts` refused) is a
+    /// stream error of type PROTOCOL_ERROR (RFC 9113 §8.1.1): the stream is reset, the
+    /// connection's other streams go on. A request already under way is recorded as a 400.
+    private func resetMalformed(context: ChannelHandlerContext) {
+        abandon(code: 400)
+        context.writeAndFlush(wrapOutboundOut(.rstStream(.protocolError)), promise: nil)
+        context.close(promise: nil)
     }
 
     func errorCaught(context: ChannelHandlerContext, error: Error) {

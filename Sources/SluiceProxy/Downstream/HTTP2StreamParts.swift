@@ -31,9 +31,13 @@ import NIOHTTP2
 ///   END_STREAM on its last frame (`HeldFrame`: NIO's codec sent an empty
 ///   DATA frame after the body instead).
 ///
-/// NIOHTTP2's own header-block validation (kept on) has already refused a block with missing,
-/// duplicated, unknown or misplaced pseudo-header fields, upper-case or invalid names, and
-/// values with CR, LF or NUL, before a frame gets here.
+/// A client's blocks are checked here (RFC 9113 §8.2, §8.3; `ClientFields`): NIOHTTP2's own
+/// header-block validation is off on client connections (`SluiceServer.configureHTTP2`). It
+/// checked both directions, every name and value as a `Substring` one generic byte at a time
+/// (~20k of the ~132k instructions of a proxied HTTP/2 request), and the proxy's response blocks
+/// need none of it: they are made here from fields already checked (by the HTTP/1.1 parser, by
+/// NIOHTTP2 towards HTTP/2 backends, where it stays on, or by the proxy itself). The rules are
+/// NIOHTTP2's (`HPACKHeaders+Validation.swift`); a test gives both the same blocks.
 enum HTTP2StreamParts {
     /// A request whose pseudo-header fields cannot make an HTTP/1.1 request; the stream is
     /// reset (RFC 9113 §8.1.1: a malformed request is a stream error).
@@ -45,22 +49,38 @@ enum HTTP2StreamParts {
     /// `connection: close` is among them.
     static let connectionSpecific: Set<String> = ["connection", "keep-alive", "proxy-connection", "transfer-encoding", "upgrade"]
 
-    /// The request head of a stream's first HEADERS frame.
+    /// The request head of a stream's first HEADERS frame; a malformed block (RFC 9113 §8.1.1)
+    /// throws, naming the first field at fault.
+    ///
+    /// The pseudo-header fields come first, each once: `:method`, `:scheme` and `:path` (not
+    /// empty) always, `:authority` optionally; no other (`:protocol` needs extended CONNECT,
+    /// which the proxy does not offer; CONNECT itself is not proxied over HTTP/2, as NIOHTTP2
+    /// refused a CONNECT with `:scheme` and `:path` and the proxy one without). Their values
+    /// have no control character, space or DEL: they end up in an HTTP/1.1 request line.
     static func requestHead(_ block: HPACKHeaders, endStream: Bool) throws(MalformedRequest) -> RequestHead {
         var method: String?
         var path: String?
         var authority: String?
-        let regular = try RegularFields(of: block) { (name, value) throws(MalformedRequest) in
-            guard isPseudoHeaderValue(value) else { throw MalformedRequest(field: name) }
+        var hasScheme = false
+        var pastPseudoFields = false
+        let regular = try RegularFields(of: block, pseudo: { (name, value) throws(MalformedRequest) in
+            guard !pastPseudoFields, isPseudoHeaderValue(value) else { throw MalformedRequest(field: name) }
             switch name {
-            case ":method": method = value
-            case ":path": path = value
-            case ":authority": authority = value
-            default: break // :scheme (checked above), :protocol
+            case ":method" where method == nil: method = value
+            case ":path" where path == nil && !value.isEmpty: path = value
+            case ":authority" where authority == nil: authority = value
+            case ":scheme" where !hasScheme: hasScheme = true
+            default: throw MalformedRequest(field: name) // repeated, unknown, :status, :protocol
             }
-        }
-        guard let method else { throw MalformedRequest(field: ":method") }
+        }, regular: { (name, value) throws(MalformedRequest) in
+            pastPseudoFields = true
+            guard ClientFields.allowed(name: name, value: value, inTrailers: false) else {
+                throw MalformedRequest(field: name)
+            }
+        })
+        guard let method, method != "CONNECT" else { throw MalformedRequest(field: ":method") }
         guard let path else { throw MalformedRequest(field: ":path") }
+        guard hasScheme else { throw MalformedRequest(field: ":scheme") }
         let httpMethod = HTTPMethod(rawValue: method)
         // Room for the lines and for a Host and a framing field added here.
         var fields = FieldBlock.Builder(fields: regular.count + 2, bytes: regular.lineBytes + (authority?.utf8.count ?? 0) + 64)
@@ -193,12 +213,13 @@ enum HTTP2StreamParts {
     /// frame ends the stream, `transfer-encoding: chunked` otherwise).
     static func responseHead(_ block: HPACKHeaders, endStream: Bool, requestMethod: HTTPMethod) throws(MalformedResponse) -> ResponseHead {
         var status: HTTPResponseStatus?
-        let regular = try RegularFields(of: block) { (name, value) throws(MalformedResponse) in
+        // NIOHTTP2 has checked the block (its validation stays on towards backends).
+        let regular = try RegularFields(of: block, pseudo: { (name, value) throws(MalformedResponse) in
             guard name == ":status", status == nil, let code = Int(value), (100...999).contains(code) else {
                 throw MalformedResponse()
             }
             status = HTTPResponseStatus(statusCode: code)
-        }
+        })
         guard let status else { throw MalformedResponse() }
         var fields = FieldBlock.Builder(fields: regular.count + 1, bytes: regular.lineBytes + 32)
         regular.append(from: block, to: &fields)
@@ -220,7 +241,7 @@ enum HTTP2StreamParts {
     /// A 1xx `:status` (an informational head: more heads follow).
     static func isInformational(_ head: ResponseHead) -> Bool { head.status.code / 100 == 1 }
 
-    /// The regular fields of a HEADERS frame of trailers.
+    /// The regular fields of a backend's HEADERS frame of trailers (checked by NIOHTTP2).
     static func trailers(_ block: HPACKHeaders) -> HTTPHeaders {
         var headers = HTTPHeaders()
         for (name, value, _) in block where name.utf8.first != UInt8(ascii: ":") {
@@ -229,8 +250,49 @@ enum HTTP2StreamParts {
         return headers
     }
 
+    /// A client's HEADERS frame of trailers: regular fields only (`ClientFields`).
+    static func clientTrailers(_ block: HPACKHeaders) throws(MalformedRequest) -> HTTPHeaders {
+        var headers = HTTPHeaders()
+        for (name, value, _) in block {
+            guard name.utf8.first != UInt8(ascii: ":"), ClientFields.allowed(name: name, value: value, inTrailers: true) else {
+                throw MalformedRequest(field: name)
+            }
+            headers.add(name: name, value: value)
+        }
+        return headers
+    }
+
+    /// The regular fields a client may send (RFC 9113 §8.2): a lower-case token for a name
+    /// (§8.2.1), none of the connection-specific fields (§8.2.2; in a request head, `te` only as
+    /// `trailers`), and no NUL, CR or LF in a value (§8.2.1; a CR or LF would split the field
+    /// line in the HTTP/1.1 request upstream). As NIOHTTP2 checked, a value may start or end
+    /// with a space.
+    enum ClientFields {
+        static func allowed(name: String, value: String, inTrailers: Bool) -> Bool {
+            let bytes = name.utf8
+            guard !bytes.isEmpty, bytes.allSatisfy(isLowercaseTokenByte),
+                  !value.utf8.contains(where: { $0 == 0 || $0 == 0x0A || $0 == 0x0D }) else { return false }
+            switch bytes.count {
+            case 2: return name != "te" || inTrailers || value == "trailers"
+            case 7: return name != "upgrade"
+            case 10: return name != "connection" && name != "keep-alive"
+            case 16: return name != "proxy-connection"
+            case 17: return name != "transfer-encoding"
+            default: return true
+            }
+        }
+
+        /// `tchar` (RFC 9110 §5.6.2) without the upper-case letters.
+        private static func isLowercaseTokenByte(_ byte: UInt8) -> Bool {
+            switch byte {
+            case 0x21, 0x23...0x27, 0x2A, 0x2B, 0x2D, 0x2E, 0x30...0x39, 0x5E...0x7A, 0x7C, 0x7E: true
+            default: false
+            }
+        }
+    }
+
     /// What a header block's regular (not pseudo-header) fields hold, found in one pass that
-    /// hands each pseudo-header field to a closure.
+    /// hands each field to a closure of its kind (to be checked).
     private struct RegularFields {
         var count = 0
         /// The bytes of their `name: value\r\n` lines.
@@ -238,12 +300,14 @@ enum HTTP2StreamParts {
         var hasHost = false
         var hasLength = false
 
-        init<E: Error>(of block: HPACKHeaders, pseudo: (String, String) throws(E) -> Void) throws(E) {
+        init<E: Error>(of block: HPACKHeaders, pseudo: (String, String) throws(E) -> Void,
+                       regular: (String, String) throws(E) -> Void = { _, _ in }) throws(E) {
             for (name, value, _) in block {
                 guard name.utf8.first != UInt8(ascii: ":") else {
                     try pseudo(name, value)
                     continue
                 }
+                try regular(name, value)
                 count += 1
                 lineBytes += name.utf8.count + value.utf8.count + 4
                 if name == "host" { hasHost = true } else if name == "content-length" { hasLength = true }
