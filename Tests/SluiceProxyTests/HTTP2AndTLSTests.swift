@@ -54,6 +54,7 @@ struct HTTP2AndTLS {
             let json = (try? JSONSerialization.jsonObject(with: Data(lines.first.map(String.init)?.utf8 ?? "".utf8))) as? [String: Any]
             #expect(json?["path"] as? String == "/h2")
             #expect((json?["headers"] as? [String: String])?["x-forwarded-proto"] == "http")
+            #expect((json?["headers"] as? [String: String])?["x-forwarded-for"] == "127.0.0.1")
             #expect((json?["headers"] as? [String: String])?["host"] == "127.0.0.1:\(h.port)")
         }
     }

@@ -59,8 +59,12 @@ final class DownstreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
     /// stream (`writeFrame`).
     private var heldFrame = HTTP2StreamParts.HeldFrame()
 
-    init(loop: LoopContext, store: SnapshotStore, scheme: String = "http") {
+    /// `clientAddress`: the peer's address when already known (an HTTP/2 connection's streams
+    /// share their connection's, formatted once); otherwise read from the channel at the first
+    /// request.
+    init(loop: LoopContext, store: SnapshotStore, scheme: String = "http", clientAddress: String? = nil) {
         self.loop = loop
+        self.clientAddress = clientAddress
         self.stats = loop.stats
         self.pool = loop.pool
         self.deadlines = loop.deadlines

@@ -149,13 +149,15 @@ extension SluiceServer {
         // Per stream, the least work: the connection's loop context looked up once (streams run
         // on their connection's loop), and the loop's cached succeeded future returned instead
         // of a new one (`makeCompletedFuture` allocates a future and instantiates generic
-        // metadata for its `Result` on every call).
+        // metadata for its `Result` on every call); the client's address formatted once.
         let loop = contexts[ObjectIdentifier(channel.eventLoop)]!
+        let clientAddress = channel.remoteAddress?.ipAddress ?? "unknown"
         _ = try channel.pipeline.syncOperations.configureHTTP2Pipeline(
             mode: .server, connectionConfiguration: connection, streamConfiguration: .init()
         ) { stream in
             do {
-                try stream.pipeline.syncOperations.addHandler(DownstreamHandler(loop: loop.value, store: store, scheme: scheme))
+                try stream.pipeline.syncOperations.addHandler(DownstreamHandler(loop: loop.value, store: store, scheme: scheme,
+                                                                                clientAddress: clientAddress))
                 return stream.eventLoop.makeSucceededVoidFuture()
             } catch {
                 return stream.eventLoop.makeFailedFuture(error)
