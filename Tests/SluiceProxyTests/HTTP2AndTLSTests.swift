@@ -278,6 +278,47 @@ extension EndToEnd.HTTP2AndTLS {
             backend: grpc
         """
 
+    /// A backend's HTTP/2 response whose field value holds CR LF (it would split the field line
+    /// for an HTTP/1.1 client: response splitting) is refused: the client gets a 502 and no
+    /// injected field. The backend is raw frames on a socket: real servers do not send this.
+    @Test func aMalformedHTTP2BackendResponseIsRefused() async throws {
+        let listener = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(listener) }
+        let port = boundPort(listener)
+        #expect(listen(listener, 4) == 0)
+        var timeout = timeval(tv_sec: 10, tv_usec: 0)
+        setsockopt(listener, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+        let served = DispatchSemaphore(value: 0)
+        Thread.detachNewThread {
+            defer { served.signal() }
+            let fd = accept(listener, nil, nil)
+            guard fd >= 0 else { return }
+            let proxy = RawHTTPClient(accepted: fd, timeout: 10)
+            guard (try? proxy.readBytes(24)) != nil else { return } // the client preface
+            try? proxy.send([0, 0, 0, 0x04, 0, 0, 0, 0, 0]) // SETTINGS, empty
+            // Frames until the request's HEADERS (bounded).
+            for _ in 0..<16 {
+                guard let header = try? proxy.readBytes(9),
+                      (try? proxy.readBytes(Int(header[0]) << 16 | Int(header[1]) << 8 | Int(header[2]))) != nil else { return }
+                if header[3] == 0x01 { break }
+            }
+            var block: [UInt8] = []
+            for (name, value) in [(":status", "200"), ("location", "/a\r\nset-cookie: injected=1")] {
+                block += [0x00, UInt8(name.utf8.count)] + Array(name.utf8) + [UInt8(value.utf8.count)] + Array(value.utf8)
+            }
+            try? proxy.send([0, 0, UInt8(block.count), 0x01, 0x05, 0, 0, 0, 1] + block)
+            _ = proxy.waitForClose()
+        }
+        let config = Self.h2Backend.replacingOccurrences(of: "${B0}", with: "127.0.0.1:\(port)")
+        try await Harness.withYAML(backends: [], config: config) { h in
+            let r = try h.client().request("GET", "/split")
+            #expect(r.status == 502)
+            #expect(r.header("set-cookie") == nil)
+            #expect(r.header("location") == nil)
+        }
+        #expect(served.wait(timeout: .now() + 10) == .success)
+    }
+
     /// Many requests in a row over one upstream HTTP/2 connection: each stream ends by its
     /// END_STREAM frames, not by a reset. Resetting every finished stream (as Sluice did) made
     /// NIO's server close the connection after 200 resets, and every later request waited for

@@ -85,8 +85,8 @@ struct HTTP2StreamPartsTests {
         }
     }
 
-    @Test func trailersAreTheRegularFields() {
-        let trailers = HTTP2StreamParts.trailers(block([("grpc-status", "0"), ("grpc-message", "ok")]))
+    @Test func trailersAreTheRegularFields() throws {
+        let trailers = try HTTP2StreamParts.trailers(block([("grpc-status", "0"), ("grpc-message", "ok")]))
         #expect(trailers.map { "\($0.name): \($0.value)" } == ["grpc-status: 0", "grpc-message: ok"])
     }
 

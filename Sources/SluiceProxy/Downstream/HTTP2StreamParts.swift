@@ -31,13 +31,13 @@ import NIOHTTP2
 ///   END_STREAM on its last frame (`HeldFrame`: NIO's codec sent an empty
 ///   DATA frame after the body instead).
 ///
-/// A client's blocks are checked here (RFC 9113 §8.2, §8.3; `ClientFields`): NIOHTTP2's own
-/// header-block validation is off on client connections (`SluiceServer.configureHTTP2`). It
-/// checked both directions, every name and value as a `Substring` one generic byte at a time
-/// (~20k of the ~132k instructions of a proxied HTTP/2 request), and the proxy's response blocks
-/// need none of it: they are made here from fields already checked (by the HTTP/1.1 parser, by
-/// NIOHTTP2 towards HTTP/2 backends, where it stays on, or by the proxy itself). The rules are
-/// NIOHTTP2's (`HPACKHeaders+Validation.swift`); a test gives both the same blocks.
+/// The blocks a peer sends are checked here (RFC 9113 §8.2, §8.3; `ReceivedFields`): NIOHTTP2's
+/// own header-block validation is off on every HTTP/2 connection (`SluiceServer.configureHTTP2`,
+/// `UpstreamPool.parent`). It checked both directions, every name and value as a `Substring` one
+/// generic byte at a time (~20k of the ~132k instructions of a request from an h2c client), and
+/// the blocks the proxy sends need none of it: they are made here from fields already checked
+/// (by the HTTP/1.1 parser, here, or by the proxy itself). The rules are NIOHTTP2's
+/// (`HPACKHeaders+Validation.swift`); tests give both the same blocks.
 enum HTTP2StreamParts {
     /// A request whose pseudo-header fields cannot make an HTTP/1.1 request; the stream is
     /// reset (RFC 9113 §8.1.1: a malformed request is a stream error).
@@ -74,7 +74,7 @@ enum HTTP2StreamParts {
             }
         }, regular: { (name, value) throws(MalformedRequest) in
             pastPseudoFields = true
-            guard ClientFields.allowed(name: name, value: value, inTrailers: false) else {
+            guard ReceivedFields.allowed(name: name, value: value, teOnlyAsTrailers: true) else {
                 throw MalformedRequest(field: name)
             }
         })
@@ -213,12 +213,16 @@ enum HTTP2StreamParts {
     /// frame ends the stream, `transfer-encoding: chunked` otherwise).
     static func responseHead(_ block: HPACKHeaders, endStream: Bool, requestMethod: HTTPMethod) throws(MalformedResponse) -> ResponseHead {
         var status: HTTPResponseStatus?
-        // NIOHTTP2 has checked the block (its validation stays on towards backends).
+        var pastPseudoFields = false
         let regular = try RegularFields(of: block, pseudo: { (name, value) throws(MalformedResponse) in
-            guard name == ":status", status == nil, let code = Int(value), (100...999).contains(code) else {
+            guard !pastPseudoFields, name == ":status", status == nil, isPseudoHeaderValue(value),
+                  let code = Int(value), (100...999).contains(code) else {
                 throw MalformedResponse()
             }
             status = HTTPResponseStatus(statusCode: code)
+        }, regular: { (name, value) throws(MalformedResponse) in
+            pastPseudoFields = true
+            guard ReceivedFields.allowed(name: name, value: value, teOnlyAsTrailers: false) else { throw MalformedResponse() }
         })
         guard let status else { throw MalformedResponse() }
         var fields = FieldBlock.Builder(fields: regular.count + 1, bytes: regular.lineBytes + 32)
@@ -241,39 +245,39 @@ enum HTTP2StreamParts {
     /// A 1xx `:status` (an informational head: more heads follow).
     static func isInformational(_ head: ResponseHead) -> Bool { head.status.code / 100 == 1 }
 
-    /// The regular fields of a backend's HEADERS frame of trailers (checked by NIOHTTP2).
-    static func trailers(_ block: HPACKHeaders) -> HTTPHeaders {
-        var headers = HTTPHeaders()
-        for (name, value, _) in block where name.utf8.first != UInt8(ascii: ":") {
-            headers.add(name: name, value: value)
-        }
-        return headers
+    /// A backend's HEADERS frame of trailers: regular fields only (`ReceivedFields`).
+    static func trailers(_ block: HPACKHeaders) throws(MalformedResponse) -> HTTPHeaders {
+        try checkedTrailers(block) { (_: String) throws(MalformedResponse) in throw MalformedResponse() }
     }
 
-    /// A client's HEADERS frame of trailers: regular fields only (`ClientFields`).
+    /// A client's HEADERS frame of trailers: regular fields only (`ReceivedFields`).
     static func clientTrailers(_ block: HPACKHeaders) throws(MalformedRequest) -> HTTPHeaders {
+        try checkedTrailers(block) { (name: String) throws(MalformedRequest) in throw MalformedRequest(field: name) }
+    }
+
+    private static func checkedTrailers<E: Error>(_ block: HPACKHeaders, refuse: (String) throws(E) -> Never) throws(E) -> HTTPHeaders {
         var headers = HTTPHeaders()
         for (name, value, _) in block {
-            guard name.utf8.first != UInt8(ascii: ":"), ClientFields.allowed(name: name, value: value, inTrailers: true) else {
-                throw MalformedRequest(field: name)
+            guard name.utf8.first != UInt8(ascii: ":"), ReceivedFields.allowed(name: name, value: value, teOnlyAsTrailers: false) else {
+                try refuse(name)
             }
             headers.add(name: name, value: value)
         }
         return headers
     }
 
-    /// The regular fields a client may send (RFC 9113 §8.2): a lower-case token for a name
+    /// The regular fields a peer may send (RFC 9113 §8.2): a lower-case token for a name
     /// (§8.2.1), none of the connection-specific fields (§8.2.2; in a request head, `te` only as
     /// `trailers`), and no NUL, CR or LF in a value (§8.2.1; a CR or LF would split the field
-    /// line in the HTTP/1.1 request upstream). As NIOHTTP2 checked, a value may start or end
+    /// line when it is passed on over HTTP/1.1). As NIOHTTP2 checked, a value may start or end
     /// with a space.
-    enum ClientFields {
-        static func allowed(name: String, value: String, inTrailers: Bool) -> Bool {
+    enum ReceivedFields {
+        static func allowed(name: String, value: String, teOnlyAsTrailers: Bool) -> Bool {
             let bytes = name.utf8
             guard !bytes.isEmpty, bytes.allSatisfy(isLowercaseTokenByte),
                   !value.utf8.contains(where: { $0 == 0 || $0 == 0x0A || $0 == 0x0D }) else { return false }
             switch bytes.count {
-            case 2: return name != "te" || inTrailers || value == "trailers"
+            case 2: return !teOnlyAsTrailers || name != "te" || value == "trailers"
             case 7: return name != "upgrade"
             case 10: return name != "connection" && name != "keep-alive"
             case 16: return name != "proxy-connection"

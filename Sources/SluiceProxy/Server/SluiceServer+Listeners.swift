@@ -144,7 +144,7 @@ extension SluiceServer {
             HTTP2Setting(parameter: .maxHeaderListSize, value: maxHeaderBytes),
         ]
         connection.maximumRecentlyResetStreams = 64
-        // The clients' blocks are checked as they become requests (`HTTP2StreamParts`).
+        // The client's blocks are checked as they become requests (`HTTP2StreamParts`).
         connection.headerBlockValidation = .disabled
         // Per stream, the least work: the connection's loop context looked up once (streams run
         // on their connection's loop), and the loop's cached succeeded future returned instead

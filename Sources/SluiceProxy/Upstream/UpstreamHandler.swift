@@ -294,12 +294,12 @@ final class StreamUpstreamHandler: UpstreamHandler, ChannelDuplexHandler, Remova
         }
         switch unwrapInboundIn(data) {
         case .headers(let headers):
-            if finalHeadReceived {
-                delegate?.upstreamResponseEnd(HTTP2StreamParts.trailers(headers.headers))
-                return
-            }
             let head: ResponseHead
             do {
+                if finalHeadReceived {
+                    delegate?.upstreamResponseEnd(try HTTP2StreamParts.trailers(headers.headers))
+                    return
+                }
                 head = try HTTP2StreamParts.responseHead(headers.headers, endStream: headers.endStream,
                                                          requestMethod: requestMethod)
             } catch {

@@ -232,8 +232,11 @@ final class UpstreamPool {
             .channelOption(.socketOption(.tcp_nodelay), value: 1)
             .connect(to: address)
             .flatMapThrowing { channel -> HTTP2Parent in
+                // The backend's blocks are checked as they become responses (`HTTP2StreamParts`).
+                var connection = NIOHTTP2Handler.ConnectionConfiguration()
+                connection.headerBlockValidation = .disabled
                 let multiplexer = try channel.pipeline.syncOperations.configureHTTP2Pipeline(
-                    mode: .client, connectionConfiguration: .init(), streamConfiguration: .init()
+                    mode: .client, connectionConfiguration: connection, streamConfiguration: .init()
                 ) { $0.eventLoop.makeSucceededVoidFuture() }
                 return HTTP2Parent(channel: channel, multiplexer: multiplexer)
             }
