@@ -50,7 +50,7 @@ struct Demo: AsyncParsableCommand {
         let app: RunningProxy
         do {
             for (i, version) in ["v1", "v2"].enumerated() {
-                backends.append(try await TestBackend.start(port: backendPort + i, options: .init(version: version)))
+                backends.append(try await TestBackend.start(port: backendPort + i, options: .init(version: version, record: false)))
             }
             app = try await RunningProxy.start(configuration, threads: ProcessInfo.processInfo.activeProcessorCount)
         } catch {

@@ -110,7 +110,8 @@ struct Backend: AsyncParsableCommand {
         let backend: TestBackend
         do {
             backend = try await TestBackend.start(host: address.host, port: address.port,
-                                                  options: .init(version: version, latency: delay, errorRate: errorRate, h2c: h2c, plain: plain))
+                                                  options: .init(version: version, latency: delay, errorRate: errorRate, h2c: h2c, plain: plain,
+                                                                record: false))
         } catch {
             printError("sluice backend: cannot bind \(listen): \(error)")
             throw ExitCode(2)

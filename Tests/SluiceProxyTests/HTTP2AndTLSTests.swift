@@ -158,18 +158,10 @@ struct HTTP2AndTLS {
     @Test func aMalformedHTTP2RequestResetsOnlyItsStream() async throws {
         try await Harness.withTwoVersions(route: "backend: a", listener: ListenerSpec(address: any, h2c: true)) { h in
             let client = try h.client()
-            /// A HEADERS frame ending the stream: literal fields, unindexed, as given.
-            func request(stream: UInt8, _ fields: [(String, String)]) -> [UInt8] {
-                var block: [UInt8] = []
-                for (name, value) in fields {
-                    block += [0x00, UInt8(name.utf8.count)] + Array(name.utf8) + [UInt8(value.utf8.count)] + Array(value.utf8)
-                }
-                return [0, 0, UInt8(block.count), 0x01, 0x05, 0, 0, 0, stream] + block
-            }
             let fields = [(":method", "GET"), (":scheme", "http"), (":authority", "a.example")]
-            try client.send(Array("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".utf8) + [0, 0, 0, 0x04, 0, 0, 0, 0, 0])
-            try client.send(request(stream: 1, fields + [(":path", "/bad"), ("x-note", "a\nx-injected: 1")]))
-            try client.send(request(stream: 3, fields + [(":path", "/good")]))
+            try client.send(RawHTTP2.clientPreface + RawHTTP2.emptySettings)
+            try client.send(RawHTTP2.headers(stream: 1, fields + [(":path", "/bad"), ("x-note", "a\nx-injected: 1")]))
+            try client.send(RawHTTP2.headers(stream: 3, fields + [(":path", "/good")]))
             var resetCode: UInt32?
             var status: String?
             var goodEnded = false
@@ -295,18 +287,14 @@ extension EndToEnd.HTTP2AndTLS {
             guard fd >= 0 else { return }
             let proxy = RawHTTPClient(accepted: fd, timeout: 10)
             guard (try? proxy.readBytes(24)) != nil else { return } // the client preface
-            try? proxy.send([0, 0, 0, 0x04, 0, 0, 0, 0, 0]) // SETTINGS, empty
+            try? proxy.send(RawHTTP2.emptySettings)
             // Frames until the request's HEADERS (bounded).
             for _ in 0..<16 {
                 guard let header = try? proxy.readBytes(9),
                       (try? proxy.readBytes(Int(header[0]) << 16 | Int(header[1]) << 8 | Int(header[2]))) != nil else { return }
                 if header[3] == 0x01 { break }
             }
-            var block: [UInt8] = []
-            for (name, value) in [(":status", "200"), ("location", "/a\r\nset-cookie: injected=1")] {
-                block += [0x00, UInt8(name.utf8.count)] + Array(name.utf8) + [UInt8(value.utf8.count)] + Array(value.utf8)
-            }
-            try? proxy.send([0, 0, UInt8(block.count), 0x01, 0x05, 0, 0, 0, 1] + block)
+            try? proxy.send(RawHTTP2.headers(stream: 1, [(":status", "200"), ("location", "/a\r\nset-cookie: injected=1")]))
             _ = proxy.waitForClose()
         }
         let config = Self.h2Backend.replacingOccurrences(of: "${B0}", with: "127.0.0.1:\(port)")

@@ -13,19 +13,10 @@ import Testing
 struct HTTP2ReceivedBlockTests {
     private static let head = [(":method", "GET"), (":scheme", "http"), (":authority", "a.example"), (":path", "/")]
 
-    /// HEADERS frames on stream 1, one per block, the last ending the stream; literal fields
-    /// without indexing, lengths in one byte, no Huffman code: the bytes exactly as given (NIO's
-    /// encoder would lower-case the names).
+    /// HEADERS frames on stream 1, one per block, the last ending the stream.
     private func headersFrames(_ blocks: [[(String, String)]], into bytes: inout ByteBuffer) {
         for (index, fields) in blocks.enumerated() {
-            var block: [UInt8] = []
-            for (name, value) in fields {
-                precondition(name.utf8.count < 127 && value.utf8.count < 127)
-                block += [0x00, UInt8(name.utf8.count)] + Array(name.utf8) + [UInt8(value.utf8.count)] + Array(value.utf8)
-            }
-            let flags: UInt8 = index == blocks.count - 1 ? 0x05 : 0x04 // END_HEADERS (+ END_STREAM)
-            bytes.writeBytes([UInt8(block.count >> 16), UInt8(block.count >> 8 & 0xFF), UInt8(block.count & 0xFF), 0x01, flags, 0, 0, 0, 1])
-            bytes.writeBytes(block)
+            bytes.writeBytes(RawHTTP2.headers(stream: 1, fields, endStream: index == blocks.count - 1))
         }
     }
 
@@ -44,8 +35,7 @@ struct HTTP2ReceivedBlockTests {
     private func nioAccepts(_ blocks: [[(String, String)]]) throws -> Bool {
         let channel = EmbeddedChannel(handler: NIOHTTP2Handler(mode: .server))
         defer { _ = try? channel.finish() }
-        var bytes = ByteBuffer(string: "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
-        bytes.writeBytes([0, 0, 0, 0x04, 0, 0, 0, 0, 0]) // SETTINGS, empty
+        var bytes = ByteBuffer(bytes: RawHTTP2.clientPreface + RawHTTP2.emptySettings)
         headersFrames(blocks, into: &bytes)
         return headersPassed(channel, after: bytes) == blocks.count
     }
@@ -57,7 +47,7 @@ struct HTTP2ReceivedBlockTests {
         defer { _ = try? channel.finish() }
         channel.pipeline.fireChannelActive()
         try channel.writeOutbound(HTTP2Frame(streamID: 1, payload: .headers(.init(headers: HPACKHeaders(Self.head), endStream: true))))
-        var bytes = ByteBuffer(bytes: [0, 0, 0, 0x04, 0, 0, 0, 0, 0]) // the server's SETTINGS, empty
+        var bytes = ByteBuffer(bytes: RawHTTP2.emptySettings) // the server's
         headersFrames(blocks, into: &bytes)
         return headersPassed(channel, after: bytes) == blocks.count
     }

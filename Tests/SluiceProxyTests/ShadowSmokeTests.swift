@@ -19,6 +19,21 @@ extension EndToEnd {
         await backend.stop()
     }
 
+    /// The command line's backend (`sluice backend`, `sluice demo`) echoes as usual but keeps no
+    /// request: one left running would otherwise grow by every request it served (the soak's
+    /// busiest backend reached 2.6 GiB in ten minutes).
+    @Test func aBackendThatDoesNotRecordStillEchoes() async throws {
+        let backend = try await TestBackend.start(options: .init(version: "v1", record: false))
+        let c = try RawHTTPClient(port: backend.port)
+        for i in 0..<3 {
+            let r = try c.request("GET", "/kept/\(i)")
+            #expect(r.status == 200)
+            #expect(r.json["path"] as? String == "/kept/\(i)")
+        }
+        #expect(backend.received.isEmpty)
+        await backend.stop()
+    }
+
     @Test func getIsCopiedToTheShadowWithMarkerAndStrippedHeaders() async throws {
         try await Harness.withShadow(route: """
             mirror: { backend: shadow, percent: 100, stripHeaders: [authorization] }

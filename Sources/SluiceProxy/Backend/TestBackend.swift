@@ -16,7 +16,7 @@ import NIOPosix
 /// - `Upgrade: websocket` (GET) answers 101, sends `hello from VERSION\n`, then echoes every
 ///   byte it receives (a byte tunnel, enough to test the proxy's upgrade path end to end).
 /// `--error-rate F` answers that share of requests with 503. `--plain` answers `ok` instead of the
-/// JSON echo and records nothing (a cheap backend for benchmarks).
+/// JSON echo (a cheap backend for benchmarks). Requests are recorded (`received`) only for tests.
 public final class TestBackend: Sendable {
     public struct Options: Sendable {
         public var version: String
@@ -28,14 +28,18 @@ public final class TestBackend: Sendable {
         /// negligible (the JSON echo costs ~70 µs of CPU a request, which a benchmark's shadow
         /// would otherwise spend on the core the load generator runs on).
         public var plain: Bool
+        /// Keep every request in `received` (for tests). Off for the command line: a backend
+        /// left running (`sluice backend`, `sluice demo`) would grow by every request it served.
+        public var record: Bool
 
         public init(version: String, latency: Duration = .zero, errorRate: Double = 0, h2c: Bool = false,
-                    plain: Bool = false) {
+                    plain: Bool = false, record: Bool = true) {
             self.version = version
             self.latency = latency
             self.errorRate = errorRate
             self.h2c = h2c
             self.plain = plain
+            self.record = record
         }
     }
 
@@ -167,7 +171,7 @@ final class BackendHandler: ChannelDuplexHandler {
                 upgrade(context: context, head: head)
                 return
             }
-            if !options.plain {
+            if options.record && !options.plain {
                 log.withLockedValue {
                     $0.append(Received(method: head.method.rawValue, uri: head.uri,
                                        headers: head.headers.map { ($0.name, $0.value) }, bodyBytes: bodyBytes))

@@ -39,8 +39,8 @@ import NIOHTTP2
 /// (by the HTTP/1.1 parser, here, or by the proxy itself). The rules are NIOHTTP2's
 /// (`HPACKHeaders+Validation.swift`); tests give both the same blocks.
 enum HTTP2StreamParts {
-    /// A request whose pseudo-header fields cannot make an HTTP/1.1 request; the stream is
-    /// reset (RFC 9113 §8.1.1: a malformed request is a stream error).
+    /// A client's malformed header block, `field` the first field at fault; the stream is reset
+    /// (RFC 9113 §8.1.1: a malformed request is a stream error).
     struct MalformedRequest: Error, Equatable {
         let field: String
     }
@@ -239,7 +239,8 @@ enum HTTP2StreamParts {
         return ResponseHead(version: HTTPVersion(major: 2, minor: 0), status: status, fields: fields.block)
     }
 
-    /// A backend's HEADERS frame without a valid `:status`.
+    /// A backend's malformed HEADERS frame (RFC 9113 §8.1.1): no valid `:status`, or a field
+    /// `ReceivedFields` refuses.
     struct MalformedResponse: Error, Equatable {}
 
     /// A 1xx `:status` (an informational head: more heads follow).

@@ -1,0 +1,21 @@
+/// HTTP/2 frames as raw bytes, for tests that send what real clients and servers refuse to send
+/// (malformed header blocks).
+enum RawHTTP2 {
+    static let clientPreface: [UInt8] = Array("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".utf8)
+    /// A SETTINGS frame with no settings.
+    static let emptySettings: [UInt8] = [0, 0, 0, 0x04, 0, 0, 0, 0, 0]
+
+    /// A HEADERS frame with END_HEADERS (and END_STREAM when `endStream`) on stream `stream`
+    /// (1-127): literal fields without indexing, lengths in one byte, no Huffman code, so the
+    /// bytes arrive exactly as given (NIO's encoder would lower-case the names).
+    static func headers(stream: UInt8, _ fields: [(String, String)], endStream: Bool = true) -> [UInt8] {
+        var block: [UInt8] = []
+        for (name, value) in fields {
+            precondition(name.utf8.count < 127 && value.utf8.count < 127)
+            block += [0x00, UInt8(name.utf8.count)] + Array(name.utf8) + [UInt8(value.utf8.count)] + Array(value.utf8)
+        }
+        let length = block.count
+        return [UInt8(length >> 16), UInt8(length >> 8 & 0xFF), UInt8(length & 0xFF), 0x01,
+                endStream ? 0x05 : 0x04, 0, 0, 0, stream] + block
+    }
+}
