@@ -9,7 +9,7 @@ import Testing
 /// The checks of the header blocks a peer sends (`HTTP2StreamParts`: a client's request heads
 /// and trailers, a backend's response heads and trailers), which replace NIOHTTP2's validation:
 /// each block is given to both, and their verdicts must agree (but for CONNECT, which the proxy
-/// refuses in every form).
+/// refuses in every form, and for `:path`, which NIOHTTP2 checked only for emptiness).
 struct HTTP2ReceivedBlockTests {
     private static let head = [(":method", "GET"), (":scheme", "http"), (":authority", "a.example"), (":path", "/")]
 
@@ -136,6 +136,16 @@ struct HTTP2ReceivedBlockTests {
         let connect = [(":method", "CONNECT"), (":authority", "a.example:443")]
         #expect(try nioAccepts([connect]))
         #expect(!oursAccepts([connect]))
+    }
+
+    /// `:path` is an absolute path (and query), or `*` for OPTIONS (RFC 9113 §8.3.1), which
+    /// NIOHTTP2 did not check: an absolute URI there was taken for HTTP/1.1's absolute-form.
+    @Test(arguments: [("/a?b=c", "GET", true), ("*", "OPTIONS", true), ("*", "GET", false),
+                      ("http://b.example/x", "GET", false), ("a/b", "GET", false), ("?q", "GET", false)])
+    func pathIsAnAbsolutePathOrAnAsteriskForOptions(path: String, method: String, wellFormed: Bool) throws {
+        let fields = [(":method", method), (":scheme", "http"), (":authority", "a.example"), (":path", path)]
+        #expect(try nioAccepts([fields]))
+        #expect(oursAccepts([fields]) == wellFormed)
     }
 
     static let trailers: [(String, [(String, String)], Bool)] = [

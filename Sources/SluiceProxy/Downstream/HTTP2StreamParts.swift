@@ -52,11 +52,14 @@ enum HTTP2StreamParts {
     /// The request head of a stream's first HEADERS frame; a malformed block (RFC 9113 §8.1.1)
     /// throws, naming the first field at fault.
     ///
-    /// The pseudo-header fields come first, each once: `:method`, `:scheme` and `:path` (not
-    /// empty) always, `:authority` optionally; no other (`:protocol` needs extended CONNECT,
-    /// which the proxy does not offer; CONNECT itself is not proxied over HTTP/2, as NIOHTTP2
-    /// refused a CONNECT with `:scheme` and `:path` and the proxy one without). Their values
-    /// have no control character, space or DEL: they end up in an HTTP/1.1 request line.
+    /// The pseudo-header fields come first, each once: `:method`, `:scheme` and `:path` always,
+    /// `:authority` optionally; no other (`:protocol` needs extended CONNECT, which the proxy
+    /// does not offer; CONNECT itself is not proxied over HTTP/2, as NIOHTTP2 refused a CONNECT
+    /// with `:scheme` and `:path` and the proxy one without). Their values have no control
+    /// character, space or DEL: they end up in an HTTP/1.1 request line. `:path` is an absolute
+    /// path with an optional query, or `*` for OPTIONS (RFC 9113 §8.3.1); NIOHTTP2 only refused
+    /// an empty one, and an absolute URI there was taken for HTTP/1.1's absolute-form, its
+    /// authority standing in for `:authority`.
     static func requestHead(_ block: HPACKHeaders, endStream: Bool) throws(MalformedRequest) -> RequestHead {
         var method: String?
         var path: String?
@@ -67,7 +70,7 @@ enum HTTP2StreamParts {
             guard !pastPseudoFields, isPseudoHeaderValue(value) else { throw MalformedRequest(field: name) }
             switch name {
             case ":method" where method == nil: method = value
-            case ":path" where path == nil && !value.isEmpty: path = value
+            case ":path" where path == nil: path = value
             case ":authority" where authority == nil: authority = value
             case ":scheme" where !hasScheme: hasScheme = true
             default: throw MalformedRequest(field: name) // repeated, unknown, :status, :protocol
@@ -79,7 +82,9 @@ enum HTTP2StreamParts {
             }
         })
         guard let method, method != "CONNECT" else { throw MalformedRequest(field: ":method") }
-        guard let path else { throw MalformedRequest(field: ":path") }
+        guard let path, path.utf8.first == UInt8(ascii: "/") || (path == "*" && method == "OPTIONS") else {
+            throw MalformedRequest(field: ":path")
+        }
         guard hasScheme else { throw MalformedRequest(field: ":scheme") }
         let httpMethod = HTTPMethod(rawValue: method)
         // Room for the lines and for a Host and a framing field added here.
