@@ -149,7 +149,8 @@ extension SluiceServer {
         // Per stream, the least work: the connection's loop context looked up once (streams run
         // on their connection's loop), and the loop's cached succeeded future returned instead
         // of a new one (`makeCompletedFuture` allocates a future and instantiates generic
-        // metadata for its `Result` on every call); the client's address formatted once.
+        // metadata for its `Result` on every call); the client's address formatted once; the
+        // handler named (NIO would format a name for it, "handler0", every time).
         let loop = contexts[ObjectIdentifier(channel.eventLoop)]!
         let clientAddress = channel.remoteAddress?.ipAddress ?? "unknown"
         _ = try channel.pipeline.syncOperations.configureHTTP2Pipeline(
@@ -157,7 +158,8 @@ extension SluiceServer {
         ) { stream in
             do {
                 try stream.pipeline.syncOperations.addHandler(DownstreamHandler(loop: loop.value, store: store, scheme: scheme,
-                                                                                clientAddress: clientAddress))
+                                                                                clientAddress: clientAddress),
+                                                              name: "exchange")
                 return stream.eventLoop.makeSucceededVoidFuture()
             } catch {
                 return stream.eventLoop.makeFailedFuture(error)

@@ -211,7 +211,8 @@ final class UpstreamPool {
         parent(address, timeout: timeout).flatMap { parent in
             parent.multiplexer.createStreamChannel { stream in
                 stream.eventLoop.makeCompletedFuture {
-                    try stream.pipeline.syncOperations.addHandler(StreamUpstreamHandler())
+                    // Named: NIO would format a name for it, "handler0", per stream.
+                    try stream.pipeline.syncOperations.addHandler(StreamUpstreamHandler(), name: "upstream")
                 }
             }
         }
