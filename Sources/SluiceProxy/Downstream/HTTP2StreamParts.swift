@@ -311,7 +311,7 @@ enum HTTP2StreamParts {
         var hasLength = false
 
         init<E: Error>(of block: HPACKHeaders, pseudo: (String, String) throws(E) -> Void,
-                       regular: (String, String) throws(E) -> Void = { _, _ in }) throws(E) {
+                       regular: (String, String) throws(E) -> Void) throws(E) {
             for (name, value, _) in block {
                 guard name.utf8.first != UInt8(ascii: ":") else {
                     try pseudo(name, value)
