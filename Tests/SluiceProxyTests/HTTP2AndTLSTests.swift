@@ -274,30 +274,13 @@ extension EndToEnd.HTTP2AndTLS {
     /// for an HTTP/1.1 client: response splitting) is refused: the client gets a 502 and no
     /// injected field. The backend is raw frames on a socket: real servers do not send this.
     @Test func aMalformedHTTP2BackendResponseIsRefused() async throws {
-        let listener = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        defer { close(listener) }
-        let port = boundPort(listener)
-        #expect(listen(listener, 4) == 0)
-        var timeout = timeval(tv_sec: 10, tv_usec: 0)
-        setsockopt(listener, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
-        let served = DispatchSemaphore(value: 0)
-        Thread.detachNewThread {
-            defer { served.signal() }
-            let fd = accept(listener, nil, nil)
-            guard fd >= 0 else { return }
-            let proxy = RawHTTPClient(accepted: fd, timeout: 10)
-            guard (try? proxy.readBytes(24)) != nil else { return } // the client preface
-            try? proxy.send(RawHTTP2.emptySettings)
-            // Frames until the request's HEADERS (bounded).
-            for _ in 0..<16 {
-                guard let header = try? proxy.readBytes(9),
-                      (try? proxy.readBytes(Int(header[0]) << 16 | Int(header[1]) << 8 | Int(header[2]))) != nil else { return }
-                if header[3] == 0x01 { break }
-            }
+        let backend = try RawHTTP2Backend()
+        let served = backend.serve { accept in
+            guard let proxy = accept(), proxy.awaitRequest() else { return }
             try? proxy.send(RawHTTP2.headers(stream: 1, [(":status", "200"), ("location", "/a\r\nset-cookie: injected=1")]))
             _ = proxy.waitForClose()
         }
-        let config = Self.h2Backend.replacingOccurrences(of: "${B0}", with: "127.0.0.1:\(port)")
+        let config = Self.h2Backend.replacingOccurrences(of: "${B0}", with: "127.0.0.1:\(backend.port)")
         try await Harness.withYAML(backends: [], config: config) { h in
             let r = try h.client().request("GET", "/split")
             #expect(r.status == 502)
@@ -305,6 +288,80 @@ extension EndToEnd.HTTP2AndTLS {
             #expect(r.header("location") == nil)
         }
         #expect(served.wait(timeout: .now() + 10) == .success)
+    }
+
+    /// Clients that leave mid-request reset their streams to an HTTP/2 backend (RST_STREAM
+    /// CANCEL), and NIO's servers answer more than 200 resets in 30 s with GOAWAY
+    /// (ENHANCE_YOUR_CALM) and leave the connection open. The next request must go over a new
+    /// connection: Sluice kept opening streams on the old one, which waited for their response
+    /// timeout (a 504 here after 3 s; found under h2load, whose runs end with streams cancelled).
+    @Test func anHTTP2BackendThatGoesAwayIsLeftForANewConnection() async throws {
+        try await Harness.withYAML(backends: [.init(version: "v1", h2c: true)],
+                                   config: Self.h2Backend.replacingOccurrences(of: "protocol: h2 }",
+                                                                               with: "protocol: h2, timeout: 3s }")) { h in
+            // 4 rounds of 100 requests the backend holds for 2 s, each round left by its
+            // clients once the backend has them all: 400 resets, over NIO's 200.
+            for round in 1...4 {
+                let clients = try (0..<100).map { _ in try h.client() }
+                for client in clients { try client.send("GET /slow?delay_ms=2000 HTTP/1.1\r\nHost: t\r\n\r\n") }
+                #expect(waitUntil(timeout: 10) { h.backends[0].received.count >= 100 * round })
+                for client in clients { client.close() }
+            }
+            let after = try h.client().request("GET", "/after")
+            #expect(after.status == 200)
+            #expect(h.backends[0].received.last?.uri == "/after")
+        }
+    }
+
+    /// Responses that arrive for streams Sluice reset when their clients left: NIOHTTP2 keeps 32
+    /// recently reset streams, and a frame for an older one is a connection error (STREAM_CLOSED)
+    /// to which it answers GOAWAY, leaving the connection open. Clients that leave together (a
+    /// load test's end, a deploy) make exactly this. The next request must go over a new
+    /// connection (it waited for its response timeout, a 504 here after 3 s).
+    @Test func aBackendConnectionNIOHTTP2GaveUpOnIsReplaced() async throws {
+        let backend = try RawHTTP2Backend()
+        let streams = LockedBox<[UInt8]>([])
+        let proxyGaveUp = LockedBox(false)
+        let served = backend.serve { accept in
+            guard let first = accept(), first.awaitRequest() else { return }
+            streams.withLock { $0.append(1) }
+            // The other 39 requests' HEADERS, then a reset for each of the 40 (bounded).
+            var resets = 0
+            for _ in 0..<400 where resets < 40 {
+                guard let header = try? first.readBytes(9),
+                      (try? first.readBytes(Int(header[0]) << 16 | Int(header[1]) << 8 | Int(header[2]))) != nil else { return }
+                if header[3] == 0x01 { streams.withLock { $0.append(header[8]) } }
+                if header[3] == 0x03 { resets += 1 }
+            }
+            for stream in streams.withLock({ $0 }) {
+                try? first.send(RawHTTP2.headers(stream: stream, [(":status", "200"), ("x-connection", "first")]))
+            }
+            // NIOHTTP2 on Sluice's side answers with GOAWAY (bounded).
+            for _ in 0..<100 {
+                guard let header = try? first.readBytes(9),
+                      (try? first.readBytes(Int(header[0]) << 16 | Int(header[1]) << 8 | Int(header[2]))) != nil else { return }
+                if header[3] == 0x07 {
+                    proxyGaveUp.withLock { $0 = true }
+                    break
+                }
+            }
+            guard let second = accept(), second.awaitRequest() else { return }
+            try? second.send(RawHTTP2.headers(stream: 1, [(":status", "200"), ("x-connection", "second")]))
+            _ = first.waitForClose()
+        }
+        let config = Self.h2Backend.replacingOccurrences(of: "${B0}", with: "127.0.0.1:\(backend.port)")
+            .replacingOccurrences(of: "protocol: h2 }", with: "protocol: h2, timeout: 3s }")
+        try await Harness.withYAML(backends: [], config: config) { h in
+            let clients = try (0..<40).map { _ in try h.client() }
+            for client in clients { try client.send("GET /held HTTP/1.1\r\nHost: t\r\n\r\n") }
+            #expect(waitUntil(timeout: 10) { streams.withLock { $0.count } == 40 })
+            for client in clients { client.close() }
+            #expect(waitUntil(timeout: 10) { proxyGaveUp.withLock { $0 } })
+            let after = try h.client().request("GET", "/after")
+            #expect(after.status == 200)
+            #expect(after.header("x-connection") == "second")
+        }
+        #expect(served.wait(timeout: .now() + 15) == .success)
     }
 
     /// Many requests in a row over one upstream HTTP/2 connection: each stream ends by its
@@ -371,5 +428,55 @@ extension EndToEnd.HTTP2AndTLS {
         #expect(problems.count == 1)
         #expect(problems.first?.contains("listener 127.0.0.1:8443") == true)
         #expect(problems.first?.contains(dir + "/cert.pem") == true)
+    }
+}
+
+/// A backend that speaks raw HTTP/2 frames on a loopback socket, on a thread of its own: it
+/// sends what real servers do not (malformed blocks), or behaves as a test needs (GOAWAY).
+private final class RawHTTP2Backend: Sendable {
+    let listener: Int32
+    let port: Int
+
+    struct Failure: Error {}
+
+    init() throws {
+        listener = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        port = boundPort(listener)
+        guard listen(listener, 4) == 0 else {
+            close(listener)
+            throw Failure()
+        }
+        var timeout = timeval(tv_sec: 10, tv_usec: 0)
+        setsockopt(listener, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+    }
+
+    deinit { close(listener) }
+
+    /// Runs `body` on a new thread; it accepts connections through its argument (nil after 10 s
+    /// without one). The semaphore is signalled when `body` returns.
+    func serve(_ body: @escaping @Sendable (_ accept: () -> RawHTTPClient?) -> Void) -> DispatchSemaphore {
+        let done = DispatchSemaphore(value: 0)
+        Thread.detachNewThread { [self] in
+            defer { done.signal() }
+            body {
+                let fd = accept(self.listener, nil, nil)
+                return fd >= 0 ? RawHTTPClient(accepted: fd, timeout: 10) : nil
+            }
+        }
+        return done
+    }
+}
+
+private extension RawHTTPClient {
+    /// The server side of a new HTTP/2 connection up to its first request: the client preface
+    /// read, an empty SETTINGS sent, frames read until a HEADERS frame (at most 16).
+    func awaitRequest() -> Bool {
+        guard (try? readBytes(24)) != nil, (try? send(RawHTTP2.emptySettings)) != nil else { return false }
+        for _ in 0..<16 {
+            guard let header = try? readBytes(9),
+                  (try? readBytes(Int(header[0]) << 16 | Int(header[1]) << 8 | Int(header[2]))) != nil else { return false }
+            if header[3] == 0x01 { return true }
+        }
+        return false
     }
 }

@@ -192,12 +192,71 @@ final class UpstreamPool {
     // MARK: HTTP/2 backends (`protocol: h2`)
 
     /// One HTTP/2 connection per endpoint on this loop; each request is a stream on it.
-    private final class HTTP2Parent: Sendable {
+    ///
+    /// A backend that sends GOAWAY (a graceful restart, or its defence against many reset
+    /// streams: NIO's servers answer more than 200 resets in 30 s so, and every request a client
+    /// cancels resets its stream) takes no new stream on that connection (RFC 9113 §6.8); nor
+    /// does a connection NIOHTTP2 itself gave up on (a connection error: for one, a frame for a
+    /// stream reset more than 32 resets ago, which many clients leaving at once cause). The
+    /// connection drains, the next request opens a new one, and the old one is closed once its
+    /// last stream has ended. Sluice used to keep opening streams on it, and they waited for
+    /// their response timeout.
+    ///
+    /// `openStreams` and `draining` are only touched on the pool's event loop.
+    private final class HTTP2Parent: @unchecked Sendable {
         let channel: Channel
         let multiplexer: NIOHTTP2Handler.StreamMultiplexer
+        /// Streams opened on this connection and not closed yet.
+        private var openStreams = 0
+        /// The backend sent GOAWAY, or the connection hit an error.
+        private(set) var draining = false
+
         init(channel: Channel, multiplexer: NIOHTTP2Handler.StreamMultiplexer) {
             self.channel = channel
             self.multiplexer = multiplexer
+        }
+
+        /// Whether a new stream may go here.
+        var usable: Bool { !draining && channel.isActive }
+
+        func streamOpened(_ stream: Channel) {
+            openStreams += 1
+            stream.closeFuture.assumeIsolated().whenComplete { _ in
+                self.openStreams -= 1
+                self.closeIfDrained()
+            }
+        }
+
+        /// No new stream goes here; the connection closes once its last stream has ended.
+        func drain() {
+            draining = true
+            closeIfDrained()
+        }
+
+        private func closeIfDrained() {
+            if draining && openStreams == 0 { channel.close(promise: nil) }
+        }
+    }
+
+    /// Drains its connection when the backend sends GOAWAY (NIOHTTP2 passes the connection's
+    /// own frames, stream 0, on down the connection's pipeline) or when an error reaches the end
+    /// of the connection's pipeline. NIOHTTP2 answers a connection error with a GOAWAY of its
+    /// own and reports it here, but leaves the connection open, where every new stream would
+    /// only meet another GOAWAY; a stream's error is reported here too, and cannot be told
+    /// apart, so an error drains rather than closes: the streams under way finish.
+    private final class GoAwayWatcher: ChannelInboundHandler, RemovableChannelHandler {
+        typealias InboundIn = HTTP2Frame
+        private let parent: HTTP2Parent
+
+        init(_ parent: HTTP2Parent) { self.parent = parent }
+
+        func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+            if case .goAway = unwrapInboundIn(data).payload { parent.drain() }
+            context.fireChannelRead(data)
+        }
+
+        func errorCaught(context: ChannelHandlerContext, error: Error) {
+            parent.drain()
         }
     }
 
@@ -215,6 +274,10 @@ final class UpstreamPool {
                     try stream.pipeline.syncOperations.addHandler(StreamUpstreamHandler(), name: "upstream")
                 }
             }
+            .map { stream in
+                parent.streamOpened(stream)
+                return stream
+            }
         }
         .assumeIsolated()
         .flatMapThrowing { [unowned(unsafe) self] stream in
@@ -224,7 +287,7 @@ final class UpstreamPool {
     }
 
     private func parent(_ address: SocketAddress, timeout: TimeAmount) -> EventLoopFuture<HTTP2Parent> {
-        if let parent = http2[address], parent.channel.isActive {
+        if let parent = http2[address], parent.usable {
             return eventLoop.makeSucceededFuture(parent)
         }
         if let pending = http2Connecting[address] { return pending }
@@ -239,7 +302,9 @@ final class UpstreamPool {
                 let multiplexer = try channel.pipeline.syncOperations.configureHTTP2Pipeline(
                     mode: .client, connectionConfiguration: connection, streamConfiguration: .init()
                 ) { $0.eventLoop.makeSucceededVoidFuture() }
-                return HTTP2Parent(channel: channel, multiplexer: multiplexer)
+                let parent = HTTP2Parent(channel: channel, multiplexer: multiplexer)
+                try channel.pipeline.syncOperations.addHandler(GoAwayWatcher(parent), name: "goaway")
+                return parent
             }
         http2Connecting[address] = future
         future.assumeIsolated().whenComplete { [unowned(unsafe) self] result in
