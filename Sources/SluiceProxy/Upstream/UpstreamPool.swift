@@ -272,11 +272,8 @@ final class UpstreamPool {
                 stream.eventLoop.makeCompletedFuture {
                     // Named: NIO would format a name for it, "handler0", per stream.
                     try stream.pipeline.syncOperations.addHandler(StreamUpstreamHandler(), name: "upstream")
+                    parent.streamOpened(stream)
                 }
-            }
-            .map { stream in
-                parent.streamOpened(stream)
-                return stream
             }
         }
         .assumeIsolated()
