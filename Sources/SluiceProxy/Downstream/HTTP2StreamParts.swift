@@ -278,9 +278,10 @@ enum HTTP2StreamParts {
     /// line when it is passed on over HTTP/1.1). As NIOHTTP2 checked, a value may start or end
     /// with a space.
     enum ReceivedFields {
+        /// A name is `tchar`s (RFC 9110 §5.6.2) without the upper-case letters.
         static func allowed(name: String, value: String, teOnlyAsTrailers: Bool) -> Bool {
             let bytes = name.utf8
-            guard !bytes.isEmpty, bytes.allSatisfy(isLowercaseTokenByte),
+            guard !bytes.isEmpty, bytes.allSatisfy({ $0.isTokenChar && !(0x41...0x5A).contains($0) }),
                   !value.utf8.contains(where: { $0 == 0 || $0 == 0x0A || $0 == 0x0D }) else { return false }
             switch bytes.count {
             case 2: return !teOnlyAsTrailers || name != "te" || value == "trailers"
@@ -289,14 +290,6 @@ enum HTTP2StreamParts {
             case 16: return name != "proxy-connection"
             case 17: return name != "transfer-encoding"
             default: return true
-            }
-        }
-
-        /// `tchar` (RFC 9110 §5.6.2) without the upper-case letters.
-        private static func isLowercaseTokenByte(_ byte: UInt8) -> Bool {
-            switch byte {
-            case 0x21, 0x23...0x27, 0x2A, 0x2B, 0x2D, 0x2E, 0x30...0x39, 0x5E...0x7A, 0x7C, 0x7E: true
-            default: false
             }
         }
     }
