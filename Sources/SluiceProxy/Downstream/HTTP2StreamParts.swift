@@ -45,9 +45,17 @@ enum HTTP2StreamParts {
         let field: String
     }
 
-    /// The fields RFC 9113 §8.2.2 forbids in HTTP/2 (connection-specific); the proxy's own
-    /// `connection: close` is among them.
-    static let connectionSpecific: Set<String> = ["connection", "keep-alive", "proxy-connection", "transfer-encoding", "upgrade"]
+    /// Whether `name` (lower case) is one of the fields RFC 9113 §8.2.2 forbids in HTTP/2
+    /// (connection-specific); the proxy's own `connection: close` is among them.
+    static func isConnectionSpecific(_ name: String) -> Bool {
+        switch name.utf8.count {
+        case 7: name == "upgrade"
+        case 10: name == "connection" || name == "keep-alive"
+        case 16: name == "proxy-connection"
+        case 17: name == "transfer-encoding"
+        default: false
+        }
+    }
 
     /// The request head of a stream's first HEADERS frame; a malformed block (RFC 9113 §8.1.1)
     /// throws, naming the first field at fault.
@@ -117,7 +125,7 @@ enum HTTP2StreamParts {
         }
         for (name, value) in extra {
             let name = name.lowercased()
-            if !connectionSpecific.contains(name) { headers.add(name: name, value: value) }
+            if !isConnectionSpecific(name) { headers.add(name: name, value: value) }
         }
         return headers
     }
@@ -207,7 +215,7 @@ enum HTTP2StreamParts {
         }
         for (name, value) in fields {
             let name = name.lowercased()
-            if name != "host" && !connectionSpecific.contains(name) { headers.add(name: name, value: value) }
+            if name != "host" && !isConnectionSpecific(name) { headers.add(name: name, value: value) }
         }
         return headers
     }
@@ -283,14 +291,8 @@ enum HTTP2StreamParts {
             let bytes = name.utf8
             guard !bytes.isEmpty, bytes.allSatisfy({ $0.isTokenChar && !(0x41...0x5A).contains($0) }),
                   !value.utf8.contains(where: { $0 == 0 || $0 == 0x0A || $0 == 0x0D }) else { return false }
-            switch bytes.count {
-            case 2: return !teOnlyAsTrailers || name != "te" || value == "trailers"
-            case 7: return name != "upgrade"
-            case 10: return name != "connection" && name != "keep-alive"
-            case 16: return name != "proxy-connection"
-            case 17: return name != "transfer-encoding"
-            default: return true
-            }
+            if bytes.count == 2 { return !teOnlyAsTrailers || name != "te" || value == "trailers" }
+            return !isConnectionSpecific(name)
         }
     }
 
