@@ -261,23 +261,25 @@ enum HTTP2StreamParts {
 
     /// A backend's HEADERS frame of trailers: regular fields only (`ReceivedFields`).
     static func trailers(_ block: HPACKHeaders) throws(MalformedResponse) -> HTTPHeaders {
-        try checkedTrailers(block) { (_: String) throws(MalformedResponse) in throw MalformedResponse() }
+        guard case .success(let headers) = checkedTrailers(block) else { throw MalformedResponse() }
+        return headers
     }
 
     /// A client's HEADERS frame of trailers: regular fields only (`ReceivedFields`).
     static func clientTrailers(_ block: HPACKHeaders) throws(MalformedRequest) -> HTTPHeaders {
-        try checkedTrailers(block) { (name: String) throws(MalformedRequest) in throw MalformedRequest(field: name) }
+        try checkedTrailers(block).get()
     }
 
-    private static func checkedTrailers<E: Error>(_ block: HPACKHeaders, refuse: (String) throws(E) -> Never) throws(E) -> HTTPHeaders {
+    /// A trailers block's fields, or the first one a peer may not send.
+    private static func checkedTrailers(_ block: HPACKHeaders) -> Result<HTTPHeaders, MalformedRequest> {
         var headers = HTTPHeaders()
         for (name, value, _) in block {
             guard name.utf8.first != UInt8(ascii: ":"), ReceivedFields.allowed(name: name, value: value, teOnlyAsTrailers: false) else {
-                try refuse(name)
+                return .failure(MalformedRequest(field: name))
             }
             headers.add(name: name, value: value)
         }
-        return headers
+        return .success(headers)
     }
 
     /// The regular fields a peer may send (RFC 9113 §8.2): a lower-case token for a name
