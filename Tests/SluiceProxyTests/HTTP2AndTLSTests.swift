@@ -190,6 +190,28 @@ struct HTTP2AndTLS {
         }
     }
 
+    /// A connection error (here DATA on stream 0, RFC 9113 §6.1) is answered with GOAWAY, and
+    /// then the connection is closed: "After sending the GOAWAY frame for an error condition,
+    /// the endpoint MUST close the TCP connection" (§5.4.1). NIOHTTP2 sends the GOAWAY and
+    /// leaves the closing to its user; the connection used to stay open until the client left.
+    @Test func aConnectionErrorSendsGoAwayAndCloses() async throws {
+        try await Harness.withTwoVersions(route: "backend: a", listener: ListenerSpec(address: any, h2c: true)) { h in
+            let client = try RawHTTPClient(port: h.port, timeout: 5)
+            try client.send(RawHTTP2.clientPreface + RawHTTP2.emptySettings)
+            try client.send([0, 0, 0, 0x00, 0, 0, 0, 0, 0]) // DATA, stream 0
+            var goAwayCode: UInt32?
+            for _ in 0..<16 where goAwayCode == nil {
+                let header = try client.readBytes(9)
+                let payload = try client.readBytes(Int(header[0]) << 16 | Int(header[1]) << 8 | Int(header[2]))
+                if header[3] == 0x07, payload.count >= 8 { // GOAWAY: last stream ID, error code
+                    goAwayCode = payload[4..<8].reduce(0) { $0 << 8 | UInt32($1) }
+                }
+            }
+            #expect(goAwayCode == 0x1) // PROTOCOL_ERROR
+            #expect(client.waitForClose(), "the connection stayed open after GOAWAY(PROTOCOL_ERROR)")
+        }
+    }
+
     /// A response's last frame carries END_STREAM itself: no empty DATA frame after the body, and
     /// a response without a body (HEAD) is one HEADERS frame. nghttp prints the frames it gets,
     /// e.g. `recv DATA frame <length=2, flags=0x01, stream_id=13>`.
@@ -311,6 +333,38 @@ extension EndToEnd.HTTP2AndTLS {
             #expect(after.status == 200)
             #expect(h.backends[0].received.last?.uri == "/after")
         }
+    }
+
+    /// A backend that commits a connection error (DATA on stream 0) while a request waits on
+    /// the connection: NIOHTTP2 sends GOAWAY(PROTOCOL_ERROR), Sluice closes the connection
+    /// (RFC 9113 §5.4.1), and the waiting request gets its 502 at once; it used to wait for its
+    /// response timeout (a 504 after 5 s here) on a connection nothing would answer on.
+    @Test func aBackendsConnectionErrorClosesTheConnection() async throws {
+        let backend = try RawHTTP2Backend()
+        let goAwayCode = LockedBox<UInt32?>(nil)
+        let closed = LockedBox(false)
+        let served = backend.serve { accept in
+            guard let connection = accept(), connection.awaitRequest() else { return }
+            try? connection.send([0, 0, 0, 0x00, 0, 0, 0, 0, 0]) // DATA, stream 0
+            for _ in 0..<16 {
+                guard let header = try? connection.readBytes(9),
+                      let payload = try? connection.readBytes(Int(header[0]) << 16 | Int(header[1]) << 8 | Int(header[2])) else { break }
+                if header[3] == 0x07, payload.count >= 8 {
+                    goAwayCode.withLock { $0 = payload[4..<8].reduce(0) { $0 << 8 | UInt32($1) } }
+                    break
+                }
+            }
+            closed.withLock { $0 = connection.waitForClose() }
+        }
+        let config = Self.h2Backend.replacingOccurrences(of: "${B0}", with: "127.0.0.1:\(backend.port)")
+            .replacingOccurrences(of: "protocol: h2 }", with: "protocol: h2, timeout: 5s }")
+        try await Harness.withYAML(backends: [], config: config) { h in
+            let r = try h.client().request("GET", "/waiting")
+            #expect(r.status == 502)
+        }
+        #expect(served.wait(timeout: .now() + 15) == .success)
+        #expect(goAwayCode.withLock { $0 } == 0x1)
+        #expect(closed.withLock { $0 })
     }
 
     /// Responses that arrive for streams Sluice reset when their clients left: NIOHTTP2 keeps 32

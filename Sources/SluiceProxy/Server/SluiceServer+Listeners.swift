@@ -153,6 +153,8 @@ extension SluiceServer {
         // handler named (NIO would format a name for it, "handler0", every time).
         let loop = contexts[ObjectIdentifier(channel.eventLoop)]!
         let clientAddress = channel.remoteAddress?.ipAddress ?? "unknown"
+        // Below NIOHTTP2's handler, to see the frames it writes (RFC 9113 §5.4.1).
+        try channel.pipeline.syncOperations.addHandler(HTTP2ConnectionErrorCloser(), name: "error-close")
         _ = try channel.pipeline.syncOperations.configureHTTP2Pipeline(
             mode: .server, connectionConfiguration: connection, streamConfiguration: .init()
         ) { stream in

@@ -198,9 +198,9 @@ final class UpstreamPool {
     /// cancels resets its stream) takes no new stream on that connection (RFC 9113 §6.8); nor
     /// does a connection NIOHTTP2 itself gave up on (a connection error: for one, a frame for a
     /// stream reset more than 32 resets ago, which many clients leaving at once cause). The
-    /// connection drains, the next request opens a new one, and the old one is closed once its
-    /// last stream has ended. Sluice used to keep opening streams on it, and they waited for
-    /// their response timeout.
+    /// next request opens a new connection; the old one is closed once its last stream has
+    /// ended, or at once when NIOHTTP2 has sent GOAWAY for an error (RFC 9113 §5.4.1). Sluice
+    /// used to keep opening streams on it, and they waited for their response timeout.
     ///
     /// `openStreams` and `draining` are only touched on the pool's event loop.
     private final class HTTP2Parent: @unchecked Sendable {
@@ -242,8 +242,10 @@ final class UpstreamPool {
     /// own frames, stream 0, on down the connection's pipeline) or when an error reaches the end
     /// of the connection's pipeline. NIOHTTP2 answers a connection error with a GOAWAY of its
     /// own and reports it here, but leaves the connection open, where every new stream would
-    /// only meet another GOAWAY; a stream's error is reported here too, and cannot be told
-    /// apart, so an error drains rather than closes: the streams under way finish.
+    /// only meet another GOAWAY: `HTTP2ConnectionErrorCloser` closes it once that GOAWAY is out.
+    /// A stream's error is reported here the same way, and so is an error that sent no GOAWAY
+    /// (a frame of Sluice's that NIOHTTP2 could not encode); those drain the connection: the
+    /// streams under way finish, the next request opens a new connection.
     private final class GoAwayWatcher: ChannelInboundHandler, RemovableChannelHandler {
         typealias InboundIn = HTTP2Frame
         private let parent: HTTP2Parent
@@ -296,6 +298,8 @@ final class UpstreamPool {
                 // The backend's blocks are checked as they become responses (`HTTP2StreamParts`).
                 var connection = NIOHTTP2Handler.ConnectionConfiguration()
                 connection.headerBlockValidation = .disabled
+                // Below NIOHTTP2's handler: after a GOAWAY for an error, the connection closes.
+                try channel.pipeline.syncOperations.addHandler(HTTP2ConnectionErrorCloser(prefaceBytes: 24), name: "error-close")
                 let multiplexer = try channel.pipeline.syncOperations.configureHTTP2Pipeline(
                     mode: .client, connectionConfiguration: connection, streamConfiguration: .init()
                 ) { $0.eventLoop.makeSucceededVoidFuture() }
