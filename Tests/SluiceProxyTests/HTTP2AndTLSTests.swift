@@ -190,6 +190,48 @@ struct HTTP2AndTLS {
         }
     }
 
+    /// `server.idleTimeout` holds for HTTP/2 connections too: one with no stream open that sends
+    /// nothing for that long gets GOAWAY(NO_ERROR) and is closed (RFC 9113 §9.1: "Servers are
+    /// encouraged to maintain open connections for as long as possible but are permitted to
+    /// terminate idle connections"), and so is one that never finished its preface; a stream
+    /// whose response takes longer than the timeout is still answered. They used to stay open
+    /// for good (the reads below time out after 5 s).
+    @Test func idleHTTP2ConnectionsAreClosedButSlowStreamsAreNot() async throws {
+        try await Harness.withYAML(backends: [.init(version: "v1")], config: """
+            listen: ["127.0.0.1:1"]
+            server: { idleTimeout: 300ms }
+            backends:
+              a: { version: v1, endpoints: ["${B0}"] }
+            routes:
+              - name: web
+                backend: a
+            """, listener: ListenerSpec(address: any, h2c: true)) { h in
+            // A stream that outlives the idle timeout, then nothing: GOAWAY(NO_ERROR), close.
+            let client = try RawHTTPClient(port: h.port, timeout: 5)
+            try client.send(RawHTTP2.clientPreface + RawHTTP2.emptySettings)
+            try client.send(RawHTTP2.headers(stream: 1, [(":method", "GET"), (":scheme", "http"), (":authority", "a"),
+                                                        (":path", "/?delay_ms=900")]))
+            var ended = false
+            var goAwayCode: UInt32?
+            for _ in 0..<32 where goAwayCode == nil {
+                let header = try client.readBytes(9)
+                let payload = try client.readBytes(Int(header[0]) << 16 | Int(header[1]) << 8 | Int(header[2]))
+                if header[8] == 1, header[3] <= 0x01, header[4] & 0x01 != 0 { ended = true }
+                if header[3] == 0x03 { Issue.record("stream reset: \(payload)") }
+                if header[3] == 0x07, payload.count >= 8 {
+                    #expect(ended, "GOAWAY before the slow stream's response ended")
+                    goAwayCode = payload[4..<8].reduce(0) { $0 << 8 | UInt32($1) }
+                }
+            }
+            #expect(goAwayCode == 0)
+            #expect(client.waitForClose())
+            #expect(h.backends[0].received.map(\.uri) == ["/?delay_ms=900"])
+            // A connection that never sends its preface.
+            let silent = try RawHTTPClient(port: h.port, timeout: 5)
+            #expect(silent.waitForClose())
+        }
+    }
+
     /// A connection error (here DATA on stream 0, RFC 9113 §6.1) is answered with GOAWAY, and
     /// then the connection is closed: "After sending the GOAWAY frame for an error condition,
     /// the endpoint MUST close the TCP connection" (§5.4.1). NIOHTTP2 sends the GOAWAY and

@@ -42,6 +42,8 @@ final class DownstreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
     var clientAddress: String?
     /// The HTTP/1.1 codec driving this exchange; nil on an HTTP/2 stream.
     var http1: HTTP1ServerHandler?
+    /// HTTP/2: the stream's connection, told when the stream ends (its idle timeout and drain).
+    private let connection: HTTP2ClientConnection?
 
     /// The request in progress, nil between requests.
     var request: RequestState?
@@ -61,10 +63,12 @@ final class DownstreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
 
     /// `clientAddress`: the peer's address when already known (an HTTP/2 connection's streams
     /// share their connection's, formatted once); otherwise read from the channel at the first
-    /// request.
-    init(loop: LoopContext, store: SnapshotStore, scheme: String = "http", clientAddress: String? = nil) {
+    /// request. `connection`: an HTTP/2 stream's connection.
+    init(loop: LoopContext, store: SnapshotStore, scheme: String = "http", clientAddress: String? = nil,
+         connection: HTTP2ClientConnection? = nil) {
         self.loop = loop
         self.clientAddress = clientAddress
+        self.connection = connection
         self.stats = loop.stats
         self.pool = loop.pool
         self.deadlines = loop.deadlines
@@ -139,6 +143,7 @@ final class DownstreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
     func handlerRemoved(context: ChannelHandlerContext) {
         loop.exchanges.remove(self)
         self.context = nil
+        connection?.streamEnded()
     }
 
     // MARK: Client → proxy

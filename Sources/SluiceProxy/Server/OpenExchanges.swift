@@ -1,11 +1,13 @@
 import NIOCore
 
 /// The downstream exchanges open on one event loop: one `DownstreamHandler` per HTTP/1.1
-/// connection and per HTTP/2 stream.
+/// connection and per HTTP/2 stream, and the HTTP/2 connections themselves
+/// (`HTTP2ClientConnection`).
 ///
 /// One table serves two jobs. A shutdown asks every exchange to finish and then closes what is
 /// left (`SluiceServer.shutdown`). And the idle timeout closes an HTTP/1.1 connection that has
-/// sent nothing for `server.idleTimeout` while no request is in progress on it: one sweep per
+/// sent nothing for `server.idleTimeout` while no request is in progress on it, and an HTTP/2
+/// connection that has had no stream open for as long: one sweep per
 /// loop (every quarter of the timeout, at most once a second) instead of an `IdleStateHandler`
 /// per connection, which was one more pipeline stage for every read and write and held a
 /// scheduled task (closure, promise, timer-heap entry) per open connection.
@@ -14,6 +16,7 @@ import NIOCore
 final class OpenExchanges {
     private let eventLoop: EventLoop
     private var exchanges: [ObjectIdentifier: DownstreamHandler] = [:]
+    private var http2Connections: [ObjectIdentifier: HTTP2ClientConnection] = [:]
     private var interval = TimeAmount.seconds(1)
     private var timer = SweepTimer()
 
@@ -34,7 +37,19 @@ final class OpenExchanges {
         exchanges[ObjectIdentifier(exchange)] = nil
     }
 
-    /// An HTTP/1.1 connection with this idle timeout is open: the sweep runs (the shortest
+    /// Every open HTTP/2 connection (for a shutdown).
+    var allHTTP2: Dictionary<ObjectIdentifier, HTTP2ClientConnection>.Values { http2Connections.values }
+
+    func add(_ connection: HTTP2ClientConnection, idleTimeout: TimeAmount) {
+        http2Connections[ObjectIdentifier(connection)] = connection
+        watchIdle(timeout: idleTimeout)
+    }
+
+    func remove(_ connection: HTTP2ClientConnection) {
+        http2Connections[ObjectIdentifier(connection)] = nil
+    }
+
+    /// A connection with this idle timeout is open: the sweep runs (the shortest
     /// timeout seen sets its pace).
     func watchIdle(timeout: TimeAmount) {
         interval = min(interval, max(.nanoseconds(timeout.nanoseconds / 4), .milliseconds(10)))
@@ -52,7 +67,9 @@ final class OpenExchanges {
             if connection.isIdle(at: now) { idle.append(connection) }
         }
         for connection in idle { connection.closeIdle() }
-        if watched { timer.schedule(on: eventLoop, in: interval) { [self] in self.sweep() } }
+        let idleHTTP2 = http2Connections.values.filter { $0.isIdle(at: now) }
+        for connection in idleHTTP2 { connection.closeIdle() }
+        if watched || !http2Connections.isEmpty { timer.schedule(on: eventLoop, in: interval) { [self] in self.sweep() } }
     }
 }
 

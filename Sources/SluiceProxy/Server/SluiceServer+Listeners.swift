@@ -96,7 +96,7 @@ extension SluiceServer {
                 case .h2c:
                     return channel.eventLoop.makeCompletedFuture {
                         try SluiceServer.configureHTTP2(channel, contexts: contexts, store: store, scheme: "http",
-                                                maxHeaderBytes: maxHeaderBytes)
+                                                maxHeaderBytes: maxHeaderBytes, idle: idle)
                     }
                 case .tls(let box):
                     do {
@@ -108,7 +108,7 @@ extension SluiceServer {
                         h2ChannelConfigurator: { channel in
                             channel.eventLoop.makeCompletedFuture {
                                 try SluiceServer.configureHTTP2(channel, contexts: contexts, store: store, scheme: "https",
-                                                        maxHeaderBytes: maxHeaderBytes)
+                                                        maxHeaderBytes: maxHeaderBytes, idle: idle)
                             }
                         },
                         http1ChannelConfigurator: { channel in
@@ -137,7 +137,7 @@ extension SluiceServer {
     /// exactly like an HTTP/1.1 request. Stream flow
     /// control gives backpressure per stream; concurrent streams and header list size are capped.
     static func configureHTTP2(_ channel: Channel, contexts: [ObjectIdentifier: NIOLoopBound<LoopContext>],
-                               store: SnapshotStore, scheme: String, maxHeaderBytes: Int) throws {
+                               store: SnapshotStore, scheme: String, maxHeaderBytes: Int, idle: TimeAmount) throws {
         var connection = NIOHTTP2Handler.ConnectionConfiguration()
         connection.initialSettings = [
             HTTP2Setting(parameter: .maxConcurrentStreams, value: 256),
@@ -155,18 +155,26 @@ extension SluiceServer {
         let clientAddress = channel.remoteAddress?.ipAddress ?? "unknown"
         // Below NIOHTTP2's handler, to see the frames it writes (RFC 9113 §5.4.1).
         try channel.pipeline.syncOperations.addHandler(HTTP2ConnectionErrorCloser(), name: "error-close")
+        let connectionHandler = HTTP2ClientConnection(exchanges: loop.value.exchanges, idleTimeout: idle)
+        let boundConnection = NIOLoopBound(connectionHandler, eventLoop: channel.eventLoop)
         _ = try channel.pipeline.syncOperations.configureHTTP2Pipeline(
             mode: .server, connectionConfiguration: connection, streamConfiguration: .init()
         ) { stream in
             do {
+                // Counted once its handler is in place (whose removal ends it, `streamEnded`).
+                let id = try? stream.syncOptions?.getOption(HTTP2StreamChannelOptions.streamID)
                 try stream.pipeline.syncOperations.addHandler(DownstreamHandler(loop: loop.value, store: store, scheme: scheme,
-                                                                                clientAddress: clientAddress),
+                                                                                clientAddress: clientAddress,
+                                                                                connection: boundConnection.value),
                                                               name: "exchange")
+                boundConnection.value.streamStarted(id)
                 return stream.eventLoop.makeSucceededVoidFuture()
             } catch {
                 return stream.eventLoop.makeFailedFuture(error)
             }
         }
+        // After NIOHTTP2's handler: the connection's idle timeout and drain.
+        try channel.pipeline.syncOperations.addHandler(connectionHandler, name: "connection")
     }
 }
 

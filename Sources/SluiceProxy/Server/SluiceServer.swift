@@ -87,6 +87,7 @@ public final class SluiceServer: Sendable {
             for exchange in ctx.exchanges.all {
                 exchange.context?.channel.pipeline.fireUserInboundEventTriggered(ChannelShouldQuiesceEvent())
             }
+            for connection in ctx.exchanges.allHTTP2 { connection.quiesce() }
         }
         let deadline = ContinuousClock.now + timeout
         while ContinuousClock.now < deadline {
@@ -96,6 +97,7 @@ public final class SluiceServer: Sendable {
         }
         _ = try? await onEveryLoop { ctx in
             for exchange in ctx.exchanges.all { exchange.context?.channel.close(promise: nil) }
+            for connection in ctx.exchanges.allHTTP2 { connection.close() }
             ctx.pool.closeAll()
         }
         try? await group.shutdownGracefully()
