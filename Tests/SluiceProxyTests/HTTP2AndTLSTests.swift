@@ -290,6 +290,36 @@ struct HTTP2AndTLS {
         }
     }
 
+    /// A TLS connection that does not finish its handshake within `server.idleTimeout` is
+    /// closed: one that sends nothing, and one that stops half-way (a ClientHello cut short).
+    /// Before the handshake no HTTP handler is in the pipeline, so the idle timeout did not
+    /// apply and such connections stayed open for good (the reads below time out after 5 s).
+    @Test func aTLSHandshakeThatDoesNotFinishIsClosed() async throws {
+        let tls = try makeCertificate()
+        defer { try? FileManager.default.removeItem(atPath: (tls.cert as NSString).deletingLastPathComponent) }
+        try await Harness.withYAML(backends: [.init(version: "v1")], config: """
+            listen: ["127.0.0.1:1"]
+            server: { idleTimeout: 300ms }
+            backends:
+              a: { version: v1, endpoints: ["${B0}"] }
+            routes:
+              - name: web
+                backend: a
+            """, listener: ListenerSpec(address: any, tls: tls)) { h in
+            let silent = try RawHTTPClient(port: h.port, timeout: 5)
+            let partial = try RawHTTPClient(port: h.port, timeout: 5)
+            // A TLS record header announcing a 512-byte handshake message, and 3 bytes of it.
+            try partial.send([0x16, 0x03, 0x01, 0x02, 0x00, 0x01, 0x00, 0x01])
+            #expect(silent.waitForClose())
+            #expect(partial.waitForClose())
+            // A handshake that does finish is not cut off by the timer: a request after it
+            // (longer ago than the timeout by then) is served.
+            let r = try run("/usr/bin/curl", ["-s", "-k", "--max-time", "10", "-w", "\n%{http_code}",
+                                              "https://127.0.0.1:\(h.port)/?delay_ms=400"])
+            #expect(r.out.split(separator: "\n").last == "200", "\(r.out)")
+        }
+    }
+
     @Test func tlsNegotiatesH2AndHTTP1WithALPN() async throws {
         let tls = try makeCertificate()
         defer { try? FileManager.default.removeItem(atPath: (tls.cert as NSString).deletingLastPathComponent) }

@@ -101,6 +101,7 @@ extension SluiceServer {
                 case .tls(let box):
                     do {
                         try channel.pipeline.syncOperations.addHandler(NIOSSLServerHandler(context: box.current))
+                        try channel.pipeline.syncOperations.addHandler(TLSHandshakeDeadline(timeout: idle))
                     } catch {
                         return channel.eventLoop.makeFailedFuture(error)
                     }
