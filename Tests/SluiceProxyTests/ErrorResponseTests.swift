@@ -141,5 +141,32 @@ extension EndToEnd {
             #expect(Date().timeIntervalSince(started) < 5)
         }
     }
+
+    /// A request head must arrive whole within `server.idleTimeout` of its first byte: a client
+    /// that dribbles one (a byte every 100 ms, each of which used to restart the idle timeout,
+    /// so the connection was held for as long as the client liked: slowloris) gets a 408 and
+    /// the connection closes. The dribble stops at the first byte the proxy sends, or after
+    /// 40 bytes (4 s) when it never does.
+    @Test func aRequestHeadDribbledSlowerThanTheIdleTimeoutGets408() async throws {
+        try await Harness.with(
+            backends: [.init(version: "v1")],
+            server: ServerSettings(idleTimeout: .milliseconds(300))
+        ) { h in
+            let c = try h.client()
+            try c.send("GET / HTTP/1.1\r\nHost: t\r\nX-Slow: ")
+            var dribbled = 0
+            while dribbled < 40, !c.hasInput() {
+                guard (try? c.send("a")) != nil else { break }
+                dribbled += 1
+                usleep(100_000)
+            }
+            #expect(dribbled < 40, "the proxy waited for the whole dribble")
+            let r = try c.readResponse()
+            #expect(r.status == 408)
+            #expect(r.header("connection")?.lowercased() == "close")
+            #expect(c.waitForClose())
+            #expect(h.backends[0].received.isEmpty)
+        }
+    }
 }
 }

@@ -38,9 +38,13 @@ final class HTTP1ServerHandler: ChannelDuplexHandler, RemovableChannelHandler {
     /// Input is ignored after a framing error (the connection is closing).
     private var failed = false
 
-    /// Closed after this long without input while no request is in progress.
+    /// Closed after this long without input while no request is in progress; and a request
+    /// head must arrive whole within it of its first byte (else a 408).
     private let idleTimeout: TimeAmount
     private var lastInput = NIODeadline.now()
+    /// When the first bytes of a request head that has not arrived whole came (nil when none
+    /// waits: the usual case, a head that arrives in one read, never sets it).
+    private var partialHeadSince: NIODeadline?
     /// The socket channel, when this handler is its only one (a cleartext listener): reads go
     /// to it directly and responses straight to the socket (`OwnedSocket`, `SocketWriteThrough`).
     private let socketChannel: Channel?
@@ -72,13 +76,26 @@ final class HTTP1ServerHandler: ChannelDuplexHandler, RemovableChannelHandler {
         self.context = nil
     }
 
-    /// No input for the idle timeout and nothing in progress (a slow backend is not idleness).
+    /// No input for the idle timeout and nothing in progress (a slow backend is not idleness),
+    /// or a request head still incomplete that long after its first byte (a client trickling
+    /// it, each byte restarting the idle timeout: slowloris).
     func isIdle(at now: NIODeadline) -> Bool {
-        !responsePending && exchange.request == nil && now - lastInput >= idleTimeout
+        guard !responsePending && exchange.request == nil else { return false }
+        if let since = partialHeadSince, now - since >= idleTimeout { return true }
+        return now - lastInput >= idleTimeout
     }
 
+    /// Closes the connection; a head still arriving is answered 408 first (RFC 9110 §15.5.9).
     func closeIdle() {
-        context?.close(promise: nil)
+        guard let context else { return }
+        if partialHeadSince != nil, !failed {
+            failed = true
+            input = nil
+            exchange.respondLocally(status: .requestTimeout, message: "request head not received in time", close: true,
+                                    context: context)
+        } else {
+            context.close(promise: nil)
+        }
     }
 
     /// Removed when the connection becomes a tunnel: bytes already received but not parsed
@@ -113,6 +130,7 @@ final class HTTP1ServerHandler: ChannelDuplexHandler, RemovableChannelHandler {
                 case nil:
                     break parsing
                 case .requestHead(let head)?:
+                    partialHeadSince = nil
                     responsePending = true
                     requestIsHEAD = head.method.isHEAD
                     exchange.receiveHead(head, context: context)
@@ -130,6 +148,11 @@ final class HTTP1ServerHandler: ChannelDuplexHandler, RemovableChannelHandler {
         }
         if buffer.readableBytes > 0 && !failed {
             input = buffer
+            if partialHeadSince == nil, parser.isAtMessageStart, !responsePending, exchange.request == nil {
+                // Now, not at the read: a pipelined head that waited for the response before
+                // it starts its time here.
+                partialHeadSince = .now()
+            }
         }
     }
 

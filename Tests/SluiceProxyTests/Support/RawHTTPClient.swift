@@ -93,6 +93,13 @@ final class RawHTTPClient {
         }
     }
 
+    /// Whether the peer has sent something not read yet, or closed, without waiting.
+    func hasInput() -> Bool {
+        if !buffer.isEmpty { return true }
+        var byte: UInt8 = 0
+        return recv(fd, &byte, 1, Int32(MSG_PEEK | MSG_DONTWAIT)) >= 0
+    }
+
     /// Reads more bytes into the buffer; false on EOF.
     private func fill() throws -> Bool {
         var chunk = [UInt8](repeating: 0, count: 65_536)
