@@ -197,15 +197,8 @@ struct HTTP2AndTLS {
     /// whose response takes longer than the timeout is still answered. They used to stay open
     /// for good (the reads below time out after 5 s).
     @Test func idleHTTP2ConnectionsAreClosedButSlowStreamsAreNot() async throws {
-        try await Harness.withYAML(backends: [.init(version: "v1")], config: """
-            listen: ["127.0.0.1:1"]
-            server: { idleTimeout: 300ms }
-            backends:
-              a: { version: v1, endpoints: ["${B0}"] }
-            routes:
-              - name: web
-                backend: a
-            """, listener: ListenerSpec(address: any, h2c: true)) { h in
+        try await Harness.with(backends: [.init(version: "v1")], server: ServerSettings(idleTimeout: .milliseconds(300)),
+                               listener: ListenerSpec(address: any, h2c: true)) { h in
             // A stream that outlives the idle timeout, then nothing: GOAWAY(NO_ERROR), close.
             let client = try RawHTTPClient(port: h.port, timeout: 5)
             try client.send(RawHTTP2.clientPreface + RawHTTP2.emptySettings)
@@ -297,15 +290,8 @@ struct HTTP2AndTLS {
     @Test func aTLSHandshakeThatDoesNotFinishIsClosed() async throws {
         let tls = try makeCertificate()
         defer { try? FileManager.default.removeItem(atPath: (tls.cert as NSString).deletingLastPathComponent) }
-        try await Harness.withYAML(backends: [.init(version: "v1")], config: """
-            listen: ["127.0.0.1:1"]
-            server: { idleTimeout: 300ms }
-            backends:
-              a: { version: v1, endpoints: ["${B0}"] }
-            routes:
-              - name: web
-                backend: a
-            """, listener: ListenerSpec(address: any, tls: tls)) { h in
+        try await Harness.with(backends: [.init(version: "v1")], server: ServerSettings(idleTimeout: .milliseconds(300)),
+                               listener: ListenerSpec(address: any, tls: tls)) { h in
             let silent = try RawHTTPClient(port: h.port, timeout: 5)
             let partial = try RawHTTPClient(port: h.port, timeout: 5)
             // A TLS record header announcing a 512-byte handshake message, and 3 bytes of it.

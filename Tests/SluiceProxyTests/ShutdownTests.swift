@@ -7,24 +7,30 @@ import SluiceRouting
 extension EndToEnd {
 @Suite struct Shutdown {
     /// SIGTERM's path: stop accepting, let the in-flight request finish, then close.
+    /// Once one request is in flight in the proxy (polled, bounded), starts a shutdown with a
+    /// 5 s drain; the semaphore is signalled when it has finished.
+    private static func drainOnceInFlight(_ h: Harness) throws -> DispatchSemaphore {
+        var inflight = 0
+        for _ in 0..<200 {
+            inflight = try h.statistics().series.first?.inflight ?? 0
+            if inflight == 1 { break }
+            usleep(5_000)
+        }
+        #expect(inflight == 1)
+        let drained = DispatchSemaphore(value: 0)
+        let proxy = h.proxy
+        Task {
+            await proxy.shutdown(drainTimeout: .seconds(5))
+            drained.signal()
+        }
+        return drained
+    }
+
     @Test func inFlightRequestFinishesDuringDrain() async throws {
         try await Harness.with(backends: [.init(version: "v1")]) { h in
             let c = try h.client()
             try c.send("GET /slow?delay_ms=400 HTTP/1.1\r\nHost: t\r\n\r\n")
-            // Poll (bounded) until the request is in flight in the proxy.
-            var inflight = 0
-            for _ in 0..<200 {
-                inflight = try h.statistics().series.first?.inflight ?? 0
-                if inflight == 1 { break }
-                usleep(5_000)
-            }
-            #expect(inflight == 1)
-            let drained = DispatchSemaphore(value: 0)
-            let proxy = h.proxy
-            Task {
-                await proxy.shutdown(drainTimeout: .seconds(5))
-                drained.signal()
-            }
+            let drained = try Self.drainOnceInFlight(h)
             let r = try c.readResponse()
             #expect(r.status == 200)
             #expect(r.header("connection")?.lowercased() == "close")
@@ -41,33 +47,15 @@ extension EndToEnd {
     /// the connection closes. A connection with no stream open is closed at once. Without the
     /// GOAWAY the client could keep opening streams through the whole drain.
     @Test func anHTTP2ConnectionIsToldToGoAwayAndFinishesItsStream() async throws {
-        try await Harness.withYAML(backends: [.init(version: "v1")], config: """
-            listen: ["127.0.0.1:1"]
-            backends:
-              a: { version: v1, endpoints: ["${B0}"] }
-            routes:
-              - name: web
-                backend: a
-            """, listener: ListenerSpec(address: SocketAddressSpec(host: "127.0.0.1", port: 0), h2c: true)) { h in
+        try await Harness.with(backends: [.init(version: "v1")],
+                               listener: ListenerSpec(address: SocketAddressSpec(host: "127.0.0.1", port: 0), h2c: true)) { h in
             let fields = [(":method", "GET"), (":scheme", "http"), (":authority", "a")]
             let idle = try RawHTTPClient(port: h.port, timeout: 5)
             try idle.send(RawHTTP2.clientPreface + RawHTTP2.emptySettings)
             let c = try RawHTTPClient(port: h.port, timeout: 5)
             try c.send(RawHTTP2.clientPreface + RawHTTP2.emptySettings)
             try c.send(RawHTTP2.headers(stream: 1, fields + [(":path", "/slow?delay_ms=400")]))
-            var inflight = 0
-            for _ in 0..<200 {
-                inflight = try h.statistics().series.first?.inflight ?? 0
-                if inflight == 1 { break }
-                usleep(5_000)
-            }
-            #expect(inflight == 1)
-            let drained = DispatchSemaphore(value: 0)
-            let proxy = h.proxy
-            Task {
-                await proxy.shutdown(drainTimeout: .seconds(5))
-                drained.signal()
-            }
+            let drained = try Self.drainOnceInFlight(h)
             var goAway: (lastStream: UInt32, code: UInt32)?
             var ended = false
             var late: UInt8?

@@ -31,11 +31,13 @@ struct Harness: Sendable {
     /// - `specs`: backend specs given the started backends' addresses (default: one spec per backend,
     ///   named `b0`, `b1`, ... with the backend's version).
     /// - `routes`: the route table (default: one catch-all route to backend 0).
+    /// - `listener`: the one listener (default: HTTP/1.1 on an ephemeral loopback port).
     static func with(
         backends versions: [TestBackend.Options],
         specs: (([TestBackend]) -> [BackendSpec])? = nil,
         routes: [Route]? = nil,
         server: ServerSettings = ServerSettings(),
+        listener: ListenerSpec = ListenerSpec(address: SocketAddressSpec(host: "127.0.0.1", port: 0)),
         threads: Int = 1,
         _ body: @escaping @Sendable (Harness) throws -> Void
     ) async throws {
@@ -48,7 +50,7 @@ struct Harness: Sendable {
             backendNames: backendSpecs.map(\.name))
         let config = Configuration(
             path: "/tmp/sluice-test.yaml",
-            listeners: [ListenerSpec(address: SocketAddressSpec(host: "127.0.0.1", port: 0))],
+            listeners: [listener],
             statePath: "/tmp/sluice-test-state.json",
             backends: backendSpecs, table: table, server: server)
         try await run(config, backends: started, threads: threads, body)
