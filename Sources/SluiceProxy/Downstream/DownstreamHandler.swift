@@ -135,15 +135,20 @@ final class DownstreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
         }
     }
 
+    /// An HTTP/1.1 exchange is listed in the loop's `OpenExchanges` (its idle timeout, a
+    /// shutdown); an HTTP/2 stream is not: its connection is listed, and counts its streams.
     func handlerAdded(context: ChannelHandlerContext) {
         self.context = context
-        loop.exchanges.add(self)
+        if connection == nil { loop.exchanges.add(self) }
     }
 
     func handlerRemoved(context: ChannelHandlerContext) {
-        loop.exchanges.remove(self)
         self.context = nil
-        connection?.streamEnded()
+        if let connection {
+            connection.streamEnded()
+        } else {
+            loop.exchanges.remove(self)
+        }
     }
 
     // MARK: Client → proxy

@@ -75,9 +75,16 @@ final class HTTP2ClientConnection: ChannelInboundHandler, RemovableChannelHandle
         goAway()
     }
 
-    /// A shutdown: GOAWAY; the connection closes once its streams have ended.
+    /// A shutdown: NIOHTTP2 passes the event to every stream (each closes once its response is
+    /// done) and on to this handler, which sends GOAWAY; the connection closes once its streams
+    /// have ended.
     func quiesce() {
-        goAway()
+        context?.channel.pipeline.fireUserInboundEventTriggered(ChannelShouldQuiesceEvent())
+    }
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if event is ChannelShouldQuiesceEvent { goAway() }
+        context.fireUserInboundEventTriggered(event)
     }
 
     /// Closes the connection now (the end of a shutdown's drain).
