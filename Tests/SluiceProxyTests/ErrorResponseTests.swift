@@ -142,6 +142,41 @@ extension EndToEnd {
         }
     }
 
+    /// A client that stops reading a response: once the proxy has held more than NIO's
+    /// high-water mark of it for `server.idleTimeout` (the channel unwritable that long), the
+    /// connection is closed, and with it the upstream exchange (recorded 499). It used to be
+    /// held for good, with an upstream connection under it (a slow-read attack needs no more).
+    /// A client that keeps reading through the same small buffer is not cut off (the first
+    /// request below: its channel turns writable again each time it has taken NIO's low-water
+    /// mark).
+    @Test func aClientThatStopsReadingIsClosedAfterTheIdleTimeout() async throws {
+        try await Harness.with(
+            backends: [.init(version: "v1")],
+            server: ServerSettings(idleTimeout: .milliseconds(300))
+        ) { h in
+            // 8 MiB: far more than the client's 64 KiB receive buffer, the proxy's send buffer
+            // and NIO's high-water mark together.
+            let size = 8 << 20
+            let reader = try RawHTTPClient(port: h.port, timeout: 10, receiveBuffer: 65_536)
+            let read = try reader.request("GET", "/bytes/\(size)")
+            #expect(read.body.count == size)
+            let stalled = try RawHTTPClient(port: h.port, timeout: 10, receiveBuffer: 65_536)
+            try stalled.send("GET /bytes/\(size) HTTP/1.1\r\nHost: t\r\n\r\n")
+            // In flight first (bounded polls), then ended by the proxy within 5 s.
+            func waitForInflight(_ wanted: Int) throws -> Bool {
+                for _ in 0..<500 {
+                    if try h.statistics().series.first?.inflight ?? 0 == wanted { return true }
+                    usleep(10_000)
+                }
+                return false
+            }
+            #expect(try waitForInflight(1))
+            #expect(try waitForInflight(0), "the stalled exchange is still in flight")
+            #expect(try h.statistics().series.first?.codes[499] == 1)
+            #expect(try h.client().request("GET", "/after").status == 200)
+        }
+    }
+
     /// A request head must arrive whole within `server.idleTimeout` of its first byte: a client
     /// that dribbles one (a byte every 100 ms, each of which used to restart the idle timeout,
     /// so the connection was held for as long as the client liked: slowloris) gets a 408 and

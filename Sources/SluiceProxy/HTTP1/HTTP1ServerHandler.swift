@@ -45,6 +45,9 @@ final class HTTP1ServerHandler: ChannelDuplexHandler, RemovableChannelHandler {
     /// When the first bytes of a request head that has not arrived whole came (nil when none
     /// waits: the usual case, a head that arrives in one read, never sets it).
     private var partialHeadSince: NIODeadline?
+    /// Since when the client has left more than NIO's high-water mark of output unread (the
+    /// channel unwritable); nil while it keeps up.
+    private var stalledSince: NIODeadline?
     /// The socket channel, when this handler is its only one (a cleartext listener): reads go
     /// to it directly and responses straight to the socket (`OwnedSocket`, `SocketWriteThrough`).
     private let socketChannel: Channel?
@@ -78,8 +81,12 @@ final class HTTP1ServerHandler: ChannelDuplexHandler, RemovableChannelHandler {
 
     /// No input for the idle timeout and nothing in progress (a slow backend is not idleness),
     /// or a request head still incomplete that long after its first byte (a client trickling
-    /// it, each byte restarting the idle timeout: slowloris).
+    /// it, each byte restarting the idle timeout: slowloris), or output left unread that long
+    /// (a client that stopped reading, holding the exchange and its upstream connection; one
+    /// that reads slowly makes the channel writable again each time it takes in NIO's
+    /// low-water mark).
     func isIdle(at now: NIODeadline) -> Bool {
+        if let since = stalledSince, now - since >= idleTimeout { return true }
         guard !responsePending && exchange.request == nil else { return false }
         if let since = partialHeadSince, now - since >= idleTimeout { return true }
         return now - lastInput >= idleTimeout
@@ -88,7 +95,7 @@ final class HTTP1ServerHandler: ChannelDuplexHandler, RemovableChannelHandler {
     /// Closes the connection; a head still arriving is answered 408 first (RFC 9110 §15.5.9).
     func closeIdle() {
         guard let context else { return }
-        if partialHeadSince != nil, !failed {
+        if stalledSince == nil, partialHeadSince != nil, !failed {
             failed = true
             input = nil
             exchange.respondLocally(status: .requestTimeout, message: "request head not received in time", close: true,
@@ -197,6 +204,7 @@ final class HTTP1ServerHandler: ChannelDuplexHandler, RemovableChannelHandler {
     }
 
     func channelWritabilityChanged(context: ChannelHandlerContext) {
+        stalledSince = context.channel.isWritable ? nil : .now()
         exchange.channelWritabilityChanged(context: context)
     }
 
