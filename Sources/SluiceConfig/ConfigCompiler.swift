@@ -123,6 +123,7 @@ struct ConfigCompiler {
         let connectTimeout = positiveDuration(entry.connectTimeout, key: "connectTimeout", in: entry.scope,
                                               default: .seconds(1))
         let timeout = positiveDuration(entry.timeout, key: "timeout", in: entry.scope, default: .seconds(30))
+        let readTimeout = positiveDuration(entry.readTimeout, key: "readTimeout", in: entry.scope, default: .seconds(60))
         var upstreamProtocol = UpstreamProtocol.http1
         if let written = entry.upstreamProtocol {
             if let parsed = UpstreamProtocol(rawValue: written.value) {
@@ -144,9 +145,9 @@ struct ConfigCompiler {
             }
         }
         guard ok, let version = entry.version, entry.endpoints != nil,
-              let connectTimeout, let timeout else { return nil }
+              let connectTimeout, let timeout, let readTimeout else { return nil }
         return BackendSpec(name: entry.name.value, version: version.value, endpoints: endpoints,
-                           connectTimeout: connectTimeout, timeout: timeout,
+                           connectTimeout: connectTimeout, timeout: timeout, readTimeout: readTimeout,
                            upstreamProtocol: upstreamProtocol, maxConnections: maxConnections)
     }
 

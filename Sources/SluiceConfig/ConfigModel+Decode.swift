@@ -105,7 +105,8 @@ extension BackendEntry {
         let scope = Scope(name: "backend '\(entry.key.value)'")
         let node = backends.value(of: entry, slot: scope.name)
         guard let map = node.mapping(&diagnostics, scope: scope,
-                                     allowedKeys: ["version", "endpoints", "connectTimeout", "timeout", "protocol", "maxConnections"])
+                                     allowedKeys: ["version", "endpoints", "connectTimeout", "timeout", "readTimeout", "protocol",
+                                                   "maxConnections"])
         else { return BackendEntry(name: entry.key, scope: scope) }
 
         var backend = BackendEntry(name: entry.key, scope: scope)
@@ -120,6 +121,7 @@ extension BackendEntry {
         }
         backend.connectTimeout = map["connectTimeout"]?.string(&diagnostics, expected: "a duration")
         backend.timeout = map["timeout"]?.string(&diagnostics, expected: "a duration")
+        backend.readTimeout = map["readTimeout"]?.string(&diagnostics, expected: "a duration")
         backend.upstreamProtocol = map["protocol"]?.string(&diagnostics, expected: "http1 or h2")
         backend.maxConnections = map["maxConnections"]?.integer(&diagnostics)
         return backend

@@ -41,6 +41,7 @@ struct BackendEntry {
     var endpoints: Located<[Located<String>]>?
     var connectTimeout: Located<String>?
     var timeout: Located<String>?
+    var readTimeout: Located<String>?
     var upstreamProtocol: Located<String>?
     var maxConnections: Located<Int>?
 }

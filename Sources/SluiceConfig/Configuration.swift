@@ -92,6 +92,10 @@ public struct BackendSpec: Sendable, Equatable {
     public var connectTimeout: Duration
     /// How long to wait for the response head once the request is sent.
     public var timeout: Duration
+    /// How long a response body may go without a byte from the backend (an addition to the
+    /// spec's keys; nginx's `proxy_read_timeout`). Waiting on a client that reads slowly does
+    /// not count.
+    public var readTimeout: Duration
     public var upstreamProtocol: UpstreamProtocol
     /// At most this many HTTP/1.1 connections open to each endpoint (an addition to the spec's
     /// keys); requests beyond wait for one to free, up to `connectTimeout`.
@@ -101,12 +105,14 @@ public struct BackendSpec: Sendable, Equatable {
 
     public init(name: String, version: String, endpoints: [SocketAddressSpec],
                 connectTimeout: Duration = .seconds(1), timeout: Duration = .seconds(30),
+                readTimeout: Duration = .seconds(60),
                 upstreamProtocol: UpstreamProtocol = .http1, maxConnections: Int = BackendSpec.defaultMaxConnections) {
         self.name = name
         self.version = version
         self.endpoints = endpoints
         self.connectTimeout = connectTimeout
         self.timeout = timeout
+        self.readTimeout = readTimeout
         self.upstreamProtocol = upstreamProtocol
         self.maxConnections = maxConnections
     }

@@ -42,6 +42,8 @@ import Testing
             connectTimeout: .milliseconds(250), timeout: .milliseconds(1500), upstreamProtocol: .h2))
         #expect(config.backends[2].endpoints == [SocketAddressSpec(host: "127.0.0.1", port: 9021)])
         #expect(config.backends[2].timeout == .seconds(120))
+        #expect(config.backends[2].readTimeout == .seconds(300))
+        #expect(config.backends[1].readTimeout == .seconds(60))
         #expect(config.backends[2].connectTimeout == .seconds(1))
         #expect(config.backends[3].connectTimeout == .seconds(3600))
         #expect(config.backends[3].endpoints == [SocketAddressSpec(host: "localhost", port: 9101)])
@@ -110,6 +112,7 @@ import Testing
         #expect(config.backends == [BackendSpec(name: "app", version: "v1",
                                                 endpoints: [SocketAddressSpec(host: "127.0.0.1", port: 9001)])])
         #expect(config.backends[0].connectTimeout == .seconds(1) && config.backends[0].timeout == .seconds(30))
+        #expect(config.backends[0].readTimeout == .seconds(60))
         #expect(config.backends[0].upstreamProtocol == .http1)
         #expect(config.server == ServerSettings())
         let route = try #require(config.route("all"))

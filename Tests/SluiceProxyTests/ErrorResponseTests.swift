@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import SluiceMetrics
 import SluiceConfig
 import SluiceProxy
 import SluiceRouting
@@ -139,6 +140,83 @@ extension EndToEnd {
             let started = Date()
             #expect(idle.waitForClose())
             #expect(Date().timeIntervalSince(started) < 5)
+        }
+    }
+
+    /// `readTimeout`: a backend that sends a response head and part of its body, then nothing,
+    /// fails the exchange after the read timeout (the client gets the part and then the
+    /// close, the only honest signal once the head is out; recorded as an upstream timeout);
+    /// it used to hold the client and the upstream connection for good (the client's read
+    /// below times out after 10 s). A backend that trickles its body a few bytes at a time,
+    /// each gap shorter than the timeout, is not cut off however long the whole takes.
+    @Test func aBackendThatStallsMidBodyIsCutOffAfterTheReadTimeout() async throws {
+        let backend = try RawBackend()
+        let served = backend.serve { accept in
+            for path in ["/stall", "/trickle"] {
+                guard let c = accept() else { return }
+                let request = (try? c.readLine()) ?? ""
+                while let line = try? c.readLine(), !line.isEmpty {}
+                guard request.contains(path) else { return }
+                try? c.send("HTTP/1.1 200 OK\r\nContent-Length: 20\r\n\r\nhalf ")
+                if path == "/stall" {
+                    _ = c.waitForClose()
+                } else {
+                    for _ in 0..<15 { // 15 bytes, 150 ms apart: 2.25 s, gaps a quarter of the timeout
+                        usleep(150_000)
+                        try? c.send("x")
+                    }
+                    _ = c.waitForClose()
+                }
+            }
+        }
+        let config = """
+            listen: ["127.0.0.1:1"]
+            backends:
+              raw: { version: v1, endpoints: ["127.0.0.1:\(backend.port)"], readTimeout: 600ms }
+            routes:
+              - name: web
+                backend: raw
+            """
+        try await Harness.withYAML(backends: [], config: config) { h in
+            let stalled = try RawHTTPClient(port: h.port, timeout: 10)
+            try stalled.send("GET /stall HTTP/1.1\r\nHost: t\r\n\r\n")
+            var received: [UInt8] = []
+            while let byte = try? stalled.readBytes(1) { received += byte }
+            let text = String(decoding: received, as: UTF8.self)
+            #expect(text.hasPrefix("HTTP/1.1 200"), "\(text)")
+            #expect(text.hasSuffix("\r\n\r\nhalf "), "\(text)")
+            let stats = try h.statistics()
+            #expect(stats.series.first?.upstreamErrors[UpstreamErrorReason.timeout.rawValue] == 1)
+            #expect(stats.series.first?.inflight == 0)
+            let trickled = try h.client().request("GET", "/trickle")
+            #expect(trickled.status == 200)
+            #expect(trickled.bodyString == "half " + String(repeating: "x", count: 15))
+        }
+        #expect(served.wait(timeout: .now() + 15) == .success)
+    }
+
+    /// The read timeout counts the backend's silence, not the client's: a client that pauses
+    /// for five read timeouts while the proxy holds the backend back (its reads paused until
+    /// the client drains) still gets the whole body.
+    @Test func aSlowClientDoesNotTripTheBackendReadTimeout() async throws {
+        try await Harness.withYAML(backends: [.init(version: "v1")], config: """
+            listen: ["127.0.0.1:1"]
+            backends:
+              a: { version: v1, endpoints: ["${B0}"], readTimeout: 200ms }
+            routes:
+              - name: web
+                backend: a
+            """) { h in
+            // 32 MiB: more than every socket buffer between the backend and the client holds, so
+            // the pause does stop the proxy's reads from the backend.
+            let size = 32 << 20
+            let c = try RawHTTPClient(port: h.port, timeout: 10, receiveBuffer: 65_536)
+            try c.send("GET /bytes/\(size) HTTP/1.1\r\nHost: t\r\n\r\n")
+            usleep(1_000_000) // the client's pause: part of the scenario, not a wait for a result
+            let r = try c.readResponse()
+            #expect(r.status == 200)
+            #expect(r.body.count == size)
+            #expect(try h.statistics().series.first?.upstreamErrors[UpstreamErrorReason.timeout.rawValue] == 0)
         }
     }
 

@@ -354,7 +354,7 @@ extension EndToEnd.HTTP2AndTLS {
     /// for an HTTP/1.1 client: response splitting) is refused: the client gets a 502 and no
     /// injected field. The backend is raw frames on a socket: real servers do not send this.
     @Test func aMalformedHTTP2BackendResponseIsRefused() async throws {
-        let backend = try RawHTTP2Backend()
+        let backend = try RawBackend()
         let served = backend.serve { accept in
             guard let proxy = accept(), proxy.awaitRequest() else { return }
             try? proxy.send(RawHTTP2.headers(stream: 1, [(":status", "200"), ("location", "/a\r\nset-cookie: injected=1")]))
@@ -398,7 +398,7 @@ extension EndToEnd.HTTP2AndTLS {
     /// (RFC 9113 §5.4.1), and the waiting request gets its 502 at once; it used to wait for its
     /// response timeout (a 504 after 5 s here) on a connection nothing would answer on.
     @Test func aBackendsConnectionErrorClosesTheConnection() async throws {
-        let backend = try RawHTTP2Backend()
+        let backend = try RawBackend()
         let goAwayCode = LockedBox<UInt32?>(nil)
         let closed = LockedBox(false)
         let served = backend.serve { accept in
@@ -431,7 +431,7 @@ extension EndToEnd.HTTP2AndTLS {
     /// load test's end, a deploy) make exactly this. The next request must go over a new
     /// connection (it waited for its response timeout, a 504 here after 3 s).
     @Test func aBackendConnectionNIOHTTP2GaveUpOnIsReplaced() async throws {
-        let backend = try RawHTTP2Backend()
+        let backend = try RawBackend()
         let streams = LockedBox<[UInt8]>([])
         let proxyGaveUp = LockedBox(false)
         let served = backend.serve { accept in
@@ -543,41 +543,6 @@ extension EndToEnd.HTTP2AndTLS {
     }
 }
 
-/// A backend that speaks raw HTTP/2 frames on a loopback socket, on a thread of its own: it
-/// sends what real servers do not (malformed blocks), or behaves as a test needs (GOAWAY).
-private final class RawHTTP2Backend: Sendable {
-    let listener: Int32
-    let port: Int
-
-    struct Failure: Error {}
-
-    init() throws {
-        listener = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        port = boundPort(listener)
-        guard listen(listener, 4) == 0 else {
-            close(listener)
-            throw Failure()
-        }
-        var timeout = timeval(tv_sec: 10, tv_usec: 0)
-        setsockopt(listener, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
-    }
-
-    deinit { close(listener) }
-
-    /// Runs `body` on a new thread; it accepts connections through its argument (nil after 10 s
-    /// without one). The semaphore is signalled when `body` returns.
-    func serve(_ body: @escaping @Sendable (_ accept: () -> RawHTTPClient?) -> Void) -> DispatchSemaphore {
-        let done = DispatchSemaphore(value: 0)
-        Thread.detachNewThread { [self] in
-            defer { done.signal() }
-            body {
-                let fd = accept(self.listener, nil, nil)
-                return fd >= 0 ? RawHTTPClient(accepted: fd, timeout: 10) : nil
-            }
-        }
-        return done
-    }
-}
 
 private extension RawHTTPClient {
     /// The server side of a new HTTP/2 connection up to its first request: the client preface

@@ -45,7 +45,8 @@ extension DownstreamHandler: UpstreamDelegate {
     }
 
     func upstreamResponseBody(_ body: ByteBuffer) {
-        guard request != nil else { return }
+        guard let req = request else { return }
+        req.responseBodyParts &+= 1
         if let http1 {
             http1.writeBody(body)
         } else {
@@ -55,6 +56,11 @@ extension DownstreamHandler: UpstreamDelegate {
 
     func upstreamReadComplete() {
         flushClient()
+        // A response still under way after this read: its body's read timeout runs (armed
+        // once per `readTimeout`, not per read; a response read whole never arms it).
+        if let req = request, req.responseHeadSent, req.deadline == nil, req.upstream != nil, !req.tunnel {
+            armBodyReadDeadline(req)
+        }
     }
 
     func upstreamResponseEnd(_ trailers: HTTPHeaders?) {

@@ -109,8 +109,13 @@ final class DownstreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
         var upstreamReusable = false
         var retried = false
         /// When the response head must have arrived by (or, while `waiting`, a pooled connection
-        /// or connect slot); nil when no deadline is armed (`ResponseDeadlines`).
+        /// or connect slot; or, once the head is out, when the body's read timeout is next
+        /// checked); nil when no deadline is armed (`ResponseDeadlines`).
         var deadline: NIODeadline?
+        /// Response body parts received from the backend, and their number when the read
+        /// timeout was last armed: no change over a whole `readTimeout` is a stalled backend.
+        var responseBodyParts = 0
+        var responseBodyPartsAtArm = 0
         /// The shadow copy being collected, when the route mirrors this request.
         var mirror: PendingMirror?
         /// The `Upgrade` value of a WebSocket handshake; nil for ordinary requests.
@@ -491,12 +496,35 @@ final class DownstreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
                                failure: .timeout)
             return
         }
-        guard !req.responseHeadSent, let up = req.upstream else { return }
+        guard let up = req.upstream else { return }
+        if req.responseHeadSent {
+            bodyReadDeadlinePassed(req, upstream: up)
+            return
+        }
         up.handler.delegate = nil
         up.channel.close(promise: nil)
         req.upstream = nil
         let name = req.backend.spec.name
         failBeforeResponse(.gatewayTimeout, "upstream response timeout: backend '\(name)'", failure: .timeout)
+    }
+
+    /// A response body's read timeout was armed `readTimeout` ago (at the end of a read that
+    /// left the response unfinished): a body part since, or a read held back because the
+    /// client is the slow side, arms it again; otherwise the backend has sent nothing for a
+    /// whole `readTimeout` and the exchange fails the way any upstream failure after the head
+    /// does (the client's connection, or stream, is closed; recorded as a timeout).
+    private func bodyReadDeadlinePassed(_ req: RequestState, upstream up: UpstreamConnection) {
+        if req.responseBodyParts != req.responseBodyPartsAtArm || up.handler.readPending {
+            armBodyReadDeadline(req)
+            return
+        }
+        up.handler.delegate = nil
+        upstreamFailed(.timeout)
+    }
+
+    func armBodyReadDeadline(_ req: RequestState) {
+        req.responseBodyPartsAtArm = req.responseBodyParts
+        deadlines.arm(req, owner: self, in: req.backend.readTimeout)
     }
 
     // MARK: Responses

@@ -45,16 +45,18 @@ public final class Snapshot: AtomicReference, Sendable {
 final class BackendRuntime: Sendable {
     let spec: BackendSpec
     let endpoints: [SocketAddress]
-    /// `spec.timeout` and `spec.connectTimeout` as NIO amounts, converted once (a `Duration`'s
-    /// conversion costs ~190 instructions, on every request).
+    /// `spec.timeout`, `spec.connectTimeout` and `spec.readTimeout` as NIO amounts, converted
+    /// once (a `Duration`'s conversion costs ~190 instructions, on every request).
     let responseTimeout: TimeAmount
     let connectTimeout: TimeAmount
+    let readTimeout: TimeAmount
 
     init(_ spec: BackendSpec) throws {
         self.spec = spec
         self.endpoints = try spec.endpoints.map { try SocketAddress.makeAddressResolvingHost($0.host, port: $0.port) }
         self.responseTimeout = TimeAmount(spec.timeout)
         self.connectTimeout = TimeAmount(spec.connectTimeout)
+        self.readTimeout = TimeAmount(spec.readTimeout)
     }
 }
 

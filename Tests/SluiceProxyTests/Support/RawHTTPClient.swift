@@ -113,7 +113,8 @@ final class RawHTTPClient {
         return true
     }
 
-    private func readLine() throws -> String {
+    /// One line (CRLF or LF stripped).
+    func readLine() throws -> String {
         while true {
             if let i = buffer.firstIndex(of: UInt8(ascii: "\n")) {
                 var line = Array(buffer[..<i])
