@@ -45,8 +45,7 @@ extension DownstreamHandler: UpstreamDelegate {
     }
 
     func upstreamResponseBody(_ body: ByteBuffer) {
-        guard let req = request else { return }
-        req.responseBodyParts &+= 1
+        guard request != nil else { return }
         if let http1 {
             http1.writeBody(body)
         } else {
@@ -58,8 +57,8 @@ extension DownstreamHandler: UpstreamDelegate {
         flushClient()
         // A response still under way after this read: its body's read timeout runs (armed
         // once per `readTimeout`, not per read; a response read whole never arms it).
-        if let req = request, req.responseHeadSent, req.deadline == nil, req.upstream != nil, !req.tunnel {
-            armBodyReadDeadline(req)
+        if let req = request, req.responseHeadSent, req.deadline == nil, let up = req.upstream, !req.tunnel {
+            armBodyReadDeadline(req, upstream: up)
         }
     }
 

@@ -112,10 +112,9 @@ final class DownstreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
         /// or connect slot; or, once the head is out, when the body's read timeout is next
         /// checked); nil when no deadline is armed (`ResponseDeadlines`).
         var deadline: NIODeadline?
-        /// Response body parts received from the backend, and their number when the read
-        /// timeout was last armed: no change over a whole `readTimeout` is a stalled backend.
-        var responseBodyParts = 0
-        var responseBodyPartsAtArm = 0
+        /// The upstream handler's `reads` when the body's read timeout was last armed: no read
+        /// over a whole `readTimeout` is a stalled backend.
+        var upstreamReadsAtArm = 0
         /// The shadow copy being collected, when the route mirrors this request.
         var mirror: PendingMirror?
         /// The `Upgrade` value of a WebSocket handshake; nil for ordinary requests.
@@ -509,21 +508,21 @@ final class DownstreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
     }
 
     /// A response body's read timeout was armed `readTimeout` ago (at the end of a read that
-    /// left the response unfinished): a body part since, or a read held back because the
+    /// left the response unfinished): a read from the backend since, or a read held back because the
     /// client is the slow side, arms it again; otherwise the backend has sent nothing for a
     /// whole `readTimeout` and the exchange fails the way any upstream failure after the head
     /// does (the client's connection, or stream, is closed; recorded as a timeout).
     private func bodyReadDeadlinePassed(_ req: RequestState, upstream up: UpstreamConnection) {
-        if req.responseBodyParts != req.responseBodyPartsAtArm || up.handler.readPending {
-            armBodyReadDeadline(req)
+        if up.handler.reads != req.upstreamReadsAtArm || up.handler.readPending {
+            armBodyReadDeadline(req, upstream: up)
             return
         }
         up.handler.delegate = nil
         upstreamFailed(.timeout)
     }
 
-    func armBodyReadDeadline(_ req: RequestState) {
-        req.responseBodyPartsAtArm = req.responseBodyParts
+    func armBodyReadDeadline(_ req: RequestState, upstream up: UpstreamConnection) {
+        req.upstreamReadsAtArm = up.handler.reads
         deadlines.arm(req, owner: self, in: req.backend.readTimeout)
     }
 

@@ -90,7 +90,11 @@ class UpstreamHandler {
         }
     }
 
+    /// Reads from the backend so far: a response body's read timeout sees progress in them.
+    final var reads = 0
+
     func channelReadComplete(context: ChannelHandlerContext) {
+        reads &+= 1
         delegate?.upstreamReadComplete()
     }
 
