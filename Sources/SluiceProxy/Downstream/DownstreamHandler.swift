@@ -61,13 +61,12 @@ final class DownstreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
     /// stream (`writeFrame`).
     private var heldFrame = HTTP2StreamParts.HeldFrame()
 
-    /// `clientAddress`: the peer's address when already known (an HTTP/2 connection's streams
-    /// share their connection's, formatted once); otherwise read from the channel at the first
-    /// request. `connection`: an HTTP/2 stream's connection.
-    init(loop: LoopContext, store: SnapshotStore, scheme: String = "http", clientAddress: String? = nil,
-         connection: HTTP2ClientConnection? = nil) {
+    /// `connection`: an HTTP/2 stream's connection, whose client address its streams share
+    /// (formatted once); an HTTP/1.1 exchange reads the address from its channel at the first
+    /// request.
+    init(loop: LoopContext, store: SnapshotStore, scheme: String = "http", connection: HTTP2ClientConnection? = nil) {
         self.loop = loop
-        self.clientAddress = clientAddress
+        self.clientAddress = connection?.clientAddress
         self.connection = connection
         self.stats = loop.stats
         self.pool = loop.pool

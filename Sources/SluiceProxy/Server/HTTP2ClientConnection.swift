@@ -23,6 +23,8 @@ final class HTTP2ClientConnection: ChannelInboundHandler, RemovableChannelHandle
 
     private let exchanges: OpenExchanges
     private let idleTimeout: TimeAmount
+    /// The client's address as `x-forwarded-for` gives it, formatted once for all the streams.
+    let clientAddress: String
     private var context: ChannelHandlerContext?
     private var openStreams = 0
     private var lastStreamID = HTTP2StreamID(0)
@@ -31,9 +33,10 @@ final class HTTP2ClientConnection: ChannelInboundHandler, RemovableChannelHandle
     /// GOAWAY sent: closes when the last stream has ended.
     private var goingAway = false
 
-    init(exchanges: OpenExchanges, idleTimeout: TimeAmount) {
+    init(exchanges: OpenExchanges, idleTimeout: TimeAmount, clientAddress: String) {
         self.exchanges = exchanges
         self.idleTimeout = idleTimeout
+        self.clientAddress = clientAddress
     }
 
     func handlerAdded(context: ChannelHandlerContext) {
@@ -45,11 +48,6 @@ final class HTTP2ClientConnection: ChannelInboundHandler, RemovableChannelHandle
     func handlerRemoved(context: ChannelHandlerContext) {
         exchanges.remove(self)
         self.context = nil
-    }
-
-    func channelInactive(context: ChannelHandlerContext) {
-        exchanges.remove(self)
-        context.fireChannelInactive()
     }
 
     /// A stream began (its `DownstreamHandler` is in place).

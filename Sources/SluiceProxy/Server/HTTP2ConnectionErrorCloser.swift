@@ -27,12 +27,12 @@ final class HTTP2ConnectionErrorCloser: ChannelOutboundHandler, RemovableChannel
     }
 
     func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
-        let errorGoAway: Bool
+        var errorGoAway = false
         switch unwrapOutboundIn(data) {
         case .byteBuffer(let buffer):
             errorGoAway = buffer.withUnsafeReadableBytes { frames.scan($0) }
         case .fileRegion(let region):
-            errorGoAway = frames.skip(region.readableBytes)
+            frames.skip(region.readableBytes)
         }
         guard errorGoAway else {
             context.write(data, promise: promise)
@@ -103,9 +103,8 @@ struct HTTP2OutboundFrames {
 
     /// Follows `count` bytes that cannot be looked at (a file region: only ever a DATA
     /// frame's payload).
-    mutating func skip(_ count: Int) -> Bool {
+    mutating func skip(_ count: Int) {
         remaining = max(0, remaining - count)
-        return false
     }
 
     /// Reads a frame's start (its header and, for a GOAWAY of at least 8 payload bytes, those

@@ -153,10 +153,10 @@ extension SluiceServer {
         // metadata for its `Result` on every call); the client's address formatted once; the
         // handler named (NIO would format a name for it, "handler0", every time).
         let loop = contexts[ObjectIdentifier(channel.eventLoop)]!
-        let clientAddress = channel.remoteAddress?.ipAddress ?? "unknown"
         // Below NIOHTTP2's handler, to see the frames it writes (RFC 9113 §5.4.1).
         try channel.pipeline.syncOperations.addHandler(HTTP2ConnectionErrorCloser(), name: "error-close")
-        let connectionHandler = HTTP2ClientConnection(exchanges: loop.value.exchanges, idleTimeout: idle)
+        let connectionHandler = HTTP2ClientConnection(exchanges: loop.value.exchanges, idleTimeout: idle,
+                                                      clientAddress: channel.remoteAddress?.ipAddress ?? "unknown")
         let boundConnection = NIOLoopBound(connectionHandler, eventLoop: channel.eventLoop)
         _ = try channel.pipeline.syncOperations.configureHTTP2Pipeline(
             mode: .server, connectionConfiguration: connection, streamConfiguration: .init()
@@ -165,7 +165,6 @@ extension SluiceServer {
                 // Counted once its handler is in place (whose removal ends it, `streamEnded`).
                 let id = try? stream.syncOptions?.getOption(HTTP2StreamChannelOptions.streamID)
                 try stream.pipeline.syncOperations.addHandler(DownstreamHandler(loop: loop.value, store: store, scheme: scheme,
-                                                                                clientAddress: clientAddress,
                                                                                 connection: boundConnection.value),
                                                               name: "exchange")
                 boundConnection.value.streamStarted(id)
