@@ -83,7 +83,10 @@ extension SluiceServer {
         return ServerBootstrap(group: group)
             .serverChannelOption(.backlog, value: 4096)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
-            .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
+            // Nagle off: set on the listening socket (a TCP-level option: `tcpOption`, not
+            // `socketOption`, which would set SOL_SOCKET's option 1, SO_DEBUG, refused without
+            // CAP_NET_ADMIN), and accepted sockets inherit it: no setsockopt per connection.
+            .serverChannelOption(.tcpOption(.tcp_nodelay), value: 1)
             .childChannelOption(.recvAllocator, value: CompactRecvAllocator(minimum: 64, initial: 512, maximum: 65_536))
             .childChannelInitializer { channel in
                 let loop = contexts[ObjectIdentifier(channel.eventLoop)]!

@@ -115,7 +115,7 @@ final class UpstreamPool {
         let spare = NIOLoopBound(self.spare, eventLoop: eventLoop)
         let pending = ClientBootstrap(group: eventLoop)
             .connectTimeout(timeout)
-            .channelOption(.socketOption(.tcp_nodelay), value: 1)
+            .channelOption(.tcpOption(.tcp_nodelay), value: 1)
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
                     try channel.pipeline.syncOperations.addHandler(HTTP1UpstreamHandler(spare: spare.value, socket: channel))
@@ -292,7 +292,7 @@ final class UpstreamPool {
         if let pending = http2Connecting[address] { return pending }
         let future = ClientBootstrap(group: eventLoop)
             .connectTimeout(timeout)
-            .channelOption(.socketOption(.tcp_nodelay), value: 1)
+            .channelOption(.tcpOption(.tcp_nodelay), value: 1)
             .connect(to: address)
             .flatMapThrowing { channel -> HTTP2Parent in
                 // The backend's blocks are checked as they become responses (`HTTP2StreamParts`).
