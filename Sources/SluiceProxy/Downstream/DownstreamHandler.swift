@@ -148,7 +148,7 @@ final class DownstreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
     func handlerRemoved(context: ChannelHandlerContext) {
         self.context = nil
         if let connection {
-            connection.streamEnded()
+            connection.streamEnded(self)
         } else {
             loop.exchanges.remove(self)
         }
@@ -236,8 +236,20 @@ final class DownstreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
     }
 
     func channelWritabilityChanged(context: ChannelHandlerContext) {
-        if context.channel.isWritable { request?.upstream?.handler.resumeReading() }
+        let isWritable = context.channel.isWritable
+        if isWritable { request?.upstream?.handler.resumeReading() }
+        connection?.streamWritabilityChanged(self, isWritable: isWritable)
         context.fireChannelWritabilityChanged()
+    }
+
+    /// HTTP/2: the client has given this stream no room for its response (no WINDOW_UPDATE) for
+    /// the idle timeout (`HTTP2ClientConnection`). Closing the stream channel mid-response
+    /// resets the stream with CANCEL; the exchange ends as an HTTP/1.1 one whose client stopped
+    /// reading does (499), and its upstream connection is closed rather than held.
+    func resetStalled() {
+        guard let context else { return }
+        abandon(code: 499)
+        context.close(promise: nil)
     }
 
     func channelInactive(context: ChannelHandlerContext) {

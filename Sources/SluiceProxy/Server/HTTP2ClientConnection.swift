@@ -10,6 +10,12 @@ import NIOHTTP2
 ///   last stream it opened, and is closed (RFC 9113 §9.1 permits closing idle connections; the
 ///   GOAWAY tells the client that no stream of its was lost). The loop's one idle sweep
 ///   (`OpenExchanges`) checks it, as it checks HTTP/1.1 connections.
+/// - **Clients that stop taking data.** A connection whose socket has been unwritable (NIO
+///   holding more than its high-water mark of output: the client stopped reading) for the idle
+///   timeout is closed, as an HTTP/1.1 one is; a stream whose channel has been unwritable that
+///   long (the client gives it no flow-control window, RFC 9113 §6.9) is reset with
+///   RST_STREAM(CANCEL) and its exchange ends (recorded 499), freeing its upstream connection;
+///   the connection's other streams go on. Checked by the same sweep.
 /// - **The drain.** A shutdown sends the same GOAWAY, so the client opens no new stream here
 ///   (streams it opened meanwhile are refused by NIOHTTP2, safe to retry, §6.8); the streams
 ///   under way finish, and the connection closes when the last one has.
@@ -32,6 +38,11 @@ final class HTTP2ClientConnection: ChannelInboundHandler, RemovableChannelHandle
     private var idleSince = NIODeadline.now()
     /// GOAWAY sent: closes when the last stream has ended.
     private var goingAway = false
+    /// Since when the socket has been unwritable; nil while it is writable.
+    private var stalledSince: NIODeadline?
+    /// Streams whose channel has been unwritable since the time given (usually none: an entry
+    /// lives only while a client is not taking a response's data).
+    private var stalledStreams: [ObjectIdentifier: (stream: DownstreamHandler, since: NIODeadline)] = [:]
 
     init(exchanges: OpenExchanges, idleTimeout: TimeAmount, clientAddress: String) {
         self.exchanges = exchanges
@@ -57,20 +68,44 @@ final class HTTP2ClientConnection: ChannelInboundHandler, RemovableChannelHandle
     }
 
     /// A stream's `DownstreamHandler` was removed: the stream is over.
-    func streamEnded() {
+    func streamEnded(_ stream: DownstreamHandler) {
+        if !stalledStreams.isEmpty { stalledStreams[ObjectIdentifier(stream)] = nil }
         openStreams -= 1
         guard openStreams == 0 else { return }
         idleSince = .now()
         if goingAway, let context { sendGoAwayAndClose(context: context) }
     }
 
-    func isIdle(at now: NIODeadline) -> Bool {
-        openStreams == 0 && now - idleSince >= idleTimeout
+    /// A stream's channel turned unwritable or writable again.
+    func streamWritabilityChanged(_ stream: DownstreamHandler, isWritable: Bool) {
+        stalledStreams[ObjectIdentifier(stream)] = isWritable ? nil : (stream, .now())
     }
 
-    /// The idle timeout passed: GOAWAY, then close.
-    func closeIdle() {
-        goAway()
+    func channelWritabilityChanged(context: ChannelHandlerContext) {
+        stalledSince = context.channel.isWritable ? nil : .now()
+        context.fireChannelWritabilityChanged()
+    }
+
+    /// Whether one of the connection's timeouts has passed at `now` (the sweep then calls
+    /// `timeoutsPassed`): idle, its socket stalled, or a stream stalled.
+    func hasTimeoutPassed(at now: NIODeadline) -> Bool {
+        if openStreams == 0 && now - idleSince >= idleTimeout { return true }
+        if let since = stalledSince, now - since >= idleTimeout { return true }
+        return stalledStreams.values.contains { now - $0.since >= idleTimeout }
+    }
+
+    /// A stalled socket: close (a GOAWAY could not be written). Stalled streams: reset. Idle:
+    /// GOAWAY, then close.
+    func timeoutsPassed(at now: NIODeadline) {
+        if let since = stalledSince, now - since >= idleTimeout {
+            context?.close(promise: nil)
+            return
+        }
+        for (key, entry) in stalledStreams where now - entry.since >= idleTimeout {
+            stalledStreams[key] = nil
+            entry.stream.resetStalled()
+        }
+        if openStreams == 0 && now - idleSince >= idleTimeout { goAway() }
     }
 
     /// A shutdown: NIOHTTP2 passes the event to every stream (each closes once its response is

@@ -7,7 +7,8 @@ import NIOCore
 /// One table serves two jobs. A shutdown asks every exchange to finish and then closes what is
 /// left (`SluiceServer.shutdown`). And the idle timeout closes an HTTP/1.1 connection that has
 /// sent nothing for `server.idleTimeout` while no request is in progress on it, and an HTTP/2
-/// connection that has had no stream open for as long: one sweep per
+/// connection that has had no stream open for as long (the same timeout bounds how long a
+/// client may leave output unread: `HTTP1ServerHandler.isIdle`, `HTTP2ClientConnection`): one sweep per
 /// loop (every quarter of the timeout, at most once a second) instead of an `IdleStateHandler`
 /// per connection, which was one more pipeline stage for every read and write and held a
 /// scheduled task (closure, promise, timer-heap entry) per open connection.
@@ -68,8 +69,8 @@ final class OpenExchanges {
             if connection.isIdle(at: now) { idle.append(connection) }
         }
         for connection in idle { connection.closeIdle() }
-        let idleHTTP2 = http2Connections.values.filter { $0.isIdle(at: now) }
-        for connection in idleHTTP2 { connection.closeIdle() }
+        let dueHTTP2 = http2Connections.values.filter { $0.hasTimeoutPassed(at: now) }
+        for connection in dueHTTP2 { connection.timeoutsPassed(at: now) }
         if watched || !http2Connections.isEmpty { timer.schedule(on: eventLoop, in: interval) { [self] in self.sweep() } }
     }
 }

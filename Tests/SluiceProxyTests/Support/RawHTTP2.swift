@@ -18,4 +18,19 @@ enum RawHTTP2 {
         return [UInt8(length >> 16), UInt8(length >> 8 & 0xFF), UInt8(length & 0xFF), 0x01,
                 endStream ? 0x05 : 0x04, 0, 0, 0, stream] + block
     }
+
+    /// A SETTINGS frame setting SETTINGS_INITIAL_WINDOW_SIZE (0x4): the room each stream's
+    /// response starts with.
+    static func settings(initialWindowSize: UInt32) -> [UInt8] {
+        [0, 0, 6, 0x04, 0, 0, 0, 0, 0, 0x00, 0x04] + bigEndian(initialWindowSize)
+    }
+
+    /// A WINDOW_UPDATE frame on `stream` (0: the connection).
+    static func windowUpdate(stream: UInt8, increment: UInt32) -> [UInt8] {
+        [0, 0, 4, 0x08, 0, 0, 0, 0, stream] + bigEndian(increment)
+    }
+
+    private static func bigEndian(_ value: UInt32) -> [UInt8] {
+        [UInt8(value >> 24), UInt8(value >> 16 & 0xFF), UInt8(value >> 8 & 0xFF), UInt8(value & 0xFF)]
+    }
 }
