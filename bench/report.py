@@ -4,6 +4,7 @@ markdown table: printed to stdout and written to bench/out/results.md.
 
     report.py bench/out
 """
+import re
 import statistics
 import sys
 from pathlib import Path
@@ -81,7 +82,11 @@ def main():
             if not rs:
                 continue
             good = [r for r in rs if num(r[3]) is not None]
-            notes = sorted({r[11] for r in rs if r[11]})
+            # "cores busy: proxy P%, load L%" leads a round's note (run_wrk): one entry per row.
+            busy = [re.match(r"cores busy: proxy (\d+)%, load (\d+)%(?:; )?", r[11]) for r in sorted(rs, key=lambda r: r[2])]
+            notes = sorted({(r[11][m.end():] if m else r[11]) for r, m in zip(sorted(rs, key=lambda r: r[2]), busy)} - {""})
+            if any(busy):
+                notes.append("cores busy, proxy/load: " + ", ".join(f"{m[1]}/{m[2]}%" for m in busy if m))
             if not good:
                 table.append((SCENARIOS[sc], NAMES[px], None, None, None, None, "", None, "; ".join(notes)))
                 continue

@@ -243,11 +243,22 @@ start_proxy() {
 
 proxy_url() { echo "http://127.0.0.1:$PROXY_PORT/"; }
 
-# run_wrk OUTFILE: warm-up, then the measured run; leaves wrk's output in OUTFILE.
+# cpu_ticks CORE: busy and idle jiffies of one core so far (/proc/stat; iowait counts as idle).
+cpu_ticks() { awk -v c="cpu$1" '$1 == c {print $2 + $3 + $4 + $7 + $8, $5 + $6}' /proc/stat; }
+
+# run_wrk OUTFILE: warm-up, then the measured run; leaves wrk's output in OUTFILE, and in
+# CORES_BUSY how busy both cores were during the measured run. The load core runs wrk and the
+# origin together and is usually near 100% too: it bounds every proxy's figure, so ratios
+# between proxies come out smaller than the proxies' own costs differ.
 run_wrk() {
+  local pb0 pi0 lb0 li0 pb1 pi1 lb1 li1
   taskset -c "$LOAD_CORE" wrk -t"$WRK_THREADS" -c"$WRK_CONNS" -d"${WARMUP}s" -H "$COOKIE" "$(proxy_url)" >/dev/null 2>&1 || true
+  read -r pb0 pi0 < <(cpu_ticks "$PROXY_CORE"); read -r lb0 li0 < <(cpu_ticks "$LOAD_CORE")
   taskset -c "$LOAD_CORE" wrk -t"$WRK_THREADS" -c"$WRK_CONNS" -d"${DURATION}s" --latency \
     -s "$BENCH/wrk-report.lua" -H "$COOKIE" "$(proxy_url)" >"$1" 2>&1 || true
+  read -r pb1 pi1 < <(cpu_ticks "$PROXY_CORE"); read -r lb1 li1 < <(cpu_ticks "$LOAD_CORE")
+  CORES_BUSY=$(awk -v pb=$((pb1 - pb0)) -v pi=$((pi1 - pi0)) -v lb=$((lb1 - lb0)) -v li=$((li1 - li0)) \
+    'BEGIN {printf "cores busy: proxy %.0f%%, load %.0f%%", 100 * pb / (pb + pi + 1e-9), 100 * lb / (lb + li + 1e-9)}')
 }
 
 # record SCENARIO PROXY ROUND WRKFILE NOTE: append one row to raw.tsv from wrk's WRK line.
@@ -271,7 +282,8 @@ scenario_load() { # SCENARIO KIND [CONFIG] ROUND
   start_proxy "$kind" "$cfg"
   f="$OUT/wrk-$sc-$kind-r$round.txt"
   run_wrk "$f"
-  kill -0 "$PROXY_PID" 2>/dev/null || note="proxy exited during the run (log: $LOGS/$PROXY_LOG.log)"
+  note=$CORES_BUSY
+  kill -0 "$PROXY_PID" 2>/dev/null || note+="; proxy exited during the run (log: $LOGS/$PROXY_LOG.log)"
   stop_pid "$PROXY_PID"
   record "$sc" "$kind" "$round" "$f" "$note"
 }
