@@ -45,6 +45,7 @@ struct Demo: AsyncParsableCommand {
         try Self.configText(port: port, v1: backendPort, v2: backendPort + 1, socket: socket)
             .write(toFile: path, atomically: true, encoding: .utf8)
         let configuration = try loadConfigOrExit(path)
+        if let note = raiseOpenFileLimit() { printError("sluice demo: \(note)") }
 
         var backends: [TestBackend] = []
         let app: RunningProxy

@@ -52,6 +52,7 @@ struct Run: AsyncParsableCommand {
 
     func run() async throws {
         let configuration = try loadConfigOrExit(config)
+        if let note = raiseOpenFileLimit() { printError("sluice: \(note)") }
         let app: RunningProxy
         do {
             app = try await RunningProxy.start(configuration, threads: threads ?? ProcessInfo.processInfo.activeProcessorCount,
@@ -107,6 +108,7 @@ struct Backend: AsyncParsableCommand {
             printError("sluice backend: --error-rate must be between 0 and 1")
             throw ExitCode(1)
         }
+        if let note = raiseOpenFileLimit() { printError("sluice backend: \(note)") }
         let backend: TestBackend
         do {
             backend = try await TestBackend.start(host: address.host, port: address.port,

@@ -244,13 +244,22 @@ fileprivate final class ChildProxy {
                            + dirs.map(\.path).joined(separator: ", ") + "); run `swift build` with the same build path first")
     }
 
-    init(executable: String, config: String, logPath: String) throws {
+    /// `softFileLimit`: started through `prlimit` with this soft open-file limit (the hard limit
+    /// unchanged), as a service manager might start it.
+    init(executable: String, config: String, logPath: String, softFileLimit: Int? = nil) throws {
         self.logPath = logPath
         _ = FileManager.default.createFile(atPath: logPath, contents: nil)
         let log = try FileHandle(forWritingTo: URL(fileURLWithPath: logPath))
         log.seekToEndOfFile()
-        process.executableURL = URL(fileURLWithPath: executable)
-        process.arguments = ["run", "--config", config, "--threads", "1"]
+        let arguments = ["run", "--config", config, "--threads", "1"]
+        if let softFileLimit {
+            // prlimit execs the command: the process is the proxy itself.
+            process.executableURL = URL(fileURLWithPath: "/usr/bin/prlimit")
+            process.arguments = ["--nofile=\(softFileLimit):", executable] + arguments
+        } else {
+            process.executableURL = URL(fileURLWithPath: executable)
+            process.arguments = arguments
+        }
         process.standardOutput = log
         process.standardError = log
         process.standardInput = FileHandle.nullDevice
@@ -593,6 +602,47 @@ extension EndToEnd {
                 try second.kill(SIGTERM)
                 #expect(second.process.terminationReason == .exit)
                 #expect(second.process.terminationStatus == 0, "log:\n\(second.log)")
+            }
+        } catch {
+            await env.tearDown()
+            throw error
+        }
+        await env.tearDown()
+    }
+
+    /// Started with a soft open-file limit of 64 (the hard one higher), as services often are
+    /// (1024 under systemd), the executable raises it to the hard limit: 150 clients held open
+    /// at once, each served through its own client connection, need more descriptors than 64.
+    /// Before, accepts failed with EMFILE past ~40 connections and those clients waited for good.
+    @Test func theExecutableRaisesItsSoftOpenFileLimit() async throws {
+        guard FileManager.default.isExecutableFile(atPath: "/usr/bin/prlimit") else { return }
+        let env = try await LiveEnv.make()
+        do {
+            try await onThread {
+                let executable = try ChildProxy.executable()
+                try LiveEnv.writeInPlace(env.render(Self.splitAndBlueGreen), to: env.configPath)
+                let proxy = try ChildProxy(executable: executable, config: env.configPath, logPath: env.dir + "/limit.log",
+                                           softFileLimit: 64)
+                defer { try? proxy.kill(SIGKILL) }
+                try proxy.waitReady(env: env)
+                let limits = (try? String(contentsOfFile: "/proc/\(proxy.pid)/limits", encoding: .utf8)) ?? ""
+                let fields = limits.split(separator: "\n").first { $0.hasPrefix("Max open files") }?
+                    .split(separator: " ").dropFirst(3).prefix(2).map(String.init) ?? []
+                #expect(fields.count == 2 && fields[0] == fields[1] && Int(fields[0]) ?? 0 > 64,
+                        "limits: \(fields); log:\n\(proxy.log)")
+                var clients: [RawHTTPClient] = []
+                for i in 0..<150 {
+                    let client = try RawHTTPClient(port: env.listenPort, timeout: 5)
+                    clients.append(client)
+                    let status = try? client.request("GET", "/x").status
+                    guard status == 200 else {
+                        Issue.record("client \(i): \(status.map(String.init) ?? "no answer"); log:\n\(proxy.log)")
+                        break
+                    }
+                }
+                #expect(clients.count == 150)
+                #expect(proxy.log.contains("open-file limit raised from 64 to"), "log:\n\(proxy.log)")
+                withExtendedLifetime(clients) {}
             }
         } catch {
             await env.tearDown()
