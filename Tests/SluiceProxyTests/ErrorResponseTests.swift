@@ -29,6 +29,39 @@ extension EndToEnd {
         }
     }
 
+    /// A backend with two endpoints, the first refusing connections: every request is served
+    /// by the other. A refused connect reached no backend, so its request — a POST with a body
+    /// too — goes to the next endpoint (nginx's `proxy_next_upstream error`), and the refusing
+    /// endpoint is then passed over for its cool-down (`EndpointCooldown`, 1 s at first)
+    /// instead of costing every other request a failed connect. Before, round-robin sent every
+    /// other request to it: 502.
+    @Test func aRefusingEndpointIsPassedOverAndItsRequestsGoToTheOther() async throws {
+        let dead = try deadPort()
+        try await Harness.with(
+            backends: [.init(version: "v1")],
+            specs: { started in [Harness.spec("pair", "v1", ["127.0.0.1:\(dead)", started[0].address])] }
+        ) { h in
+            let c = try h.client()
+            let start = Date()
+            // Round-robin starts at the first endpoint: the dead one.
+            let body = [UInt8](repeating: 0x61, count: 10_000)
+            let post = try c.request("POST", "/upload", body: body)
+            #expect(post.status == 200)
+            #expect((post.json["bodyBytes"] as? NSNumber)?.intValue == body.count)
+            for i in 0..<40 {
+                let r = try c.request("GET", "/r\(i)")
+                #expect(r.status == 200, "request \(i): \(r.status) \(r.bodyString)")
+            }
+            #expect(h.backends[0].received.count == 41)
+            // One failed connect, and one more for each cool-down that ended during the run
+            // (1 s, then 2 s, ...): a slow machine may see a second or third.
+            let seconds = Date().timeIntervalSince(start)
+            let failed = try h.statistics().series.first?.upstreamErrors[0] ?? 0
+            #expect(failed >= 1 && failed <= 1 + Int(seconds.rounded(.up)), "\(failed) failed connects in \(seconds) s")
+            #expect(try h.statistics().series.first?.codes[200] == 41)
+        }
+    }
+
     @Test func noEndpointIs503() async throws {
         try await Harness.with(
             backends: [.init(version: "v1")],

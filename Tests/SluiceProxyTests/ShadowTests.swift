@@ -491,13 +491,13 @@ extension EndToEnd {
 }
 }
 
-/// The cool-down of shadow endpoints that refuse connections (pure logic, injected clock).
-@Suite struct ShadowCooldownTests {
+/// The cool-down of endpoints that refuse connections, primary and shadow (pure logic, injected clock).
+@Suite struct EndpointCooldownTests {
     @Test func refusedEndpointsAreSkippedWithDoublingBackOff() throws {
         let a = try SocketAddress(ipAddress: "127.0.0.1", port: 1)
         let b = try SocketAddress(ipAddress: "127.0.0.1", port: 2)
         let t0 = NIODeadline.uptimeNanoseconds(1_000_000_000_000)
-        var cooldown = ShadowCooldown()
+        var cooldown = EndpointCooldown()
         #expect(cooldown.isEmpty && !cooldown.skips(a, now: t0))
         cooldown.connectFailed(a, now: t0)
         #expect(cooldown.skips(a, now: t0) && cooldown.skips(a, now: t0 + .milliseconds(999)))
@@ -522,7 +522,7 @@ extension EndToEnd {
         let a = try SocketAddress(ipAddress: "127.0.0.1", port: 1)
         let b = try SocketAddress(ipAddress: "127.0.0.1", port: 2)
         let t0 = NIODeadline.uptimeNanoseconds(1_000_000_000_000)
-        var cooldown = ShadowCooldown()
+        var cooldown = EndpointCooldown()
         cooldown.connectFailed(a, now: t0)                    // cooling down until t0 + 1 s
         cooldown.connectFailed(b, now: t0 + .seconds(20))     // until t0 + 21 s
         // a's cool-down ended at t0 + 1 s; it is kept for `longest` (30 s) after that.

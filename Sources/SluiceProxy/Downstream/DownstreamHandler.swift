@@ -107,6 +107,8 @@ final class DownstreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
         var responseStatus = 0
         var upstreamReusable = false
         var retried = false
+        /// Connects that failed for this request, each to another endpoint of its backend.
+        var failedConnects = 0
         /// When the response head must have arrived by (or, while `waiting`, a pooled connection
         /// or connect slot; or, once the head is out, when the body's read timeout is next
         /// checked); nil when no deadline is armed (`ResponseDeadlines`).
@@ -418,8 +420,18 @@ final class DownstreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
                                failure: nil)
             return
         }
-        let index = loop.nextEndpoint(backend: req.decision.backend.index, of: backend.endpoints.count,
+        let index: Int
+        if loop.endpointCooldown.isEmpty {
+            index = loop.nextEndpoint(backend: req.decision.backend.index, of: backend.endpoints.count,
                                       generation: req.snapshot.generation)
+        } else {
+            // Some endpoint failed a connect lately: pass over those cooling down, unless all are.
+            loop.endpointCooldown.prune(now: .now())
+            index = loop.nextEndpoint(of: backend, index: req.decision.backend.index, generation: req.snapshot.generation,
+                                      avoiding: loop.endpointCooldown)
+                ?? loop.nextEndpoint(backend: req.decision.backend.index, of: backend.endpoints.count,
+                                     generation: req.snapshot.generation)
+        }
         let h2 = backend.spec.upstreamProtocol == .h2
         if !h2, let conn = pool.takeIdle(backend: backend, index: index) {
             attach(conn)
@@ -446,9 +458,12 @@ final class DownstreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
             req.connecting = false
             switch result {
             case .success(let conn):
+                self.loop.endpointCooldown.connected(address)
                 self.attach(conn)
             case .failure(let error):
                 let isTimeout = (error as? ChannelError).map { if case .connectTimeout = $0 { true } else { false } } ?? false
+                self.loop.endpointCooldown.connectFailed(address, now: .now())
+                if self.connectElsewhere(req, after: isTimeout ? .timeout : .connect, at: address) { return }
                 if isTimeout {
                     self.failBeforeResponse(.gatewayTimeout, "upstream connect timeout: backend '\(backend.spec.name)' at \(address)",
                                             failure: .timeout)
@@ -458,6 +473,23 @@ final class DownstreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
                 }
             }
         }
+    }
+
+    /// A connect to `address` failed: nothing reached the backend, so any request may go to
+    /// another endpoint of the same backend (nginx's `proxy_next_upstream error timeout`), each
+    /// endpoint tried once, skipping those cooling down. The failed attempt is counted as an
+    /// upstream error and logged. False when no other endpoint is left to try.
+    private func connectElsewhere(_ req: RequestState, after failure: UpstreamFailure, at address: SocketAddress) -> Bool {
+        let backend = req.backend
+        req.failedConnects += 1
+        guard req.failedConnects < backend.endpoints.count,
+              backend.endpoints.contains(where: { !loop.endpointCooldown.skips($0, now: .now()) }) else { return false }
+        stats.recordUpstreamError(series: req.series, reason: failure.metricReason)
+        loop.logger.warning("upstream connect failed, trying another endpoint",
+                            metadata: ["backend": "\(backend.spec.name)", "endpoint": "\(address)",
+                                       "reason": "\(failure.metricReason.rawValue)"])
+        connectUpstream()
+        return true
     }
 
     func attach(_ conn: UpstreamConnection) {

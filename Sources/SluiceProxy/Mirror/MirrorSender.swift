@@ -36,7 +36,7 @@ struct PendingMirror {
 /// series. Nothing here ever touches the client's response or waits on it. At most
 /// `maxInFlight` copies per loop are outstanding; beyond that a copy is dropped and counted.
 ///
-/// A shadow endpoint that refused a connection is skipped for a while (`ShadowCooldown`): its
+/// A shadow endpoint that refused a connection is skipped for a while (`EndpointCooldown`): its
 /// copies are dropped and counted, not attempted. Without this a dead shadow cost every
 /// primary request a failed connect (~70k instructions: a channel built, failed and torn
 /// down), cutting the primary's throughput to a quarter.
@@ -44,7 +44,7 @@ final class MirrorSender {
     let maxInFlight: Int
     private(set) var inFlight = 0
     private unowned let loop: LoopContext
-    private var cooldown = ShadowCooldown()
+    private var cooldown = EndpointCooldown()
 
     init(loop: LoopContext, maxInFlight: Int = 64) {
         self.loop = loop
@@ -89,14 +89,8 @@ final class MirrorSender {
     }
 
     private func endpoint(of backend: BackendRuntime, index: Int, snapshot: Snapshot) -> SocketAddress? {
-        let count = backend.endpoints.count
-        guard count > 0 else { return nil }
-        let now = cooldown.isEmpty ? nil : NIODeadline.now()
-        for _ in 0..<count {
-            let address = backend.endpoints[loop.nextEndpoint(backend: index, of: count, generation: snapshot.generation)]
-            guard let now, cooldown.skips(address, now: now) else { return address }
-        }
-        return nil
+        loop.nextEndpoint(of: backend, index: index, generation: snapshot.generation, avoiding: cooldown)
+            .map { backend.endpoints[$0] }
     }
 
     fileprivate func finished(_ mirror: PendingMirror, ok: Bool, code: Int?) {
@@ -117,45 +111,6 @@ final class MirrorSender {
 
 @available(*, unavailable)
 extension MirrorSender: Sendable {}
-
-/// Shadow endpoints that refused a connection recently. Copies to one are dropped until its
-/// cool-down passes: 1 s after the first failure, doubling with each further one up to 30 s; a
-/// successful connect forgets it. Only connect failures count (a shadow answering 5xx or slowly
-/// is doing its job, and its copies are already bounded by `maxInFlight`).
-///
-/// An endpoint whose cool-down ended more than `longest` ago is forgotten too (`prune`): it may
-/// have left the configuration (no connect will ever clear it), and while any entry is held
-/// every mirrored request checks its endpoints against the table. A failure after that starts
-/// again at 1 s.
-struct ShadowCooldown {
-    static let first = TimeAmount.seconds(1)
-    static let longest = TimeAmount.seconds(30)
-
-    private var entries: [SocketAddress: (until: NIODeadline, backoff: TimeAmount)] = [:]
-
-    var isEmpty: Bool { entries.isEmpty }
-
-    /// Whether copies to `address` are skipped at `now`.
-    func skips(_ address: SocketAddress, now: NIODeadline) -> Bool {
-        guard let entry = entries[address] else { return false }
-        return now < entry.until
-    }
-
-    mutating func connectFailed(_ address: SocketAddress, now: NIODeadline) {
-        let backoff = entries[address].map { min($0.backoff * 2, Self.longest) } ?? Self.first
-        entries[address] = (now + backoff, backoff)
-    }
-
-    mutating func connected(_ address: SocketAddress) {
-        if !entries.isEmpty { entries[address] = nil }
-    }
-
-    /// Forgets the endpoints whose cool-down ended more than `longest` before `now`.
-    mutating func prune(now: NIODeadline) {
-        guard entries.values.contains(where: { $0.until + Self.longest <= now }) else { return }
-        entries = entries.filter { now < $0.value.until + Self.longest }
-    }
-}
 
 /// One shadow request on one upstream connection: writes the copy, discards the answer.
 final class MirrorExchange: UpstreamDelegate {

@@ -19,6 +19,8 @@ final class LoopContext {
     /// Shadow traffic of this loop (set right after init: it refers back to the context).
     private(set) var mirrors: MirrorSender!
     var random: LoopRandom
+    /// Endpoints of primary traffic that failed a connect recently, passed over for a while.
+    var endpointCooldown = EndpointCooldown()
     /// Next endpoint index per backend, keyed by backend index; reset when the generation changes.
     private var roundRobin: [Int] = []
     private var roundRobinGeneration = -1
@@ -53,6 +55,20 @@ final class LoopContext {
         let i = roundRobin[backend] % count
         roundRobin[backend] = i + 1
         return i
+    }
+
+    /// The next endpoint index of `backend` (its index in the snapshot: `index`) in round-robin
+    /// order, passing over endpoints `cooldown` skips; nil when it skips them all.
+    func nextEndpoint(of backend: BackendRuntime, index: Int, generation: Int, avoiding cooldown: EndpointCooldown) -> Int? {
+        let count = backend.endpoints.count
+        guard count > 0 else { return nil }
+        if cooldown.isEmpty { return nextEndpoint(backend: index, of: count, generation: generation) }
+        let now = NIODeadline.now()
+        for _ in 0..<count {
+            let i = nextEndpoint(backend: index, of: count, generation: generation)
+            if !cooldown.skips(backend.endpoints[i], now: now) { return i }
+        }
+        return nil
     }
 }
 
