@@ -53,10 +53,13 @@ struct Run: AsyncParsableCommand {
     func run() async throws {
         let configuration = try loadConfigOrExit(config)
         if let note = raiseOpenFileLimit() { printError("sluice: \(note)") }
+        // Sockets a service manager passed (systemd socket activation): a restart refuses nothing.
+        let (inherited, problems) = InheritedListeners.fromEnvironment()
+        for problem in problems { printError("sluice: \(problem)") }
         let app: RunningProxy
         do {
             app = try await RunningProxy.start(configuration, threads: threads ?? ProcessInfo.processInfo.activeProcessorCount,
-                                               log: { printError($0) })
+                                               inherited: inherited, log: { printError($0) })
         } catch {
             printError("sluice: \(error)")
             throw ExitCode(2)

@@ -226,7 +226,7 @@ fileprivate struct Live: Sendable {
 }
 
 /// `sluice run --config FILE` as a child process.
-fileprivate final class ChildProxy {
+final class ChildProxy {
     let process = Process()
     let logPath: String
 
@@ -270,7 +270,7 @@ fileprivate final class ChildProxy {
     var log: String { (try? String(contentsOfFile: logPath, encoding: .utf8)) ?? "" }
 
     /// Waits (bounded) until the admin socket answers `/healthz` and the listener accepts.
-    func waitReady(env: LiveEnv, timeout: Double = 20) throws {
+    fileprivate func waitReady(env: LiveEnv, timeout: Double = 20) throws {
         let ready = waitUntil(timeout: timeout) {
             guard process.isRunning else { return true }
             guard let r = try? env.admin("GET", "/healthz"), r.status == 200 else { return false }

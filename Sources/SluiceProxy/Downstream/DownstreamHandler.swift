@@ -328,7 +328,7 @@ final class DownstreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
             let target = head.uri.split(separator: "?", maxSplits: 1).first.map(String.init) ?? "/"
             let hasBody = upstreamHead.chunked || (upstreamHead.contentLength.map { $0 != "0" } ?? false)
             respondLocally(status: .notFound, message: "no route for \(head.method.rawValue) \(target)",
-                           close: !upstreamHead.keepAlive || hasBody, context: context)
+                           close: !upstreamHead.keepAlive || hasBody || closeWhenIdle, context: context)
             return
         }
         let series = snapshot.series[decision.route.index][decision.backend.index]

@@ -37,6 +37,10 @@ final class HTTP1ServerHandler: ChannelDuplexHandler, RemovableChannelHandler {
     private var readHeldForPipelining = false
     /// Input is ignored after a framing error (the connection is closing).
     private var failed = false
+    /// No request head has arrived on this connection yet.
+    private var awaitsFirstRequest = true
+    /// How long a drain waits for the first request of a connection accepted just before it.
+    static let firstRequestGrace = TimeAmount.seconds(1)
 
     /// Closed after this long without input while no request is in progress; and a request
     /// head must arrive whole within it of its first byte (else a 408).
@@ -138,6 +142,7 @@ final class HTTP1ServerHandler: ChannelDuplexHandler, RemovableChannelHandler {
                     break parsing
                 case .requestHead(let head)?:
                     partialHeadSince = nil
+                    awaitsFirstRequest = false
                     responsePending = true
                     requestIsHEAD = head.method.isHEAD
                     exchange.receiveHead(head, context: context)
@@ -216,7 +221,21 @@ final class HTTP1ServerHandler: ChannelDuplexHandler, RemovableChannelHandler {
         exchange.errorCaught(context: context, error: error)
     }
 
+    /// A drain (`ChannelShouldQuiesceEvent`) closes a connection at once when no request is in
+    /// progress — except one whose first request has not been read yet: the client connected
+    /// just before the drain, and its request may already be in the socket's buffer, which a
+    /// close would answer with a reset. Such a connection is served once, with
+    /// `Connection: close`, or closed if nothing has come within `firstRequestGrace`. (With the
+    /// listening socket held by a service manager, connections accepted by the process that
+    /// stops would otherwise be the ones a restart loses.)
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if event is ChannelShouldQuiesceEvent, awaitsFirstRequest, !failed, exchange.request == nil {
+            exchange.closeWhenIdle = true
+            context.eventLoop.assumeIsolated().scheduleTask(in: Self.firstRequestGrace) { [self] in
+                if awaitsFirstRequest, let context = self.context { context.close(promise: nil) }
+            }
+            return
+        }
         exchange.userInboundEventTriggered(context: context, event: event)
     }
 

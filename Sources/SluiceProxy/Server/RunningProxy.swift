@@ -7,15 +7,17 @@ public struct RunningProxy: Sendable {
     public let control: ControlPlane
     public let admin: AdminServer
 
-    /// 1. build the proxy, 2. apply the state file, 3. open the admin API, 4. bind the listeners.
+    /// 1. build the proxy, 2. apply the state file, 3. open the admin API, 4. bind the listeners
+    /// (or take the sockets a service manager passed: `inherited`).
     public static func start(_ configuration: Configuration, threads: Int, watchFile: Bool = true,
+                             inherited: InheritedListeners = .none,
                              log: @escaping @Sendable (String) -> Void = { _ in }) async throws -> RunningProxy {
         let server = try SluiceServer(configuration: configuration, threads: threads)
         let control = ControlPlane(server: server, configuration: configuration, log: log)
         let admin = AdminServer(control: control)
         do {
             try await admin.start(configuration.admin, watchFile: watchFile)
-            try await server.start()
+            for note in try await server.start(inherited: inherited) { log("sluice: \(note)") }
         } catch {
             await admin.stop()
             await server.shutdown(drainTimeout: .zero)

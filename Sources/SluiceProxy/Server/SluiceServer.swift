@@ -45,22 +45,32 @@ public final class SluiceServer: Sendable {
         listeners.withLockedValue { $0.compactMap(\.localAddress) }
     }
 
-    /// Binds every listener of the current configuration. Throws `ServerError.bind` naming the
-    /// address that could not be bound.
-    public func start() async throws {
+    /// Binds every listener of the current configuration, or takes the socket a service manager
+    /// passed for its address (`inherited`). Throws `ServerError.bind` naming the address that
+    /// could not be bound. Returns what became of the inherited sockets, for the log.
+    @discardableResult
+    public func start(inherited: InheritedListeners = .none) async throws -> [String] {
         let config = store.load().configuration
+        var inherited = inherited
+        var notes: [String] = []
         for listener in config.listeners {
             let channel: Channel
             do {
                 let kind = try ListenerKind(listener)
                 if case .tls(let box) = kind { tlsBoxes.withLockedValue { $0[listener.address.description] = box } }
-                channel = try await bootstrap(kind, settings: config.server)
-                    .bind(host: listener.address.host, port: listener.address.port).get()
+                let bootstrap = bootstrap(kind, settings: config.server)
+                if let socket = inherited.take(listener.address) {
+                    channel = try await bootstrap.withBoundSocket(socket).get()
+                    notes.append("listener \(listener.address) uses the socket the service manager passed")
+                } else {
+                    channel = try await bootstrap.bind(host: listener.address.host, port: listener.address.port).get()
+                }
             } catch {
                 throw ServerError.bind(address: listener.address.description, underlying: "\(error)")
             }
             listeners.withLockedValue { $0.append(channel) }
         }
+        return notes + inherited.closeUnused()
     }
 
     /// Runs `body` on every event loop with that loop's context and collects the results.
