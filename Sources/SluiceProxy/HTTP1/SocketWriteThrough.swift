@@ -39,15 +39,26 @@ struct SocketWriteThrough {
     }
 
     /// The socket of `channel`, if it is a socket channel (not an embedded or HTTP/2 stream
-    /// channel). The caller knows whether its handler is the only one.
+    /// channel). The caller knows whether its handler is the only one. On the channel's loop.
+    ///
+    /// Not NIO's `withUnsafeTransportIfAvailable(of:)`: it casts the channel's core to the
+    /// constrained `any NIOTransportAccessibleChannelCore<Transport>`, and the runtime checks
+    /// that constraint by demangling the associated type's name on every cast — 14k
+    /// instructions per connection, more than a keep-alive request costs Sluice in all. The
+    /// unconstrained protocol's conformance is cached, and the transport's type is then
+    /// compared as a concrete type.
     static func socket(of channel: Channel) -> SocketWriteThrough? {
         #if os(Linux)
-        let descriptor = try? channel.pipeline.syncOperations.withUnsafeTransportIfAvailable(
-            of: NIOBSDSocket.Handle.self) { $0 }
-        return descriptor.map(SocketWriteThrough.init(descriptor:))
+        guard let core = channel._channelCore as? any NIOTransportAccessibleChannelCore else { return nil }
+        return descriptor(of: core).map(SocketWriteThrough.init(descriptor:))
         #else
         return nil
         #endif
+    }
+
+    private static func descriptor<Core: NIOTransportAccessibleChannelCore>(of core: Core) -> NIOBSDSocket.Handle? {
+        guard Core.Transport.self == NIOBSDSocket.Handle.self else { return nil }
+        return try? core.withUnsafeTransport { $0 as? NIOBSDSocket.Handle }
     }
 
     /// Sends `bytes` if nothing waits in NIO and `channel` (the socket's) is still active. True
