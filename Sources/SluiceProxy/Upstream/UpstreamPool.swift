@@ -117,7 +117,7 @@ final class UpstreamPool {
             .connectTimeout(timeout)
             .channelOption(.tcpOption(.tcp_nodelay), value: 1)
             .channelInitializer { channel in
-                channel.eventLoop.makeCompletedFuture {
+                SluiceServer.completed(channel) {
                     try channel.pipeline.syncOperations.addHandler(HTTP1UpstreamHandler(spare: spare.value, socket: channel))
                 }
             }
@@ -271,7 +271,7 @@ final class UpstreamPool {
     func openStream(to address: SocketAddress, timeout: TimeAmount) -> EventLoopFuture<UpstreamConnection>.Isolated {
         parent(address, timeout: timeout).flatMap { parent in
             parent.multiplexer.createStreamChannel { stream in
-                stream.eventLoop.makeCompletedFuture {
+                SluiceServer.completed(stream) {
                     // Named: NIO would format a name for it, "handler0", per stream.
                     try stream.pipeline.syncOperations.addHandler(StreamUpstreamHandler(), name: "upstream")
                     parent.streamOpened(stream)
