@@ -62,6 +62,38 @@ extension EndToEnd {
         }
     }
 
+    /// A backend with two endpoints, the first closing every connection as a request arrives
+    /// (an instance going away mid-request): each GET it drops is sent again to the other
+    /// endpoint and answered 200 (nginx's `proxy_next_upstream error`); a POST is not sent
+    /// again (the backend may have acted on it), so those it drops get a 502. Before, every
+    /// request that reached the first endpoint got a 502.
+    @Test func anIdempotentRequestWhoseConnectionIsResetGoesToAnotherEndpoint() async throws {
+        let dropping = try RawBackend()
+        let served = dropping.serve { accept in
+            for _ in 0..<40 {
+                guard let connection = accept() else { return }
+                _ = try? connection.readLine() // the request has arrived
+                connection.close()
+            }
+        }
+        try await Harness.with(
+            backends: [.init(version: "v1")],
+            specs: { started in [Harness.spec("pair", "v1", ["127.0.0.1:\(dropping.port)", started[0].address])] }
+        ) { h in
+            // Round-robin alternates, so about half of these reach the dropping endpoint first.
+            for i in 0..<8 {
+                let r = try h.client().request(i % 2 == 0 ? "GET" : "DELETE", "/g\(i)")
+                #expect(r.status == 200, "request \(i): \(r.status) \(r.bodyString)")
+            }
+            let retried = try h.statistics().series.first?.upstreamErrors[UpstreamErrorReason.reset.rawValue] ?? 0
+            #expect(retried >= 2, "only \(retried) requests met the dropping endpoint")
+            let posts = try (0..<4).map { i in try h.client().request("POST", "/p\(i)").status }
+            #expect(posts.contains(502) && posts.allSatisfy { $0 == 200 || $0 == 502 }, "\(posts)")
+            #expect(h.backends[0].received.filter { $0.method == "POST" }.count == posts.filter { $0 == 200 }.count)
+        }
+        _ = served
+    }
+
     @Test func noEndpointIs503() async throws {
         try await Harness.with(
             backends: [.init(version: "v1")],

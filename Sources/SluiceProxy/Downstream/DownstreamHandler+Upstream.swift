@@ -91,14 +91,26 @@ extension DownstreamHandler: UpstreamDelegate {
             context.close(promise: nil)
             return
         }
-        // A pooled connection the backend closed while idle: a request without a body that
-        // the backend never answered is safe to send again, once, on a fresh connection.
-        if let conn, conn.requestsServed > 1, !req.retried, req.requestEnded, req.requestBodyBytes == 0 {
-            req.retried = true
-            req.deadline = nil
-            req.buffered = [.end(nil)]
-            connectUpstream()
-            return
+        // Sent again, once, when the backend never answered a request without a body: on a
+        // fresh connection when a pooled one failed (the backend had closed it while idle), and
+        // on another endpoint when an idempotent request's connection was reset (the instance
+        // went away mid-request: a restart, a crash; nginx's `proxy_next_upstream error`).
+        if let conn, !req.retried, req.requestEnded, req.requestBodyBytes == 0 {
+            let stale = conn.requestsServed > 1
+            let elsewhere = reason == .reset && req.upstreamHead.method.isIdempotent && req.backend.endpoints.count > 1
+            if stale || elsewhere {
+                req.retried = true
+                req.deadline = nil
+                req.buffered = [.end(nil)]
+                if elsewhere {
+                    req.avoidEndpoint = conn.address
+                    stats.recordUpstreamError(series: req.series, reason: reason.metricReason)
+                    loop.logger.warning("upstream connection reset before a response, trying another endpoint",
+                                        metadata: ["backend": "\(req.backend.spec.name)", "endpoint": "\(conn.address)"])
+                }
+                connectUpstream()
+                return
+            }
         }
         let name = req.backend.spec.name
         switch reason {

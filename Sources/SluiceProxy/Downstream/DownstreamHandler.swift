@@ -109,6 +109,8 @@ final class DownstreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
         var retried = false
         /// Connects that failed for this request, each to another endpoint of its backend.
         var failedConnects = 0
+        /// Sent again after its connection to this endpoint was reset: the retry goes elsewhere.
+        var avoidEndpoint: SocketAddress?
         /// When the response head must have arrived by (or, while `waiting`, a pooled connection
         /// or connect slot; or, once the head is out, when the body's read timeout is next
         /// checked); nil when no deadline is armed (`ResponseDeadlines`).
@@ -420,7 +422,7 @@ final class DownstreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
                                failure: nil)
             return
         }
-        let index: Int
+        var index: Int
         if loop.endpointCooldown.isEmpty {
             index = loop.nextEndpoint(backend: req.decision.backend.index, of: backend.endpoints.count,
                                       generation: req.snapshot.generation)
@@ -431,6 +433,9 @@ final class DownstreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
                                       avoiding: loop.endpointCooldown)
                 ?? loop.nextEndpoint(backend: req.decision.backend.index, of: backend.endpoints.count,
                                      generation: req.snapshot.generation)
+        }
+        if let avoid = req.avoidEndpoint, backend.endpoints[index] == avoid {
+            index = (index + 1) % backend.endpoints.count
         }
         let h2 = backend.spec.upstreamProtocol == .h2
         if !h2, let conn = pool.takeIdle(backend: backend, index: index) {
@@ -487,7 +492,7 @@ final class DownstreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
         stats.recordUpstreamError(series: req.series, reason: failure.metricReason)
         loop.logger.warning("upstream connect failed, trying another endpoint",
                             metadata: ["backend": "\(backend.spec.name)", "endpoint": "\(address)",
-                                       "reason": "\(failure.metricReason.rawValue)"])
+                                       "reason": "\(failure.metricReason.label)"])
         connectUpstream()
         return true
     }

@@ -239,4 +239,11 @@ extension HTTPMethod {
     /// by a switch on each side (two per comparison, several comparisons per request).
     var isHEAD: Bool { if case .HEAD = self { true } else { false } }
     var isGET: Bool { if case .GET = self { true } else { false } }
+    /// RFC 9110 §9.2.2: sending such a request again has the effect of sending it once.
+    var isIdempotent: Bool {
+        switch self {
+        case .GET, .HEAD, .OPTIONS, .TRACE, .PUT, .DELETE: true
+        default: false
+        }
+    }
 }
