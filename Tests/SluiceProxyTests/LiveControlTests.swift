@@ -610,6 +610,36 @@ extension EndToEnd {
         await env.tearDown()
     }
 
+    /// `GET /healthz` answers 200 `serving`, and 503 `draining` once a shutdown has begun (a
+    /// load balancer checking it stops sending traffic while requests in flight finish): the
+    /// slow request below keeps the drain open while the admin API is asked. It answered 200
+    /// through the whole drain before.
+    @Test func healthzSaysDrainingDuringAShutdown() async throws {
+        try await Live.with(Self.splitAndBlueGreen) { live in
+            let env = live.env
+            let serving = try env.admin("GET", "/healthz")
+            #expect(serving.status == 200 && serving.json["status"] as? String == "serving", "\(serving)")
+            let slow = try live.client()
+            try slow.send("GET /slow?delay_ms=1500 HTTP/1.1\r\nHost: t\r\n\r\n")
+            #expect(waitUntil(timeout: 5) { (try? live.app.server.statisticsFuture().wait())?.series.contains { $0.inflight == 1 } == true })
+            let app = live.app
+            let stopped = DispatchSemaphore(value: 0)
+            Task {
+                await app.server.shutdown(drainTimeout: .seconds(5))
+                stopped.signal()
+            }
+            var draining: (Int, String?)?
+            _ = waitUntil(timeout: 5) {
+                guard let r = try? env.admin("GET", "/healthz"), r.status != 200 else { return false }
+                draining = (r.status, r.json["status"] as? String)
+                return true
+            }
+            #expect(draining?.0 == 503 && draining?.1 == "draining", "\(String(describing: draining))")
+            #expect(try slow.readResponse().status == 200)
+            #expect(stopped.wait(timeout: .now() + 10) == .success)
+        }
+    }
+
     /// Started with a soft open-file limit of 64 (the hard one higher), as services often are
     /// (1024 under systemd), the executable raises it to the hard limit: 150 clients held open
     /// at once, each served through its own client connection, need more descriptors than 64.

@@ -109,7 +109,13 @@ final class AdminHandler: ChannelInboundHandler {
         let parts = path.split(separator: "/").map(String.init)
         switch (head.method, parts.count, parts.first) {
         case (.GET, 1, "healthz"):
-            respond(context: context, head: head, status: 200, json: ["status": "serving"])
+            // Draining (SIGTERM): 503, so a load balancer checking it stops sending traffic
+            // here while the requests in flight finish.
+            if control.server.isDraining {
+                respond(context: context, head: head, status: 503, json: ["status": "draining"])
+            } else {
+                respond(context: context, head: head, status: 200, json: ["status": "serving"])
+            }
         case (.GET, 1, "status"):
             let control = self.control
             control.server.statisticsFuture().hop(to: context.eventLoop).assumeIsolated().whenComplete { result in

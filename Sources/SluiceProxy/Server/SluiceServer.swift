@@ -40,6 +40,9 @@ public final class SluiceServer: Sendable {
         self.listeners = NIOLockedValueBox([])
     }
 
+    /// A shutdown has begun: the listeners are closed and open connections are draining.
+    public var isDraining: Bool { stopped.load(ordering: .relaxed) }
+
     /// The addresses the listeners are bound to (ports resolved when the config says 0).
     public var boundAddresses: [SocketAddress] {
         listeners.withLockedValue { $0.compactMap(\.localAddress) }
