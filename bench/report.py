@@ -15,7 +15,10 @@ SCENARIOS = {
     "s3": "3 100% shadow to a 1 s backend",
     "s4": "4 SIGHUP every 100 ms",
     "s6": "6 HTTP/2 (h2c): h2load -c 10 -m 10 (p50 column: mean)",
+    "s7": "7 a new connection per request (Connection: close)",
 }
+# Scenarios compared with Sluice's own figure in the same scenario, not with scenario 1.
+OWN_BASE = {"s6": "HTTP/2", "s7": "scenario 7"}
 PROXIES = ["sluice", "nginx", "haproxy"]
 NAMES = {"sluice": "Sluice", "nginx": "nginx", "haproxy": "HAProxy"}
 
@@ -65,7 +68,7 @@ def main():
     by_round = {"req/s": per_round(3), "p99": per_round(5)}
 
     def round_ratios(sc, px):
-        base_key = ("s6", "sluice") if sc == "s6" else ("s1", "sluice")
+        base_key = (sc, "sluice") if sc in OWN_BASE else ("s1", "sluice")
         if (sc, px) == base_key:
             return ""
         parts = []
@@ -75,7 +78,7 @@ def main():
             if pairs:
                 parts.append(f"{what} " + " / ".join(f"{x:.2f}" for x in pairs)
                              + f" (median {statistics.median(pairs):.2f})")
-        return "same-round ratios to Sluice's " + ("HTTP/2" if sc == "s6" else "scenario 1") + ": " + "; ".join(parts) if parts else ""
+        return "same-round ratios to Sluice's " + OWN_BASE.get(sc, "scenario 1") + ": " + "; ".join(parts) if parts else ""
     for sc in SCENARIOS:
         for px in PROXIES:
             rs = runs.get((sc, px))
@@ -115,9 +118,9 @@ def main():
     head = ["scenario", "proxy", "req/s (median)", "p50", "p99", "errors", "RSS / instr", "ratio to Sluice", "notes"]
     lines.append("| " + " | ".join(head) + " |")
     lines.append("|" + "|".join(["---"] * len(head)) + "|")
-    h2_base = agg.get(("s6", "sluice"))
+    own_base = {SCENARIOS[sc]: agg.get((sc, "sluice")) for sc in OWN_BASE}
     for sc, px, rps, p50, p99, err, extra, _, notes in table:
-        row_base = h2_base if sc == SCENARIOS["s6"] else base
+        row_base = own_base.get(sc, base)
         lines.append("| " + " | ".join([
             sc, px, "—" if rps is None else f"{rps:,.0f}", ms(p50), ms(p99),
             "—" if err is None else str(err), extra or "", ratio(rps, row_base), notes]) + " |")

@@ -31,6 +31,8 @@
 #           is reported as "SIGHUP unsupported", not as a bench failure.
 #        s6 HTTP/2 with prior knowledge: Sluice (bench/sluice-h2c.yaml) :18083 and nginx
 #           (`listen ... http2`) :18084, `h2load -c 10 -m 10 -D D` on core 1
+#        s7 a new connection per request (wrk adds `Connection: close`): Sluice, nginx and
+#           HAProxy as in s1 — what accepting, setting up and closing a connection costs
 #   3. s5: 10,000 idle keep-alive connections (bench/idle_conns.py, one request each) held
 #      against each proxy; VmRSS of the proxy (plus its children: nginx's worker) before/after,
 #      and RssAnon (heap and stacks only: VmRSS also counts the binary's mapped pages).
@@ -71,6 +73,7 @@ WRK_CONNS=50
 WRK_THREADS=1
 IDLE_CONNS=10000
 COOKIE='Cookie: uid=bench-user-42; beta=0'
+WRK_HEADER=''   # one more request header for wrk (s7: `Connection: close`)
 PORT_SLUICE=18080; PORT_NGINX=18081; PORT_HAPROXY=18082
 PORT_SLUICE_H2=18083; PORT_NGINX_H2=18084   # s6: HTTP/2 with prior knowledge (h2c)
 PORT_ORIGIN1=19001; PORT_ORIGIN2=19002; PORT_SHADOW=19003
@@ -252,10 +255,11 @@ cpu_ticks() { awk -v c="cpu$1" '$1 == c {print $2 + $3 + $4 + $7 + $8, $5 + $6}'
 # between proxies come out smaller than the proxies' own costs differ.
 run_wrk() {
   local pb0 pi0 lb0 li0 pb1 pi1 lb1 li1
-  taskset -c "$LOAD_CORE" wrk -t"$WRK_THREADS" -c"$WRK_CONNS" -d"${WARMUP}s" -H "$COOKIE" "$(proxy_url)" >/dev/null 2>&1 || true
+  taskset -c "$LOAD_CORE" wrk -t"$WRK_THREADS" -c"$WRK_CONNS" -d"${WARMUP}s" -H "$COOKIE" ${WRK_HEADER:+-H "$WRK_HEADER"} \
+    "$(proxy_url)" >/dev/null 2>&1 || true
   read -r pb0 pi0 < <(cpu_ticks "$PROXY_CORE"); read -r lb0 li0 < <(cpu_ticks "$LOAD_CORE")
   taskset -c "$LOAD_CORE" wrk -t"$WRK_THREADS" -c"$WRK_CONNS" -d"${DURATION}s" --latency \
-    -s "$BENCH/wrk-report.lua" -H "$COOKIE" "$(proxy_url)" >"$1" 2>&1 || true
+    -s "$BENCH/wrk-report.lua" -H "$COOKIE" ${WRK_HEADER:+-H "$WRK_HEADER"} "$(proxy_url)" >"$1" 2>&1 || true
   read -r pb1 pi1 < <(cpu_ticks "$PROXY_CORE"); read -r lb1 li1 < <(cpu_ticks "$LOAD_CORE")
   CORES_BUSY=$(awk -v pb=$((pb1 - pb0)) -v pi=$((pi1 - pi0)) -v lb=$((lb1 - lb0)) -v li=$((li1 - li0)) \
     'BEGIN {printf "cores busy: proxy %.0f%%, load %.0f%%", 100 * pb / (pb + pi + 1e-9), 100 * lb / (lb + li + 1e-9)}')
@@ -466,6 +470,13 @@ for (( round = 1; round <= ROUNDS; round++ )); do
   scenario_reload "$round"
   scenario_h2 sluice "$round"
   scenario_h2 nginx "$round"
+  # s7: every request on a connection of its own (clients without keep-alive): what
+  # accepting, setting up and closing a connection costs each proxy.
+  WRK_HEADER="Connection: close"
+  scenario_load s7 sluice "$BENCH/sluice-plain.yaml" "$round"
+  scenario_load s7 nginx "" "$round"
+  scenario_load s7 haproxy "" "$round"
+  WRK_HEADER=""
 done
 
 log "s5: $IDLE_CONNS idle keep-alive connections per proxy"
