@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import Foundation
+import NIOCore
 import Testing
 import SluiceConfig
 @testable import SluiceProxy
@@ -1081,4 +1082,16 @@ extension EndToEnd {
         }
     }
 }
+}
+
+/// Which `admin.http` addresses start without a warning (pure logic: no socket is opened).
+@Suite struct AdminAddressTests {
+    @Test func onlyLoopbackAddressesCountAsLoopback() throws {
+        for host in ["127.0.0.1", "127.5.6.7", "::1"] {
+            #expect(AdminServer.isLoopback(try SocketAddress(ipAddress: host, port: 9901)), "\(host)")
+        }
+        for host in ["0.0.0.0", "10.1.2.3", "128.0.0.1", "::", "fe80::1"] {
+            #expect(!AdminServer.isLoopback(try SocketAddress(ipAddress: host, port: 9901)), "\(host)")
+        }
+    }
 }

@@ -20,15 +20,22 @@ public final class AdminServer: Sendable {
     }
 
     /// Binds the socket (and the TCP address) of `spec`, and starts watching the config file.
-    public func start(_ spec: AdminSpec?, watchFile: Bool = true) async throws {
+    /// Returns warnings for the log (an `admin.http` address others can reach).
+    @discardableResult
+    public func start(_ spec: AdminSpec?, watchFile: Bool = true) async throws -> [String] {
+        var warnings: [String] = []
         if let path = spec?.socket {
             let channel: Channel
+            // Only the owner may change routing: the socket is created 0600 (a umask for the
+            // bind; a chmod after it would leave the socket open to others for a moment).
+            let umaskBefore = umask(0o177)
             do {
                 channel = try await bootstrap().bind(unixDomainSocketPath: path, cleanupExistingSocketFile: true).get()
+                umask(umaskBefore)
             } catch {
+                umask(umaskBefore)
                 throw ServerError.bind(address: path, underlying: "\(error)")
             }
-            // Only the owner may change routing.
             chmod(path, 0o600)
             channels.withLockedValue { $0.append(channel) }
         }
@@ -36,6 +43,10 @@ public final class AdminServer: Sendable {
             do {
                 let channel = try await bootstrap().bind(host: http.host, port: http.port).get()
                 channels.withLockedValue { $0.append(channel) }
+                if let address = channel.localAddress, !Self.isLoopback(address) {
+                    warnings.append("warning: the admin API listens on \(http), which is not a loopback address: "
+                                    + "anyone who can reach it can change weights and switch routes")
+                }
             } catch {
                 throw ServerError.bind(address: http.description, underlying: "\(error)")
             }
@@ -46,6 +57,16 @@ public final class AdminServer: Sendable {
             loop.scheduleRepeatedTask(initialDelay: .seconds(1), delay: .seconds(1)) { _ in
                 control.reloadIfFileChanged()
             }
+        }
+        return warnings
+    }
+
+    /// Whether `address` is on the loopback interface (127.0.0.0/8, ::1).
+    static func isLoopback(_ address: SocketAddress) -> Bool {
+        switch address {
+        case .v4(let v4): UInt32(bigEndian: v4.address.sin_addr.s_addr) >> 24 == 127
+        case .v6: address.ipAddress == "::1"
+        case .unixDomainSocket: true
         }
     }
 

@@ -16,7 +16,7 @@ public struct RunningProxy: Sendable {
         let control = ControlPlane(server: server, configuration: configuration, log: log)
         let admin = AdminServer(control: control)
         do {
-            try await admin.start(configuration.admin, watchFile: watchFile)
+            for warning in try await admin.start(configuration.admin, watchFile: watchFile) { log("sluice: \(warning)") }
             for note in try await server.start(inherited: inherited) { log("sluice: \(note)") }
         } catch {
             await admin.stop()
