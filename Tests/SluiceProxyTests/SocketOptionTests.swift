@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import Foundation
+import NIOCore
 import Testing
 @testable import SluiceProxy
 import SluiceConfig
@@ -57,4 +58,21 @@ extension EndToEnd {
         #expect(upstream >= 1, "no proxy socket to the backend found")
     }
 }
+}
+
+/// The client address as `x-forwarded-for` gives it: formatted by Sluice for IPv4, the same
+/// text as NIO's `ipAddress` (pure logic: the addresses are only parsed, never used).
+@Suite struct ForwardedForFormatting {
+    @Test func ipv4IsFormattedLikeNIO() throws {
+        for host in ["0.0.0.0", "127.0.0.1", "255.255.255.255", "10.20.30.40", "1.2.3.4", "100.9.99.199", "192.168.0.10"] {
+            let address = try SocketAddress(ipAddress: host, port: 80)
+            #expect(address.forwardedFor == host)
+            #expect(address.forwardedFor == address.ipAddress)
+        }
+    }
+
+    @Test func ipv6IsNIOsText() throws {
+        let address = try SocketAddress(ipAddress: "::1", port: 80)
+        #expect(address.forwardedFor == "::1")
+    }
 }

@@ -316,7 +316,7 @@ final class DownstreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
     /// `authority`: the host named by an absolute-form target (it stands for the Host field).
     private func startRequest(_ head: RequestHead, authority: String?, context: ChannelHandlerContext) {
         let start = NIODeadline.now()
-        if clientAddress == nil { clientAddress = context.channel.remoteAddress?.ipAddress ?? "unknown" }
+        if clientAddress == nil { clientAddress = context.channel.remoteAddress?.forwardedFor ?? "unknown" }
         let upstreamHead = HeaderRewrite.forwardRequest(head, clientAddress: clientAddress!, scheme: scheme,
                                                         authority: authority)
         if let problem = upstreamHead.problem {

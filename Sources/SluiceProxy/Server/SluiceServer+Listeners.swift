@@ -181,7 +181,7 @@ extension SluiceServer {
         // Below NIOHTTP2's handler, to see the frames it writes (RFC 9113 §5.4.1).
         try channel.pipeline.syncOperations.addHandler(HTTP2ConnectionErrorCloser(), name: "error-close")
         let connectionHandler = HTTP2ClientConnection(exchanges: loop.value.exchanges, idleTimeout: idle,
-                                                      clientAddress: channel.remoteAddress?.ipAddress ?? "unknown")
+                                                      clientAddress: channel.remoteAddress?.forwardedFor ?? "unknown")
         let boundConnection = NIOLoopBound(connectionHandler, eventLoop: channel.eventLoop)
         _ = try channel.pipeline.syncOperations.configureHTTP2Pipeline(
             mode: .server, connectionConfiguration: connection, streamConfiguration: .init()
