@@ -611,6 +611,33 @@ extension EndToEnd {
         await env.tearDown()
     }
 
+    /// `/status` lists, per version, the endpoints passed over after a failed connect
+    /// (`EndpointCooldown`), so an operator sees a dead instance while its backend answers 200.
+    /// Backend `a` gets a first endpoint that refuses connections; each request below tries it
+    /// when round-robin comes to it outside a cool-down, and goes on to the live one.
+    @Test func statusListsEndpointsCoolingDown() async throws {
+        let dead = try deadPort()
+        try await Live.with(Self.splitAndBlueGreen, threads: 1, prepare: { env in
+            let live = env.backends[0].address
+            let text = env.render(Self.splitAndBlueGreen)
+                .replacingOccurrences(of: "endpoints: [\"\(live)\"]", with: "endpoints: [\"127.0.0.1:\(dead)\", \"\(live)\"]")
+            try LiveEnv.writeInPlace(text, to: env.configPath)
+        }) { live in
+            func coolingDown() throws -> [String]? {
+                let versions = try live.env.route("web")["versions"] as? [[String: Any]]
+                return versions?.first { $0["backend"] as? String == "a" }?["endpointsCoolingDown"] as? [String]
+            }
+            #expect(try coolingDown() == [])
+            // A cool-down lasts 1 s at first: checked right after each request, a few times.
+            var seen: [String]?
+            for _ in 0..<20 where seen?.isEmpty ?? true {
+                #expect(try live.versions(2) == ["v1", "v1"])
+                seen = try coolingDown()
+            }
+            #expect(seen == ["127.0.0.1:\(dead)"])
+        }
+    }
+
     /// `GET /healthz` answers 200 `serving`, and 503 `draining` once a shutdown has begun (a
     /// load balancer checking it stops sending traffic while requests in flight finish): the
     /// slow request below keeps the drain open while the admin API is asked. It answered 200

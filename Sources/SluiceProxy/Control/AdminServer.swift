@@ -139,12 +139,14 @@ final class AdminHandler: ChannelInboundHandler {
             }
         case (.GET, 1, "status"):
             let control = self.control
-            control.server.statisticsFuture().hop(to: context.eventLoop).assumeIsolated().whenComplete { result in
-                let stats = (try? result.get()) ?? .init()
-                self.respond(context: context, head: head, status: 200,
-                             json: StatusReport.json(view: control.view, stats: stats, keys: control.server.registry.allKeys,
-                                                     server: control.server))
-            }
+            control.server.statisticsFuture().and(control.server.coolingEndpoints())
+                .hop(to: context.eventLoop).assumeIsolated().whenComplete { result in
+                    let none: (primary: Set<String>, shadow: Set<String>) = ([], [])
+                    let (stats, cooling) = (try? result.get()) ?? (.init(), none)
+                    self.respond(context: context, head: head, status: 200,
+                                 json: StatusReport.json(view: control.view, stats: stats, keys: control.server.registry.allKeys,
+                                                         server: control.server, cooling: cooling))
+                }
         case (.GET, 1, "metrics"):
             let control = self.control
             control.server.statisticsFuture().hop(to: context.eventLoop).assumeIsolated().whenComplete { result in

@@ -5,9 +5,16 @@ import SluiceRouting
 /// `GET /status`: the routing state and per-version figures a canary judgement needs.
 /// Shape: SPEC "Admin API" (fields may be added, never renamed); documented in the README.
 enum StatusReport {
-    static func json(view: ControlPlane.View, stats: ShardCopy, keys: [SeriesKey], server: SluiceServer) -> [String: Any] {
+    /// `cooling`: the endpoints passed over after failed connects (`SluiceServer.coolingEndpoints`),
+    /// listed per version as `endpointsCoolingDown` (primary traffic) and on the mirror.
+    static func json(view: ControlPlane.View, stats: ShardCopy, keys: [SeriesKey], server: SluiceServer,
+                     cooling: (primary: Set<String>, shadow: Set<String>) = ([], [])) -> [String: Any] {
         let table = view.table
         let snapshot = server.store.load()
+        func coolingDown(_ backend: Int, in set: Set<String>) -> [String] {
+            guard !set.isEmpty, backend < snapshot.backends.count else { return [] }
+            return snapshot.backends[backend].endpoints.map(\.endpointText).filter(set.contains)
+        }
         var routes: [[String: Any]] = []
         for (index, route) in table.routes.enumerated() {
             var entry: [String: Any] = ["name": route.name, "target": route.targetKind]
@@ -47,6 +54,7 @@ enum StatusReport {
                     "requests": window.requests, "errors": window.errors, "errorRate": window.errorRate,
                     "p50": window.p50, "p95": window.p95, "p99": window.p99,
                     "inflight": id < stats.series.count ? stats.series[id].inflight : 0,
+                    "endpointsCoolingDown": coolingDown(backend.index, in: cooling.primary),
                 ]
                 if let weights = route.weights, let w = weights.first(where: { $0.backend == backend }) {
                     row["weight"] = w.weight
@@ -62,6 +70,7 @@ enum StatusReport {
                     "backend": spec.name, "version": spec.version, "percent": mirror.percent,
                     "sent": s.mirror[MirrorResult.sent.rawValue], "completed": s.mirror[MirrorResult.completed.rawValue],
                     "failed": s.mirror[MirrorResult.failed.rawValue], "dropped": s.mirror[MirrorResult.dropped.rawValue],
+                    "endpointsCoolingDown": coolingDown(mirror.backend.index, in: cooling.shadow),
                 ] as [String: Any]
             }
             routes.append(entry)

@@ -44,7 +44,7 @@ final class MirrorSender {
     let maxInFlight: Int
     private(set) var inFlight = 0
     private unowned let loop: LoopContext
-    private var cooldown = EndpointCooldown()
+    private(set) var cooldown = EndpointCooldown()
 
     init(loop: LoopContext, maxInFlight: Int = 64) {
         self.loop = loop

@@ -122,6 +122,22 @@ public final class SluiceServer: Sendable {
     }
 
     /// Every loop's statistics, merged, as a future (for callers outside Swift concurrency).
+    /// The endpoints some event loop passes over now after failed connects (`EndpointCooldown`),
+    /// for primary and for shadow traffic, as `host:port`.
+    func coolingEndpoints() -> EventLoopFuture<(primary: Set<String>, shadow: Set<String>)> {
+        let futures = contexts.values.map { bound in
+            bound.eventLoop.submit {
+                let now = NIODeadline.now()
+                let context = bound.value
+                return (context.endpointCooldown.skipped(now: now).map(\.endpointText),
+                        context.mirrors.cooldown.skipped(now: now).map(\.endpointText))
+            }
+        }
+        return EventLoopFuture.whenAllSucceed(futures, on: group.any()).map { lists in
+            (Set(lists.flatMap(\.0)), Set(lists.flatMap(\.1)))
+        }
+    }
+
     public func statisticsFuture() -> EventLoopFuture<ShardCopy> {
         let futures = contexts.values.map { bound in
             bound.eventLoop.submit { bound.value.stats.copy() }

@@ -37,9 +37,25 @@ struct EndpointCooldown {
         if !entries.isEmpty { entries[address] = nil }
     }
 
+    /// The endpoints passed over at `now`.
+    func skipped(now: NIODeadline) -> [SocketAddress] {
+        entries.compactMap { now < $0.value.until ? $0.key : nil }
+    }
+
     /// Forgets the endpoints whose cool-down ended more than `longest` before `now`.
     mutating func prune(now: NIODeadline) {
         guard entries.values.contains(where: { $0.until + Self.longest <= now }) else { return }
         entries = entries.filter { now < $0.value.until + Self.longest }
+    }
+}
+
+extension SocketAddress {
+    /// `127.0.0.1:9001`, `[::1]:9001`: an endpoint as the config names it (`description` adds
+    /// the family and the host name).
+    var endpointText: String {
+        let host = ipAddress ?? "?"
+        let port = port.map(String.init) ?? "?"
+        if case .v6 = self { return "[\(host)]:\(port)" }
+        return "\(host):\(port)"
     }
 }
