@@ -193,6 +193,9 @@ enum StatusTable {
                     ms("p50"), ms("p95"), ms("p99"), "\(v["inflight"] ?? 0)",
                 ]
                 lines.append("    " + cells.map { $0.padding(toLength: 10, withPad: " ", startingAt: 0) }.joined())
+                if let cooling = v["endpointsCoolingDown"] as? [String], !cooling.isEmpty {
+                    lines.append("      passed over after failed connects: " + cooling.joined(separator: ", "))
+                }
             }
         }
         return lines.joined(separator: "\n")

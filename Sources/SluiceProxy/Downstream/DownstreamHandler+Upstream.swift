@@ -106,7 +106,7 @@ extension DownstreamHandler: UpstreamDelegate {
                     req.avoidEndpoint = conn.address
                     stats.recordUpstreamError(series: req.series, reason: reason.metricReason)
                     loop.logger.warning("upstream connection reset before a response, trying another endpoint",
-                                        metadata: ["backend": "\(req.backend.spec.name)", "endpoint": "\(conn.address)"])
+                                        metadata: ["backend": "\(req.backend.spec.name)", "endpoint": "\(conn.address.endpointText)"])
                 }
                 connectUpstream()
                 return

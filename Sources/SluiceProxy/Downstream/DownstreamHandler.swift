@@ -491,7 +491,7 @@ final class DownstreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
               backend.endpoints.contains(where: { !loop.endpointCooldown.skips($0, now: .now()) }) else { return false }
         stats.recordUpstreamError(series: req.series, reason: failure.metricReason)
         loop.logger.warning("upstream connect failed, trying another endpoint",
-                            metadata: ["backend": "\(backend.spec.name)", "endpoint": "\(address)",
+                            metadata: ["backend": "\(backend.spec.name)", "endpoint": "\(address.endpointText)",
                                        "reason": "\(failure.metricReason.label)"])
         connectUpstream()
         return true
