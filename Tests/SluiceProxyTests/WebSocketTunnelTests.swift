@@ -1,3 +1,6 @@
+#if canImport(Glibc)
+import Glibc
+#endif
 import Foundation
 import Testing
 import SluiceMetrics
@@ -29,6 +32,35 @@ extension EndToEnd {
 
     static func tunnels(_ h: Harness) throws -> Int {
         try h.statistics().series.reduce(0) { $0 + $1.tunnels }
+    }
+
+    /// A tunnel has no idle timeout, so both of its sockets get TCP keepalive (60 s idle, 6
+    /// probes 10 s apart): a peer gone without a FIN is found. Read back from the kernel on the
+    /// proxy's accepted socket and its socket to the backend; a plain HTTP/1.1 connection,
+    /// bounded by the idle timeout, gets none.
+    @Test func aTunnelsSocketsHaveTCPKeepalive() async throws {
+        try await Harness.withYAML(backends: [.init(version: "v1"), .init(version: "v2"), .init(version: "v3")],
+                                   config: Self.config) { h in
+            let plain = try h.client()
+            #expect(try plain.request("GET", "/plain").status == 200)
+            let c = try h.client()
+            #expect(try Self.handshake(c).greeting == "hello from v1")
+            #expect(waitUntil(timeout: 5) { (try? Self.tunnels(h)) == 1 })
+            let accepted = ProcessSockets.all().filter { $0.localPort == h.port }
+            let upstream = ProcessSockets.all().filter { $0.peerPort == h.backends[0].port }
+            func keepalive(_ s: ProcessSockets.Socket) -> [Int?] {
+                [ProcessSockets.option(s.descriptor, SOL_SOCKET, CInt(SO_KEEPALIVE)),
+                 ProcessSockets.option(s.descriptor, CInt(IPPROTO_TCP), CInt(TCP_KEEPIDLE)),
+                 ProcessSockets.option(s.descriptor, CInt(IPPROTO_TCP), CInt(TCP_KEEPINTVL)),
+                 ProcessSockets.option(s.descriptor, CInt(IPPROTO_TCP), CInt(TCP_KEEPCNT))]
+            }
+            // Two accepted sockets (the plain client's and the tunnel's), two to the backend
+            // (the plain request's pooled connection and the tunnel's): one of each pair.
+            #expect(accepted.filter { keepalive($0) == [1, 60, 10, 6] }.count == 1, "\(accepted.map(keepalive))")
+            #expect(accepted.filter { keepalive($0)[0] == 0 }.count == 1, "\(accepted.map(keepalive))")
+            #expect(upstream.filter { keepalive($0) == [1, 60, 10, 6] }.count == 1, "\(upstream.map(keepalive))")
+            withExtendedLifetime((plain, c)) {}
+        }
     }
 
     @Test func handshakeIsPassedOnAndBytesFlowBothWays() async throws {

@@ -1,3 +1,6 @@
+#if canImport(Glibc)
+import Glibc
+#endif
 import NIOCore
 import NIOHTTP1
 
@@ -7,6 +10,25 @@ import NIOHTTP1
 /// glued byte for byte until either side closes, so a tunnel stays on its version through
 /// weight changes, switches and reloads (`sluice_open_tunnels` shows how many remain per version).
 extension DownstreamHandler {
+    /// TCP keepalive on one of a tunnel's sockets. A tunnel has no idle timeout (a WebSocket
+    /// may rightly stay quiet for hours), so a peer that vanished without a FIN — a network
+    /// partition, a host switched off — would hold both connections for good: keepalive probes
+    /// find it after `keepAliveIdle` of silence plus `keepAliveProbes` unanswered probes
+    /// `keepAliveInterval` apart (2 minutes), and the tunnel then closes as on any error.
+    static func keepAlive(_ channel: Channel) throws {
+        guard let options = channel.syncOptions else { return }
+        try options.setOption(.socketOption(.so_keepalive), value: 1)
+        #if os(Linux)
+        try options.setOption(.tcpOption(.init(rawValue: TCP_KEEPIDLE)), value: keepAliveIdle)
+        try options.setOption(.tcpOption(.init(rawValue: TCP_KEEPINTVL)), value: keepAliveInterval)
+        try options.setOption(.tcpOption(.init(rawValue: TCP_KEEPCNT)), value: keepAliveProbes)
+        #endif
+    }
+
+    static let keepAliveIdle: SocketOptionValue = 60
+    static let keepAliveInterval: SocketOptionValue = 10
+    static let keepAliveProbes: SocketOptionValue = 6
+
     func startTunnel(to conn: UpstreamConnection, series: Int, context: ChannelHandlerContext) {
         let loop = self.loop
         loop.stats.adjustTunnels(series: series, by: 1)
@@ -26,6 +48,8 @@ extension DownstreamHandler {
             try down.addHandler(client, position: .after(http1))
             _ = up.removeHandler(codec)
             _ = down.removeHandler(http1)
+            try? Self.keepAlive(conn.channel)
+            try? Self.keepAlive(context.channel)
         } catch {
             conn.channel.close(promise: nil)
             context.close(promise: nil)
