@@ -487,8 +487,9 @@ final class DownstreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
     private func connectElsewhere(_ req: RequestState, after failure: UpstreamFailure, at address: SocketAddress) -> Bool {
         let backend = req.backend
         req.failedConnects += 1
+        let now = NIODeadline.now()
         guard req.failedConnects < backend.endpoints.count,
-              backend.endpoints.contains(where: { !loop.endpointCooldown.skips($0, now: .now()) }) else { return false }
+              backend.endpoints.contains(where: { !loop.endpointCooldown.skips($0, now: now) }) else { return false }
         stats.recordUpstreamError(series: req.series, reason: failure.metricReason)
         loop.logger.warning("upstream connect failed, trying another endpoint",
                             metadata: ["backend": "\(backend.spec.name)", "endpoint": "\(address.endpointText)",

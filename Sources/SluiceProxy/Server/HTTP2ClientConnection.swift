@@ -86,17 +86,10 @@ final class HTTP2ClientConnection: ChannelInboundHandler, RemovableChannelHandle
         context.fireChannelWritabilityChanged()
     }
 
-    /// Whether one of the connection's timeouts has passed at `now` (the sweep then calls
-    /// `timeoutsPassed`): idle, its socket stalled, or a stream stalled.
-    func hasTimeoutPassed(at now: NIODeadline) -> Bool {
-        if openStreams == 0 && now - idleSince >= idleTimeout { return true }
-        if let since = stalledSince, now - since >= idleTimeout { return true }
-        return stalledStreams.values.contains { now - $0.since >= idleTimeout }
-    }
-
+    /// The loop's sweep: acts on whichever of the connection's timeouts has passed at `now`.
     /// A stalled socket: close (a GOAWAY could not be written). Stalled streams: reset. Idle:
     /// GOAWAY, then close.
-    func timeoutsPassed(at now: NIODeadline) {
+    func checkTimeouts(at now: NIODeadline) {
         if let since = stalledSince, now - since >= idleTimeout {
             context?.close(promise: nil)
             return

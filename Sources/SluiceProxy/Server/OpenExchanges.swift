@@ -69,8 +69,8 @@ final class OpenExchanges {
             if connection.isIdle(at: now) { idle.append(connection) }
         }
         for connection in idle { connection.closeIdle() }
-        let dueHTTP2 = http2Connections.values.filter { $0.hasTimeoutPassed(at: now) }
-        for connection in dueHTTP2 { connection.timeoutsPassed(at: now) }
+        // A copy: a connection closed here leaves the table.
+        for connection in Array(http2Connections.values) { connection.checkTimeouts(at: now) }
         if watched || !http2Connections.isEmpty { timer.schedule(on: eventLoop, in: interval) { [self] in self.sweep() } }
     }
 }

@@ -186,16 +186,13 @@ extension SluiceServer {
         _ = try channel.pipeline.syncOperations.configureHTTP2Pipeline(
             mode: .server, connectionConfiguration: connection, streamConfiguration: .init()
         ) { stream in
-            do {
+            SluiceServer.completed(stream) {
                 // Counted once its handler is in place (whose removal ends it, `streamEnded`).
                 let id = try? stream.syncOptions?.getOption(HTTP2StreamChannelOptions.streamID)
                 try stream.pipeline.syncOperations.addHandler(DownstreamHandler(loop: loop.value, store: store, scheme: scheme,
                                                                                 connection: boundConnection.value),
                                                               name: "exchange")
                 boundConnection.value.streamStarted(id)
-                return stream.eventLoop.makeSucceededVoidFuture()
-            } catch {
-                return stream.eventLoop.makeFailedFuture(error)
             }
         }
         // After NIOHTTP2's handler: the connection's idle timeout and drain.
