@@ -63,8 +63,8 @@ extension DownstreamHandler: UpstreamDelegate {
     }
 
     func upstreamResponseEnd(_ trailers: HTTPHeaders?) {
-        guard let req = request, let context else { return }
-        if req.tunnel, let conn = req.upstream {
+        guard let req = request, context != nil else { return }
+        if req.tunnel, let conn = req.upstream, let context {
             req.upstream = nil
             finish(code: 101, failure: nil)
             sendEnd(nil, close: false)
@@ -108,7 +108,7 @@ extension DownstreamHandler: UpstreamDelegate {
                     loop.logger.warning("upstream connection reset before a response, trying another endpoint",
                                         metadata: ["backend": "\(req.backend.spec.name)", "endpoint": "\(conn.address.endpointText)"])
                 }
-                connectUpstream()
+                connectUpstream(req)
                 return
             }
         }

@@ -346,18 +346,19 @@ final class DownstreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
             send(.head(HTTPResponseHead(version: head.version, status: .continue)))
             flushClient()
         }
-        request = RequestState(
+        let req = RequestState(
             snapshot: snapshot, decision: decision, series: series, start: start,
             isHEAD: head.method.isHEAD, clientIsHTTP10: head.version == .http1_0, upstreamHead: upstreamHead,
             keepAlive: upstreamHead.keepAlive && !closeWhenIdle,
             bodyless: !upstreamHead.chunked && (upstreamHead.contentLength ?? "0") == "0")
+        request = req
         stats.adjustInflight(series: series, by: 1)
-        request!.upgrade = upgrade
+        req.upgrade = upgrade
         // WebSockets are never mirrored.
         if let shadow = decision.mirror, upgrade == nil {
-            request!.mirror = makeMirror(upstreamHead, to: shadow, snapshot: snapshot, decision: decision)
+            req.mirror = makeMirror(upstreamHead, to: shadow, snapshot: snapshot, decision: decision)
         }
-        connectUpstream()
+        connectUpstream(req)
     }
 
     /// For a request target in absolute-form (`http://shop.example.com/a?b`, RFC 9112 §3.2.2):
@@ -416,6 +417,12 @@ final class DownstreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
 
     func connectUpstream() {
         guard let req = request else { return }
+        connectUpstream(req)
+    }
+
+    /// `req` is `request`, handed down the call rather than loaded again: each load of the
+    /// optional property is a retain and a release (as in `attach(_:to:)`).
+    func connectUpstream(_ req: RequestState) {
         let backend = req.backend
         guard !backend.endpoints.isEmpty else {
             failBeforeResponse(.serviceUnavailable, "no endpoint available for backend '\(backend.spec.name)'",
@@ -439,7 +446,7 @@ final class DownstreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
         }
         let h2 = backend.spec.upstreamProtocol == .h2
         if !h2, let conn = pool.takeIdle(backend: backend, index: index) {
-            attach(conn)
+            attach(conn, to: req)
             return
         }
         let address = backend.endpoints[index]
@@ -464,7 +471,7 @@ final class DownstreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
             switch result {
             case .success(let conn):
                 self.loop.endpointCooldown.connected(address)
-                self.attach(conn)
+                self.attach(conn, to: req)
             case .failure(let error):
                 let isTimeout = (error as? ChannelError).map { if case .connectTimeout = $0 { true } else { false } } ?? false
                 self.loop.endpointCooldown.connectFailed(address, now: .now())
@@ -494,12 +501,20 @@ final class DownstreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
         loop.logger.warning("upstream connect failed, trying another endpoint",
                             metadata: ["backend": "\(backend.spec.name)", "endpoint": "\(address.endpointText)",
                                        "reason": "\(failure.metricReason.label)"])
-        connectUpstream()
+        connectUpstream(req)
         return true
     }
 
     func attach(_ conn: UpstreamConnection) {
-        guard let req = request, context != nil else {
+        guard let req = request else {
+            pool.release(conn)
+            return
+        }
+        attach(conn, to: req)
+    }
+
+    private func attach(_ conn: UpstreamConnection, to req: RequestState) {
+        guard context != nil else {
             pool.release(conn)
             return
         }
@@ -675,8 +690,8 @@ final class DownstreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
 
     /// The one place where a request's outcome is recorded and its state released.
     func finish(code: Int, failure: UpstreamFailure?) {
-        guard let req = request else { return }
-        request = nil
+        // Moved out, not copied and then cleared: no retain.
+        guard let req = request.take() else { return }
         req.deadline = nil
         let end = NIODeadline.now()
         let seconds = Double((end - req.start).nanoseconds) / 1e9

@@ -129,8 +129,8 @@ final class HTTP1ServerHandler: ChannelDuplexHandler, RemovableChannelHandler {
 
     /// Parses and delivers as much of `input` as the exchange may take now.
     private func process(context: ChannelHandlerContext) {
-        guard var buffer = input else { return }
-        input = nil
+        // Moved out, not copied and then cleared: no retain of its storage.
+        guard var buffer = input.take() else { return }
         parsing: while !failed {
             let atStart = parser.isAtMessageStart
             if atStart && (responsePending || exchange.request != nil) { break }

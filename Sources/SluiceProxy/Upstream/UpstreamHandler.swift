@@ -159,6 +159,11 @@ final class HTTP1UpstreamHandler: UpstreamHandler, ChannelDuplexHandler, Removab
     }
 
     override func send(_ part: HTTPClientRequestPart) {
+        if case .end(let trailers) = part {
+            // The usual part after `sendHead` (a request without a body): no context needed.
+            output.end(trailers)
+            return
+        }
         guard let context, let head = output.write(part, context: context) else { return }
         output.head { HTTP1Writer.writeRequestHead(head, into: &$0) }
         parser.respondingToHEAD = head.method.isHEAD
@@ -182,10 +187,8 @@ final class HTTP1UpstreamHandler: UpstreamHandler, ChannelDuplexHandler, Removab
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        let bytes = unwrapInboundIn(data)
-        input.append(received: bytes)
-        guard var buffer = input else { return }
-        input = nil
+        input.append(received: unwrapInboundIn(data))
+        guard var buffer = input.take() else { return }
         parsing: while !parser.isUpgraded {
             guard let delegate else {
                 // A response nobody asked for (or bytes after one): the connection is unusable.
