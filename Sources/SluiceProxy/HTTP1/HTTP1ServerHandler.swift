@@ -288,7 +288,7 @@ final class HTTP1ServerHandler: ChannelDuplexHandler, RemovableChannelHandler {
             promise.futureResult.assumeIsolated().whenComplete { _ in context.close(promise: nil) }
             return
         }
-        flush()
+        output.flush(context: context, socket: socketChannel)
         if input != nil {
             // Taken up on the next loop tick: the exchange that ended this response is still
             // on the stack.
