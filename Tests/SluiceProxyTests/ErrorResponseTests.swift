@@ -94,6 +94,46 @@ extension EndToEnd {
         _ = served
     }
 
+    /// A backend with two endpoints, the first taking every request and never answering (a hung
+    /// instance): a GET or HEAD whose response head does not come within the backend's
+    /// `timeout` is sent once more, to the other endpoint, and answered 200 (nginx's
+    /// `proxy_next_upstream timeout`); a POST is not sent again (the backend may be acting on
+    /// it), so those that reach the hung endpoint get a 504. Before, every request that reached
+    /// it got a 504.
+    @Test func anIdempotentRequestThatTimesOutGoesToAnotherEndpoint() async throws {
+        let hung = try RawBackend()
+        let testDone = DispatchSemaphore(value: 0)
+        let served = hung.serve { accept in
+            var held: [RawHTTPClient] = []
+            for _ in 0..<16 {
+                guard let connection = accept() else { break }
+                _ = try? connection.readLine() // the request has arrived; it is never answered
+                held.append(connection)
+            }
+            testDone.wait()
+            for connection in held { connection.close() }
+        }
+        defer { testDone.signal() }
+        try await Harness.with(
+            backends: [.init(version: "v1")],
+            specs: { started in
+                [Harness.spec("pair", "v1", ["127.0.0.1:\(hung.port)", started[0].address], timeout: .milliseconds(300))]
+            }
+        ) { h in
+            // Round-robin alternates, so about half of these reach the hung endpoint first.
+            for i in 0..<6 {
+                let r = try h.client().request(i % 2 == 0 ? "GET" : "HEAD", "/g\(i)")
+                #expect(r.status == 200, "request \(i): \(r.status) \(r.bodyString)")
+            }
+            let retried = try h.statistics().series.first?.upstreamErrors[UpstreamErrorReason.timeout.rawValue] ?? 0
+            #expect(retried >= 2, "only \(retried) requests met the hung endpoint")
+            let posts = try (0..<4).map { i in try h.client().request("POST", "/p\(i)").status }
+            #expect(posts.contains(504) && posts.allSatisfy { $0 == 200 || $0 == 504 }, "\(posts)")
+            #expect(h.backends[0].received.filter { $0.method == "POST" }.count == posts.filter { $0 == 200 }.count)
+        }
+        _ = served
+    }
+
     @Test func noEndpointIs503() async throws {
         try await Harness.with(
             backends: [.init(version: "v1")],

@@ -91,27 +91,7 @@ extension DownstreamHandler: UpstreamDelegate {
             context.close(promise: nil)
             return
         }
-        // Sent again, once, when the backend never answered a request without a body: on a
-        // fresh connection when a pooled one failed (the backend had closed it while idle), and
-        // on another endpoint when an idempotent request's connection was reset (the instance
-        // went away mid-request: a restart, a crash; nginx's `proxy_next_upstream error`).
-        if let conn, !req.retried, req.requestEnded, req.requestBodyBytes == 0 {
-            let stale = conn.requestsServed > 1
-            let elsewhere = reason == .reset && req.upstreamHead.method.isIdempotent && req.backend.endpoints.count > 1
-            if stale || elsewhere {
-                req.retried = true
-                req.deadline = nil
-                req.buffered = [.end(nil)]
-                if elsewhere {
-                    req.avoidEndpoint = conn.address
-                    stats.recordUpstreamError(series: req.series, reason: reason.metricReason)
-                    loop.logger.warning("upstream connection reset before a response, trying another endpoint",
-                                        metadata: ["backend": "\(req.backend.spec.name)", "endpoint": "\(conn.address.endpointText)"])
-                }
-                connectUpstream(req)
-                return
-            }
-        }
+        if let conn, sendAgain(req, after: reason, on: conn) { return }
         let name = req.backend.spec.name
         switch reason {
         case .timeout:
@@ -123,6 +103,33 @@ extension DownstreamHandler: UpstreamDelegate {
         case .reset:
             failBeforeResponse(.badGateway, "upstream connection reset: backend '\(name)'", failure: .reset)
         }
+    }
+
+    /// Sends the request again, once, when the backend never answered it and it had no body: on
+    /// a fresh connection when a pooled one failed (the backend had closed it while idle), and
+    /// on another endpoint when an idempotent request's connection was reset (the instance went
+    /// away mid-request: a restart, a crash) or its response head did not come within the
+    /// backend's `timeout` (a hung instance) — nginx's `proxy_next_upstream error timeout`. A
+    /// request that times out there too gets its 504 after two timeouts. True when sent again.
+    /// `conn`: the failed connection, already closed and no longer the request's.
+    func sendAgain(_ req: RequestState, after reason: UpstreamFailure, on conn: UpstreamConnection) -> Bool {
+        guard !req.retried, req.requestEnded, req.requestBodyBytes == 0 else { return false }
+        let stale = reason != .timeout && conn.requestsServed > 1
+        let elsewhere = (reason == .reset || reason == .timeout) && req.upstreamHead.method.isIdempotent
+            && req.backend.endpoints.count > 1
+        guard stale || elsewhere else { return false }
+        req.retried = true
+        req.deadline = nil
+        req.buffered = [.end(nil)]
+        if elsewhere {
+            req.avoidEndpoint = conn.address
+            stats.recordUpstreamError(series: req.series, reason: reason.metricReason)
+            loop.logger.warning(reason == .timeout ? "upstream response timeout, trying another endpoint"
+                                                   : "upstream connection reset before a response, trying another endpoint",
+                                metadata: ["backend": "\(req.backend.spec.name)", "endpoint": "\(conn.address.endpointText)"])
+        }
+        connectUpstream(req)
+        return true
     }
 
     func upstreamWritabilityChanged(isWritable: Bool) {

@@ -567,6 +567,7 @@ final class DownstreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
         up.handler.delegate = nil
         up.channel.close(promise: nil)
         req.upstream = nil
+        if sendAgain(req, after: .timeout, on: up) { return }
         let name = req.backend.spec.name
         failBeforeResponse(.gatewayTimeout, "upstream response timeout: backend '\(name)'", failure: .timeout)
     }
