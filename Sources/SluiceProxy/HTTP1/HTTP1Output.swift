@@ -40,6 +40,12 @@ struct HTTP1Output {
 
     /// One body part, framed as the head decided.
     mutating func body(_ body: ByteBuffer, context: ChannelHandlerContext) {
+        self.body(body) { context }
+    }
+
+    /// The same, asking for the handler context only when the part is handed to NIO (one
+    /// larger than `coalesceLimit`; see `flush(socket:context:)`). Dropped without a context.
+    mutating func body(_ body: ByteBuffer, context: () -> ChannelHandlerContext?) {
         switch framing {
         case .none:
             return
@@ -100,12 +106,29 @@ struct HTTP1Output {
     /// socket takes it all, else one `writeAndFlush`: one walk to the channel instead of two.
     /// `socket`: the codec's channel when `writeThrough` is set (`OwnedSocket`).
     mutating func flush(context: ChannelHandlerContext, socket: Channel?) {
-        if !unflushed, var bytes = takePending() {
-            defer { spare?.keep(bytes) }
-            if writeThrough?.send(&bytes, channel: socket) == true { return }
+        flush(socket: socket) { context }
+    }
+
+    /// The same, asking for the handler context only when the bytes go through NIO: a codec's
+    /// context is an optional property, and loading it is a retain and a release that the
+    /// usual flush (one direct `send`) does not need. Nothing happens without a context.
+    /// (The codecs pass `{ [unowned(unsafe) self] in self.context }`: the closure runs within
+    /// the call, while the codec is alive, and a strong capture cost the retain it saves.)
+    mutating func flush(socket: Channel?, context: () -> ChannelHandlerContext?) {
+        if !unflushed, var bytes = pending.take() {
+            if writeThrough?.send(&bytes, channel: socket) == true {
+                spare?.keep(bytes)
+                return
+            }
+            guard let context = context() else {
+                pending = bytes
+                return
+            }
             context.writeAndFlush(NIOAny(bytes), promise: writeThrough?.track(nil, on: context))
+            spare?.keep(bytes)
             return
         }
+        guard pending != nil || unflushed, let context = context() else { return }
         write(context: context)
         guard unflushed else { return }
         unflushed = false
@@ -123,16 +146,15 @@ struct HTTP1Output {
     /// The pending bytes, no longer referenced from here: written to in place, not copied
     /// (a second reference would make the next write copy the storage).
     private mutating func takePending() -> ByteBuffer? {
-        guard let bytes = pending else { return nil }
-        pending = nil
-        return bytes
+        pending.take()
     }
 
-    private mutating func append(_ body: ByteBuffer, context: ChannelHandlerContext) {
+    private mutating func append(_ body: ByteBuffer, context: () -> ChannelHandlerContext?) {
         if body.readableBytes <= Self.coalesceLimit {
             if pending == nil { pending = allocator.buffer(capacity: max(body.readableBytes, 256)) }
             pending!.writeImmutableBuffer(body)
         } else {
+            guard let context = context() else { return }
             write(context: context)
             hand(body, to: context, promise: nil)
         }

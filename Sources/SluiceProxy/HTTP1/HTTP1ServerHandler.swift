@@ -254,8 +254,7 @@ final class HTTP1ServerHandler: ChannelDuplexHandler, RemovableChannelHandler {
     /// A body part of the response, framed as its head decided (the exchange's usual path: no
     /// `HTTPServerResponsePart` is made and taken apart again, each a copy of the part).
     func writeBody(_ body: ByteBuffer) {
-        guard let context else { return }
-        output.body(body, context: context)
+        output.body(body) { [unowned(unsafe) self] in self.context }
     }
 
     /// A backend's response head passed on (see `ResponseHead`): kept field lines copied as bytes.
@@ -268,18 +267,17 @@ final class HTTP1ServerHandler: ChannelDuplexHandler, RemovableChannelHandler {
     }
 
     func flush() {
-        guard let context else { return }
-        output.flush(context: context, socket: socketChannel)
+        output.flush(socket: socketChannel) { [unowned(unsafe) self] in self.context }
     }
 
     /// Ends the response in progress; with `close`, the connection closes once it is written.
     /// Otherwise the next pipelined request, if one is waiting, is taken up.
     func end(_ trailers: HTTPHeaders?, close: Bool) {
-        guard let context else { return }
+        guard context != nil else { return }
         output.end(trailers)
         responsePending = false
         requestIsHEAD = false
-        if close {
+        if close, let context {
             failed = true
             input = nil
             let promise = context.eventLoop.makePromise(of: Void.self)
@@ -288,8 +286,9 @@ final class HTTP1ServerHandler: ChannelDuplexHandler, RemovableChannelHandler {
             promise.futureResult.assumeIsolated().whenComplete { _ in context.close(promise: nil) }
             return
         }
-        output.flush(context: context, socket: socketChannel)
-        if input != nil {
+        flush()
+        // The context is loaded only when there is more to do (usually not).
+        if input != nil, let context {
             // Taken up on the next loop tick: the exchange that ended this response is still
             // on the stack.
             context.eventLoop.assumeIsolated().execute { [self] in
@@ -300,7 +299,7 @@ final class HTTP1ServerHandler: ChannelDuplexHandler, RemovableChannelHandler {
                     self.read(context: context)
                 }
             }
-        } else if readHeldForPipelining {
+        } else if readHeldForPipelining, let context {
             readHeldForPipelining = false
             read(context: context)
         }

@@ -175,8 +175,7 @@ final class HTTP1UpstreamHandler: UpstreamHandler, ChannelDuplexHandler, Removab
     }
 
     override func flush() {
-        guard let context else { return }
-        output.flush(context: context, socket: socketChannel)
+        output.flush(socket: socketChannel) { [unowned(unsafe) self] in self.context }
     }
 
     /// Asks for the next read here, subject to backpressure (`read`), as
