@@ -76,21 +76,8 @@ extension EndToEnd {
                 connection.close()
             }
         }
-        try await Harness.with(
-            backends: [.init(version: "v1")],
-            specs: { started in [Harness.spec("pair", "v1", ["127.0.0.1:\(dropping.port)", started[0].address])] }
-        ) { h in
-            // Round-robin alternates, so about half of these reach the dropping endpoint first.
-            for i in 0..<8 {
-                let r = try h.client().request(i % 2 == 0 ? "GET" : "DELETE", "/g\(i)")
-                #expect(r.status == 200, "request \(i): \(r.status) \(r.bodyString)")
-            }
-            let retried = try h.statistics().series.first?.upstreamErrors[UpstreamErrorReason.reset.rawValue] ?? 0
-            #expect(retried >= 2, "only \(retried) requests met the dropping endpoint")
-            let posts = try (0..<4).map { i in try h.client().request("POST", "/p\(i)").status }
-            #expect(posts.contains(502) && posts.allSatisfy { $0 == 200 || $0 == 502 }, "\(posts)")
-            #expect(h.backends[0].received.filter { $0.method == "POST" }.count == posts.filter { $0 == 200 }.count)
-        }
+        try await expectRetriedElsewhere(failingEndpoint: dropping.port, methods: ["GET", "DELETE"], requests: 8,
+                                         reason: .reset, postStatus: 502)
         _ = served
     }
 
@@ -114,24 +101,32 @@ extension EndToEnd {
             for connection in held { connection.close() }
         }
         defer { testDone.signal() }
+        try await expectRetriedElsewhere(failingEndpoint: hung.port, timeout: .milliseconds(300), methods: ["GET", "HEAD"],
+                                         requests: 6, reason: .timeout, postStatus: 504)
+        _ = served
+    }
+
+    /// A backend whose first endpoint (`failingEndpoint`, on loopback) fails every request and
+    /// whose second is a test backend: `requests` idempotent requests, alternating `methods`,
+    /// are all answered 200, at least two of them after meeting the failing endpoint first
+    /// (counted as `reason`; round-robin alternates); POSTs that meet it get `postStatus`, and
+    /// none reaches the backend twice.
+    private func expectRetriedElsewhere(failingEndpoint port: Int, timeout: Duration = .seconds(30), methods: [String],
+                                        requests: Int, reason: UpstreamErrorReason, postStatus: Int) async throws {
         try await Harness.with(
             backends: [.init(version: "v1")],
-            specs: { started in
-                [Harness.spec("pair", "v1", ["127.0.0.1:\(hung.port)", started[0].address], timeout: .milliseconds(300))]
-            }
+            specs: { started in [Harness.spec("pair", "v1", ["127.0.0.1:\(port)", started[0].address], timeout: timeout)] }
         ) { h in
-            // Round-robin alternates, so about half of these reach the hung endpoint first.
-            for i in 0..<6 {
-                let r = try h.client().request(i % 2 == 0 ? "GET" : "HEAD", "/g\(i)")
+            for i in 0..<requests {
+                let r = try h.client().request(methods[i % methods.count], "/g\(i)")
                 #expect(r.status == 200, "request \(i): \(r.status) \(r.bodyString)")
             }
-            let retried = try h.statistics().series.first?.upstreamErrors[UpstreamErrorReason.timeout.rawValue] ?? 0
-            #expect(retried >= 2, "only \(retried) requests met the hung endpoint")
+            let retried = try h.statistics().series.first?.upstreamErrors[reason.rawValue] ?? 0
+            #expect(retried >= 2, "only \(retried) requests met the failing endpoint")
             let posts = try (0..<4).map { i in try h.client().request("POST", "/p\(i)").status }
-            #expect(posts.contains(504) && posts.allSatisfy { $0 == 200 || $0 == 504 }, "\(posts)")
+            #expect(posts.contains(postStatus) && posts.allSatisfy { $0 == 200 || $0 == postStatus }, "\(posts)")
             #expect(h.backends[0].received.filter { $0.method == "POST" }.count == posts.filter { $0 == 200 }.count)
         }
-        _ = served
     }
 
     @Test func noEndpointIs503() async throws {
