@@ -115,7 +115,7 @@ struct HTTP1Output {
     /// (The codecs pass `{ [unowned(unsafe) self] in self.context }`: the closure runs within
     /// the call, while the codec is alive, and a strong capture cost the retain it saves.)
     mutating func flush(socket: Channel?, context: () -> ChannelHandlerContext?) {
-        if !unflushed, var bytes = pending.take() {
+        if !unflushed, var bytes = takePending() {
             if writeThrough?.send(&bytes, channel: socket) == true {
                 spare?.keep(bytes)
                 return
