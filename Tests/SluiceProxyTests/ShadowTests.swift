@@ -1,5 +1,6 @@
 import Foundation
 import NIOCore
+import NIOEmbedded
 import NIOHTTP1
 import NIOPosix
 import Testing
@@ -538,6 +539,25 @@ extension EndToEnd {
         // Forgotten means a new failure starts again at 1 s.
         cooldown.connectFailed(a, now: t0 + .seconds(60))
         #expect(!cooldown.skips(a, now: t0 + .seconds(61)))
+    }
+
+    /// A retry that goes elsewhere passes over the endpoint it failed on and those cooling
+    /// down; when that is every endpoint, one cooling down comes before the failed one.
+    @Test func aRetryPassesOverTheFailedEndpointAndThoseCoolingDown() throws {
+        let loop = LoopContext(eventLoop: EmbeddedEventLoop())
+        let backend = try BackendRuntime(Harness.spec("b", "v1", ["127.0.0.1:1", "127.0.0.1:2", "127.0.0.1:3"]))
+        let (a, b) = (backend.endpoints[0], backend.endpoints[1])
+        var cooldown = EndpointCooldown()
+        cooldown.connectFailed(b, now: .now())
+        // Whatever the round-robin position, the only endpoint left is the third.
+        for _ in 0..<6 {
+            #expect(loop.nextEndpoint(of: backend, index: 0, generation: 1, avoiding: cooldown, except: a) == 2)
+        }
+        let two = try BackendRuntime(Harness.spec("b", "v1", ["127.0.0.1:1", "127.0.0.1:2"]))
+        #expect(loop.nextEndpoint(of: two, index: 1, generation: 1, avoiding: cooldown, except: a) == nil)
+        for _ in 0..<4 {
+            #expect(loop.nextEndpoint(of: two, index: 1, generation: 1, avoiding: EndpointCooldown(), except: a) == 1)
+        }
     }
 }
 

@@ -429,20 +429,24 @@ final class DownstreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
                                failure: nil)
             return
         }
-        var index: Int
-        if loop.endpointCooldown.isEmpty {
+        let index: Int
+        let avoid = req.avoidEndpoint
+        if loop.endpointCooldown.isEmpty && avoid == nil {
             index = loop.nextEndpoint(backend: req.decision.backend.index, of: backend.endpoints.count,
                                       generation: req.snapshot.generation)
         } else {
-            // Some endpoint failed a connect lately: pass over those cooling down, unless all are.
+            // Some endpoint failed a connect lately, or this is a retry that goes elsewhere: pass
+            // over the endpoints cooling down and the one the request failed on. When that is all
+            // of them, an endpoint cooling down comes before the failed one (a refused connect
+            // fails fast and moves on; a hung endpoint costs another timeout), and the failed one
+            // before none.
             loop.endpointCooldown.prune(now: .now())
-            index = loop.nextEndpoint(of: backend, index: req.decision.backend.index, generation: req.snapshot.generation,
-                                      avoiding: loop.endpointCooldown)
-                ?? loop.nextEndpoint(backend: req.decision.backend.index, of: backend.endpoints.count,
-                                     generation: req.snapshot.generation)
-        }
-        if let avoid = req.avoidEndpoint, backend.endpoints[index] == avoid {
-            index = (index + 1) % backend.endpoints.count
+            let backendIndex = req.decision.backend.index, generation = req.snapshot.generation
+            index = loop.nextEndpoint(of: backend, index: backendIndex, generation: generation,
+                                      avoiding: loop.endpointCooldown, except: avoid)
+                ?? loop.nextEndpoint(of: backend, index: backendIndex, generation: generation,
+                                     avoiding: EndpointCooldown(), except: avoid)
+                ?? loop.nextEndpoint(backend: backendIndex, of: backend.endpoints.count, generation: generation)
         }
         let h2 = backend.spec.upstreamProtocol == .h2
         if !h2, let conn = pool.takeIdle(backend: backend, index: index) {

@@ -58,15 +58,18 @@ final class LoopContext {
     }
 
     /// The next endpoint index of `backend` (its index in the snapshot: `index`) in round-robin
-    /// order, passing over endpoints `cooldown` skips; nil when it skips them all.
-    func nextEndpoint(of backend: BackendRuntime, index: Int, generation: Int, avoiding cooldown: EndpointCooldown) -> Int? {
+    /// order, passing over `except` (where a retried request failed) and the endpoints
+    /// `cooldown` skips; nil when that passes over them all.
+    func nextEndpoint(of backend: BackendRuntime, index: Int, generation: Int, avoiding cooldown: EndpointCooldown,
+                      except: SocketAddress? = nil) -> Int? {
         let count = backend.endpoints.count
         guard count > 0 else { return nil }
-        if cooldown.isEmpty { return nextEndpoint(backend: index, of: count, generation: generation) }
+        if cooldown.isEmpty && except == nil { return nextEndpoint(backend: index, of: count, generation: generation) }
         let now = NIODeadline.now()
         for _ in 0..<count {
             let i = nextEndpoint(backend: index, of: count, generation: generation)
-            if !cooldown.skips(backend.endpoints[i], now: now) { return i }
+            let address = backend.endpoints[i]
+            if address != except && !cooldown.skips(address, now: now) { return i }
         }
         return nil
     }
