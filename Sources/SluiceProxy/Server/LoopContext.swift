@@ -38,6 +38,10 @@ final class LoopContext {
         self.mirrors = MirrorSender(loop: self)
     }
 
+    /// The context and the objects it is made of: they live as long as its event loop
+    /// (`SluiceServer` marks them `Immortal`).
+    var residents: [AnyObject] { [self, pool, pool.spare, stats, deadlines, exchanges, mirrors] }
+
     /// This loop's share of a backend's `maxConnections` (rounded up, at least 1).
     func connectionLimit(_ backend: BackendSpec) -> Int {
         max(1, (backend.maxConnections + loopCount - 1) / loopCount)

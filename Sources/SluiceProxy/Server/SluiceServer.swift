@@ -30,10 +30,16 @@ public final class SluiceServer: Sendable {
         self.store = SnapshotStore(try Snapshot(generation: 1, configuration: configuration,
                                                 table: configuration.table, registry: registry))
         self.group = MultiThreadedEventLoopGroup(numberOfThreads: max(1, threads))
+        // The loops, their contexts and the store live as long as the proxy: counting
+        // references to them is skipped (`Immortal`).
+        Immortal.mark(store)
         var contexts: [ObjectIdentifier: NIOLoopBound<LoopContext>] = [:]
         for loop in group.makeIterator() {
+            Immortal.mark(loop)
             contexts[ObjectIdentifier(loop)] = try loop.submit {
-                NIOLoopBound(LoopContext(eventLoop: loop, loopCount: max(1, threads)), eventLoop: loop)
+                let context = LoopContext(eventLoop: loop, loopCount: max(1, threads))
+                context.residents.forEach(Immortal.mark)
+                return NIOLoopBound(context, eventLoop: loop)
             }.wait()
         }
         self.contexts = contexts

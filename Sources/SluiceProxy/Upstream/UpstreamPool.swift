@@ -102,7 +102,14 @@ final class UpstreamPool {
 
     private func endpoint(_ address: SocketAddress) -> Endpoint {
         if let last = lastEndpoint, last.address == address { return last }
-        let endpoint = endpoints[address] ?? Endpoint(address)
+        if let endpoint = endpoints[address] {
+            lastEndpoint = endpoint
+            return endpoint
+        }
+        // Kept as long as the pool, which lives as long as its loop (an address's record is
+        // never dropped): immortal, like the loop's context (`Immortal`).
+        let endpoint = Endpoint(address)
+        Immortal.mark(endpoint)
         endpoints[address] = endpoint
         lastEndpoint = endpoint
         return endpoint
