@@ -115,6 +115,32 @@ import SluiceRouting
             + "x-forwarded-host: shop.example.com\r\n\r\n")
     }
 
+    /// Kept lines already written as `name: value` with CRLF are copied on in runs
+    /// (`FieldRun`); the bytes are those of writing each field: other lines are normalised
+    /// (one space after the colon, no trailing whitespace, CRLF), dropped ones break a run.
+    @Test func keptFieldLinesGoOutNormalisedWhetherCopiedInRunsOrOneByOne() throws {
+        func parse(_ raw: String, _ kind: HTTP1Parser.Kind) throws -> HTTP1Parser.Event? {
+            var parser = HTTP1Parser(kind: kind, maxHeadBytes: 8192)
+            var buffer = ByteBuffer(string: raw)
+            return try parser.next(from: &buffer)
+        }
+        guard case .requestHead(let request)? = try parse(
+            "GET /p HTTP/1.1\r\nHost: h\r\nA: 1\r\nB:  2 \r\nC: 3\nKeep-Alive: x\r\nD: 4\r\nTE: trailers\r\nE: 5\r\nF:\t6\r\nG:\r\nH: \r\n\r\n",
+            .request) else { Issue.record("no request head"); return }
+        var bytes = ByteBuffer()
+        _ = HTTP1Writer.writeRequestHead(HeaderRewrite.forwardRequest(request, clientAddress: "127.0.0.1", scheme: "http"),
+                                         into: &bytes)
+        #expect(String(buffer: bytes) == "GET /p HTTP/1.1\r\nHost: h\r\nA: 1\r\nB: 2\r\nC: 3\r\nD: 4\r\nE: 5\r\nF: 6\r\n"
+            + "G: \r\nH: \r\nx-forwarded-for: 127.0.0.1\r\nx-forwarded-proto: http\r\nx-forwarded-host: h\r\n\r\n")
+        guard case .responseHead(let response)? = try parse(
+            "HTTP/1.1 200 OK\r\nServer: s\r\nDate: d\r\nConnection: keep-alive\r\nX:  y\r\nContent-Length: 2\r\nZ: z\r\n\r\nok",
+            .response) else { Issue.record("no response head"); return }
+        bytes.clear()
+        _ = HTTP1Writer.writeResponseHead(response, version: .http1_1, forwarded: HeaderRewrite.forwardResponse(response),
+                                          extra: [], bodySuppressed: false, into: &bytes)
+        #expect(String(buffer: bytes) == "HTTP/1.1 200 OK\r\nServer: s\r\nDate: d\r\nX: y\r\nContent-Length: 2\r\nZ: z\r\n\r\n")
+    }
+
     @Test func forwardResponseDropsHopByHopAndReportsFraming() {
         var headers = HTTPHeaders()
         headers.add(name: "Content-Length", value: "2")
