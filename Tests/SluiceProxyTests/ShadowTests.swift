@@ -542,7 +542,8 @@ extension EndToEnd {
     }
 
     /// A retry that goes elsewhere passes over the endpoint it failed on and those cooling
-    /// down; when that is every endpoint, one cooling down comes before the failed one.
+    /// down, whatever the round-robin position; nil when that is every endpoint (the caller
+    /// then asks again without the cool-down, then without either).
     @Test func aRetryPassesOverTheFailedEndpointAndThoseCoolingDown() throws {
         let loop = LoopContext(eventLoop: EmbeddedEventLoop())
         let backend = try BackendRuntime(Harness.spec("b", "v1", ["127.0.0.1:1", "127.0.0.1:2", "127.0.0.1:3"]))

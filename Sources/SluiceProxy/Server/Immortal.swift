@@ -22,8 +22,9 @@
 /// Snapshots are not marked (each live change makes one, and the old ones must go), nor is
 /// anything per connection or per request.
 ///
-/// `_swift_stdlib_immortalize` is the runtime's entry point for this (exported as standard
-/// library API of the runtime; Swift's own benchmark suite uses it the same way).
+/// `_swift_stdlib_immortalize` is the runtime's entry point for this, exported for the standard
+/// library (Swift's own benchmark suite calls it the same way). It is underscored, not public
+/// API: a toolchain without it fails to link Sluice rather than running without it.
 enum Immortal {
     static func mark(_ object: AnyObject) {
         withExtendedLifetime(object) {
