@@ -3,7 +3,7 @@ import NIOHTTP1
 
 /// Header rules shared by every forwarded message (RFC 9110 §7.6.1), applied in ONE pass over
 /// the fields (the request path's header work was a dozen scans before; see the README's
-/// Performance section).
+/// Performance section and `bench/HISTORY.md`).
 ///
 /// Hop-by-hop fields describe one connection, not the message, so a proxy must not forward
 /// them: the fixed list below plus every field named in `Connection`. `Transfer-Encoding` is
