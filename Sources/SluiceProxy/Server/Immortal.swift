@@ -4,8 +4,8 @@
 /// Why: every retain or release of a Swift object is an atomic read-modify-write of its count
 /// (`lock cmpxchg` on x86), about 8 ns each on the Intel host of the README's table, whichever
 /// thread holds the object. A request makes about 210 retain and release calls, half in NIO's
-/// read path, and a good share land on a few objects every request touches: its event loop (NIO copies a
-/// channel's lifecycle state, which holds the loop, six times per read event), the loop's
+/// read path, and a good share land on a few objects every request touches: its event loop
+/// (NIO copies a channel's lifecycle state, which holds the loop, six times per read event), the loop's
 /// `LoopContext` and its parts (pool, statistics shard, deadlines, open exchanges, shadow
 /// sender, head buffer), the pool's per-endpoint records and the `SnapshotStore`. The Swift
 /// runtime skips counting for an object marked immortal: a retain or release reads the count,
