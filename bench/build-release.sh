@@ -7,7 +7,7 @@
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
-flags=(-c release --static-swift-stdlib -Xswiftc -enforce-exclusivity=unchecked
+flags=(-c release --static-swift-stdlib -Xswiftc -enforce-exclusivity=unchecked --experimental-lto-mode=full
        --product sluice --scratch-path "$ROOT/.build-bench")
 swift build "${flags[@]}" >&2
 echo "$(swift build "${flags[@]}" --show-bin-path)/sluice"

@@ -11,6 +11,7 @@
 #   0. Installs missing tools with apt-get (nginx, haproxy, wrk, nghttp2-client, valgrind,
 #      procps) and builds Sluice in release mode into .build-bench/ (gitignored):
 #        swift build -c release --static-swift-stdlib -Xswiftc -enforce-exclusivity=unchecked \
+#          --experimental-lto-mode=full \
 #          --product sluice --scratch-path .build-bench
 #      (the production build the README recommends: the Swift runtime and Foundation linked in,
 #      so retain/release are direct calls and fewer library pages are resident; Package.swift
