@@ -241,7 +241,14 @@ final class DownstreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
 
     func channelWritabilityChanged(context: ChannelHandlerContext) {
         let isWritable = context.channel.isWritable
-        if isWritable { request?.upstream?.handler.resumeReading() }
+        if isWritable, let req = request, let up = req.upstream, up.handler.resumeReading(),
+           req.responseHeadSent, req.deadline != nil, !req.tunnel {
+            // The backend said nothing while its reads were held for this client: its body's
+            // read timeout counts from now. The resumed read only happens in the loop's next
+            // tick (NIO's `read0` asks for readability), so a sweep due in this one would
+            // otherwise find no read since the deadline was armed and none held.
+            armBodyReadDeadline(req, upstream: up)
+        }
         connection?.streamWritabilityChanged(self, isWritable: isWritable)
         context.fireChannelWritabilityChanged()
     }
@@ -578,7 +585,8 @@ final class DownstreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
 
     /// A response body's read timeout was armed `readTimeout` ago (at the end of a read that
     /// left the response unfinished): a read from the backend since, or a read held back because the
-    /// client is the slow side, arms it again; otherwise the backend has sent nothing for a
+    /// client is the slow side, arms it again (as does resuming a held read,
+    /// `channelWritabilityChanged`); otherwise the backend has sent nothing for a
     /// whole `readTimeout` and the exchange fails the way any upstream failure after the head
     /// does (the client's connection, or stream, is closed; recorded as a timeout).
     private func bodyReadDeadlinePassed(_ req: RequestState, upstream up: UpstreamConnection) {

@@ -57,11 +57,14 @@ class UpstreamHandler {
     func sendHead(_ request: UpstreamRequest) { preconditionFailure("overridden") }
     func flush() { context?.flush() }
 
-    /// The downstream side drained: resume reading the response.
-    final func resumeReading() {
-        guard readPending, let context else { return }
+    /// The downstream side drained: resume reading the response. True when a read was held
+    /// back and now goes ahead.
+    @discardableResult
+    final func resumeReading() -> Bool {
+        guard readPending, let context else { return false }
         readPending = false
         read(context)
+        return true
     }
 
     /// The socket channel, when the handler is its only one (HTTP/1.1 to a backend; not an
