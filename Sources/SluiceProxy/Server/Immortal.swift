@@ -12,7 +12,8 @@
 /// sees the mark and returns. Marking those objects took 0.15 µs of user time off a request
 /// (3.65 -> 3.50 µs, eight interleaved runs) and gave 1-2% more requests/s on plain proxying; a
 /// build with no atomic counting at all (unsound here: shown for scale) was 10% faster, which
-/// is the whole of nginx's lead on that host (README, Performance).
+/// was the whole of nginx's lead on that host before link-time optimisation (README,
+/// Performance).
 ///
 /// What it costs: an immortal object is never freed. Only objects that already live until the
 /// process ends are marked — each made once per `SluiceServer`, or once per endpoint address a
