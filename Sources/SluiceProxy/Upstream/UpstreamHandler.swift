@@ -41,7 +41,13 @@ class UpstreamHandler {
     /// response): the lease is always ended by clearing it — released to the pool, abandoned,
     /// failed, timed out, turned into a tunnel, or the channel closed (`connectionClosed`) — and
     /// that breaks the exchange → connection → delegate cycle.
-    final var delegate: UpstreamDelegate?
+    final var delegate: UpstreamDelegate? {
+        didSet { delegateChanges &+= 1 }
+    }
+    /// Counts changes of `delegate`, so that a read delivering several parts of a response
+    /// binds the delegate once and again only after it changed (each load of the property is
+    /// a retain and a release, atomic operations both).
+    final private(set) var delegateChanges = 0
     /// The pool that holds this connection while it idles; told when the channel closes.
     /// `unowned(unsafe)`: a pool lives as long as its event loop, longer than any connection.
     final unowned(unsafe) var pool: UpstreamPool?
@@ -197,29 +203,34 @@ final class HTTP1UpstreamHandler: UpstreamHandler, ChannelDuplexHandler, Removab
                 if buffer.readableBytes > 0 { context.close(promise: nil) }
                 return
             }
-            // Switched on as it comes back, never bound (see `HTTP1ServerHandler.process`).
-            do {
-                switch try parser.next(from: &buffer) {
-                case nil:
-                    break parsing
-                case .responseHead(let head)?:
-                    delegate.upstreamResponseHead(head)
-                case .body(let body)?:
-                    delegate.upstreamResponseBody(body)
-                case .end(let trailers)?:
-                    if parser.isUpgraded {
-                        // The 101's end: the bytes after it are the tunnel's, and the delegate
-                        // removes this handler right away (`removeHandler` passes `input` on).
-                        input = buffer.readableBytes > 0 ? buffer : nil
-                        buffer.clear()
+            // Parts go to this delegate until it changes (the response ended and the
+            // connection went back to the pool, or the exchange let it go).
+            let bound = delegateChanges
+            while bound == delegateChanges && !parser.isUpgraded {
+                // Switched on as it comes back, never bound (see `HTTP1ServerHandler.process`).
+                do {
+                    switch try parser.next(from: &buffer) {
+                    case nil:
+                        break parsing
+                    case .responseHead(let head)?:
+                        delegate.upstreamResponseHead(head)
+                    case .body(let body)?:
+                        delegate.upstreamResponseBody(body)
+                    case .end(let trailers)?:
+                        if parser.isUpgraded {
+                            // The 101's end: the bytes after it are the tunnel's, and the delegate
+                            // removes this handler right away (`removeHandler` passes `input` on).
+                            input = buffer.readableBytes > 0 ? buffer : nil
+                            buffer.clear()
+                        }
+                        delegate.upstreamResponseEnd(trailers)
+                    case .requestHead?:
+                        preconditionFailure("a response parser yields no request heads")
                     }
-                    delegate.upstreamResponseEnd(trailers)
-                case .requestHead?:
-                    preconditionFailure("a response parser yields no request heads")
+                } catch {
+                    failed(.protocolError, context: context)
+                    return
                 }
-            } catch {
-                failed(.protocolError, context: context)
-                return
             }
         }
         if buffer.readableBytes > 0 { input = buffer }
