@@ -18,16 +18,21 @@ final class ResponseDeadlines {
     /// its owner's current request is that object with that same deadline: an address reused
     /// by a later request cannot carry the same armed deadline, and if it did, that deadline
     /// has passed all the same.
+    ///
+    /// The owner is held by a count taken at `arm` and given back when the entry is dropped
+    /// (`Unmanaged`), and read without counting while the entry holds it
+    /// (`_withUnsafeGuaranteedRef`, `Unmanaged`'s own way to do that): an entry holding a strong
+    /// reference was copied out at each look, two more retains and releases per request. Every
+    /// entry leaves the array once, in `sweep`, and gives its count back there.
     private struct Entry {
         let deadline: NIODeadline
         let request: ObjectIdentifier
-        let owner: DownstreamHandler
+        let owner: Unmanaged<DownstreamHandler>
 
-        /// The request this entry was armed for, when it is still in progress and armed.
-        var armedRequest: DownstreamHandler.RequestState? {
-            guard let current = owner.request, ObjectIdentifier(current) == request,
-                  current.deadline == deadline else { return nil }
-            return current
+        /// Whether the owner's current request is the one this entry was armed for, still armed.
+        func isArmed(_ owner: DownstreamHandler) -> Bool {
+            guard let current = owner.request else { return false }
+            return ObjectIdentifier(current) == request && current.deadline == deadline
         }
     }
 
@@ -44,28 +49,34 @@ final class ResponseDeadlines {
     func arm(_ request: DownstreamHandler.RequestState, owner: DownstreamHandler, in timeout: TimeAmount) {
         let deadline = NIODeadline.now() + timeout
         request.deadline = deadline
-        entries.append(Entry(deadline: deadline, request: ObjectIdentifier(request), owner: owner))
+        entries.append(Entry(deadline: deadline, request: ObjectIdentifier(request), owner: .passRetained(owner)))
         timer.schedule(on: eventLoop, in: Self.resolution) { [self] in self.sweep() }
     }
 
     private func sweep() {
         timer.fired()
         let now = NIODeadline.now()
-        var due: [(DownstreamHandler.RequestState, DownstreamHandler)] = []
-        entries.removeAll { entry in
-            guard let request = entry.armedRequest else {
-                return true // disarmed, re-armed, or the request is over
+        var due: [(DownstreamHandler.RequestState, Unmanaged<DownstreamHandler>)] = []
+        var kept = 0
+        for index in entries.indices {
+            let entry = entries[index]
+            // Disarmed, re-armed, or the request is over: dropped (and its count given back);
+            // passed: dropped, its owner told below (the count is given back after that).
+            let armed = entry.owner._withUnsafeGuaranteedRef { entry.isArmed($0) }
+            if !armed {
+                entry.owner.release()
+            } else if entry.deadline <= now {
+                due.append((entry.owner._withUnsafeGuaranteedRef { $0.request! }, entry.owner))
+            } else {
+                entries[kept] = entry
+                kept += 1
             }
-            if entry.deadline <= now {
-                due.append((request, entry.owner))
-                return true
-            }
-            return false
         }
+        entries.removeLast(entries.count - kept)
         if !entries.isEmpty { timer.schedule(on: eventLoop, in: Self.resolution) { [self] in self.sweep() } }
         for (request, owner) in due {
             request.deadline = nil
-            owner.deadlinePassed()
+            owner.takeRetainedValue().deadlinePassed()
         }
     }
 }
