@@ -246,7 +246,7 @@ struct HTTP1Parser {
             // The start line is the head's first bytes: the target's range in the line is its
             // range in the head.
             return (.requestHead(RequestHead(method: method, uri: uri, version: version,
-                                             fields: FieldBlock(bytes: slice, fields: fields.index), target: target)), length)
+                                             fields: FieldBlock(bytes: slice, fields: fields.takeIndex()), target: target)), length)
         case .response:
             let (version, status) = try Self.statusLine(startLine)
             let code = status.code
@@ -268,7 +268,7 @@ struct HTTP1Parser {
                 }
             }
             return (.responseHead(ResponseHead(version: version, status: status,
-                                               fields: FieldBlock(bytes: slice, fields: fields.index))), length)
+                                               fields: FieldBlock(bytes: slice, fields: fields.takeIndex()))), length)
         }
     }
 
@@ -464,6 +464,14 @@ private struct FieldCollector {
             index.removeAll(keepingCapacity: true)
             if index.capacity < 16 { index.reserveCapacity(16) }
         }
+    }
+
+    /// The index, moved out (the collector keeps an empty one): handed to the head without a
+    /// retain, and without a release when the collector goes.
+    mutating func takeIndex() -> [FieldBlock.Field] {
+        var taken: [FieldBlock.Field] = []
+        swap(&taken, &index)
+        return taken
     }
 
     mutating func add(_ line: UnsafeRawBufferPointer) throws(HTTP1Parser.Failure) {
