@@ -95,7 +95,7 @@ struct HTTP1Output {
     mutating func write(context: ChannelHandlerContext, promise: EventLoopPromise<Void>? = nil) {
         if let bytes = takePending() {
             hand(bytes, to: context, promise: promise)
-            spare?.keep(bytes)
+            spare?.keep(consume bytes)
         } else if let promise {
             hand(allocator.buffer(capacity: 0), to: context, promise: promise)
         }
@@ -117,7 +117,7 @@ struct HTTP1Output {
     mutating func flush(socket: Channel?, context: () -> ChannelHandlerContext?) {
         if !unflushed, var bytes = takePending() {
             if writeThrough?.send(&bytes, channel: socket) == true {
-                spare?.keep(bytes)
+                spare?.keep(consume bytes)
                 return
             }
             guard let context = context() else {
@@ -125,7 +125,7 @@ struct HTTP1Output {
                 return
             }
             context.writeAndFlush(NIOAny(bytes), promise: writeThrough?.track(nil, on: context))
-            spare?.keep(bytes)
+            spare?.keep(consume bytes)
             return
         }
         guard pending != nil || unflushed, let context = context() else { return }
@@ -173,14 +173,15 @@ final class SpareBuffer {
     static let maxKept = 16_384
     private var buffer: ByteBuffer?
 
+    /// Moved in and out, not copied: a copy is a retain of the storage and, when the copy
+    /// goes, a release (two per head and two per flush).
     func take() -> ByteBuffer? {
-        guard var bytes = buffer else { return nil }
-        buffer = nil
+        guard var bytes = buffer.take() else { return nil }
         bytes.clear()
         return bytes
     }
 
-    func keep(_ bytes: ByteBuffer) {
+    func keep(_ bytes: consuming ByteBuffer) {
         if buffer == nil, bytes.capacity <= Self.maxKept { buffer = bytes }
     }
 }
