@@ -714,7 +714,8 @@ final class DownstreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
         if failure != nil || req.snapshot.accessLog {
             log(req, code: code, seconds: seconds, failure: failure)
         }
-        if let up = req.upstream {
+        // Moved out too (the request is over): the pool takes it over without a retain.
+        if let up = req.upstream.take() {
             if req.upstreamReusable && req.requestEnded {
                 pool.release(up)
             } else {
