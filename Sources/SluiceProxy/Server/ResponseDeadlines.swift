@@ -29,10 +29,13 @@ final class ResponseDeadlines {
         let request: ObjectIdentifier
         let owner: Unmanaged<DownstreamHandler>
 
-        /// Whether the owner's current request is the one this entry was armed for, still armed.
-        func isArmed(_ owner: DownstreamHandler) -> Bool {
-            guard let current = owner.request else { return false }
-            return ObjectIdentifier(current) == request && current.deadline == deadline
+        /// Whether the owner's current request is the one this entry was armed for, still armed
+        /// (the owner read without counting: the entry holds its count).
+        var isArmed: Bool {
+            owner._withUnsafeGuaranteedRef { owner in
+                guard let current = owner.request else { return false }
+                return ObjectIdentifier(current) == request && current.deadline == deadline
+            }
         }
     }
 
@@ -62,8 +65,7 @@ final class ResponseDeadlines {
             let entry = entries[index]
             // Disarmed, re-armed, or the request is over: dropped (and its count given back);
             // passed: dropped, its owner told below (the count is given back after that).
-            let armed = entry.owner._withUnsafeGuaranteedRef { entry.isArmed($0) }
-            if !armed {
+            if !entry.isArmed {
                 entry.owner.release()
             } else if entry.deadline <= now {
                 due.append((entry.owner._withUnsafeGuaranteedRef { $0.request! }, entry.owner))
