@@ -32,10 +32,9 @@ extension Route {
     /// Steps 2–4 of `RouteTable.decide` for a request that this route's `match` fits.
     func decide<F: RequestFacts, R: RandomNumberGenerator>(_ facts: F, id: RouteID, random: inout R) -> Decision {
         var decision = Decision(route: id, backend: BackendID(0))
-        var ruleIndex: Int? = nil
-        for index in rules.indices where rules[index].holds(for: facts) {
-            ruleIndex = index
-            break
+        // Through the buffer, each rule is read where it lies (indexing the array copied it).
+        let ruleIndex = rules.withUnsafeBufferPointer { rules in
+            rules.indices.first { rules[$0].holds(for: facts) }
         }
         decision.rule = ruleIndex
         if let ruleIndex {

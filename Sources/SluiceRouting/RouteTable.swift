@@ -223,15 +223,37 @@ public struct Condition: Sendable {
         /// Case-sensitive query parameter name.
         case query(String)
     }
-    public var subject: Subject
+    /// Where the name is looked up; `subject` without its payload.
+    enum Place: Sendable { case header, cookie, query }
+
+    /// Kept apart rather than as a `Subject`: matching switches on `place` and passes `name`,
+    /// where switching on the enum copied its string out for every condition of every request.
+    private(set) var place: Place
+    private(set) var name: String
     public var value: ValueMatcher
 
-    public init(subject: Subject, value: ValueMatcher) {
-        if case .header(let name) = subject {
-            self.subject = .header(name.lowercased())
-        } else {
-            self.subject = subject
+    public var subject: Subject {
+        get {
+            switch place {
+            case .header: .header(name)
+            case .cookie: .cookie(name)
+            case .query: .query(name)
+            }
         }
+        set { (place, name) = Self.parts(of: newValue) }
+    }
+
+    public init(subject: Subject, value: ValueMatcher) {
+        (place, name) = Self.parts(of: subject)
         self.value = value
+    }
+
+    /// A header name is kept lowercase (the lookup compares it with lowercased field names).
+    private static func parts(of subject: Subject) -> (Place, String) {
+        switch subject {
+        case .header(let name): (.header, name.lowercased())
+        case .cookie(let name): (.cookie, name)
+        case .query(let name): (.query, name)
+        }
     }
 }

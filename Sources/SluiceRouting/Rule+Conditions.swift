@@ -1,10 +1,9 @@
 extension Rule {
     /// Whether every condition holds (AND); a rule without conditions always holds.
     func holds<F: RequestFacts>(for facts: F) -> Bool {
-        for condition in conditions where !condition.holds(for: facts) {
-            return false
+        conditions.withUnsafeBufferPointer { conditions in
+            conditions.indices.allSatisfy { conditions[$0].holds(for: facts) }
         }
-        return true
     }
 }
 
@@ -19,12 +18,12 @@ extension Condition {
     func holds<F: RequestFacts>(for facts: F) -> Bool {
         // The closures capture the matcher alone: capturing `self` copied the condition.
         let matcher = value
-        switch subject {
-        case .header(let name):
+        switch place {
+        case .header:
             return facts.firstHeaderValue(name) { matcher.matches($0) ? true : nil } ?? false
-        case .cookie(let name):
+        case .cookie:
             return CookieHeader.value(named: name, in: facts) { matcher.matches($0) } ?? false
-        case .query(let name):
+        case .query:
             guard let query = facts.query, let found = QueryString.value(named: name, in: query) else { return false }
             return matcher.matches(found)
         }
