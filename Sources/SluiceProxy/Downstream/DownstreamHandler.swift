@@ -331,7 +331,8 @@ final class DownstreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
             return
         }
         let snapshot = store.load()
-        guard let decision = RequestHeadFacts.decide(upstreamHead, in: snapshot.table, random: &loop.random) else {
+        guard let decision = snapshot.table.decide(RequestHeadFacts(request: upstreamHead),
+                                                   random: &loop.random) else {
             stats.recordUnrouted()
             let target = head.uri.split(separator: "?", maxSplits: 1).first.map(String.init) ?? "/"
             let hasBody = upstreamHead.chunked || (upstreamHead.contentLength.map { $0 != "0" } ?? false)

@@ -3,20 +3,8 @@ import SluiceRouting
 
 /// `RequestFacts` as a view over a request head: nothing is copied up front; the routing core
 /// asks only for what its matchers need, and header values are read where they lie.
-///
-/// Made inside `decide(_:random:)`, which pins the head's field block for the decision.
 struct RequestHeadFacts: RequestFacts {
     let request: UpstreamRequest
-    /// `request.head.fields`, pinned.
-    let fields: FieldBlock.View
-
-    /// `table.decide` for `request`, with the head's fields read in place throughout.
-    static func decide<R: RandomNumberGenerator>(_ request: UpstreamRequest, in table: RouteTable,
-                                                 random: inout R) -> Decision? {
-        request.head.fields.withView { fields in
-            table.decide(RequestHeadFacts(request: request, fields: fields), random: &random)
-        }
-    }
 
     var head: RequestHead { request.head }
 
@@ -39,6 +27,6 @@ struct RequestHeadFacts: RequestFacts {
     }
 
     func firstHeaderValue<T>(_ lowercasedName: String, _ body: (UnsafeBufferPointer<UInt8>) -> T?) -> T? {
-        fields.firstValue(of: lowercasedName, body)
+        head.fields.firstValue(of: lowercasedName, body)
     }
 }

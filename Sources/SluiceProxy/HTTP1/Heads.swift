@@ -207,26 +207,11 @@ struct FieldBlock {
         HTTPHeaders(fields.map { (name($0), value($0)) })
     }
 
-    /// The block read in place: its bytes and its field index, for `body`'s duration only.
-    ///
-    /// Routing looks up several fields of one head (an A/B rule's header, the cookie of another,
-    /// the sticky cookie); through a view the buffer and the index are pinned once for all of
-    /// them rather than retained and released around each lookup.
-    func withView<R>(_ body: (View) -> R) -> R {
-        bytes.withUnsafeReadableBytes { bytes in
-            fields.withUnsafeBufferPointer { fields in body(View(bytes: bytes, fields: fields)) }
-        }
-    }
-
-    /// A `FieldBlock`'s bytes and index as unsafe buffers; valid only inside `withView`.
-    struct View {
-        let bytes: UnsafeRawBufferPointer
-        let fields: UnsafeBufferPointer<Field>
-
-        /// `body` applied to the bytes of each field called `lowercasedName` (ASCII
-        /// case-insensitive), in order, until it returns something (`RequestFacts.firstHeaderValue`).
-        func firstValue<T>(of lowercasedName: String, _ body: (UnsafeBufferPointer<UInt8>) -> T?) -> T? {
-            let length = Int32(truncatingIfNeeded: lowercasedName.utf8.count)
+    /// `body` applied to the bytes of each field called `lowercasedName` (ASCII
+    /// case-insensitive), in order, until it returns something (`RequestFacts.firstHeaderValue`).
+    func firstValue<T>(of lowercasedName: String, _ body: (UnsafeBufferPointer<UInt8>) -> T?) -> T? {
+        let length = Int32(truncatingIfNeeded: lowercasedName.utf8.count)
+        return withBytes { bytes in
             // Lengths first: most fields are ruled out without comparing a byte.
             for field in fields where field.nameCount == length
                 && bytes.name(field).equalsIgnoringCase(lowercased: lowercasedName) {
