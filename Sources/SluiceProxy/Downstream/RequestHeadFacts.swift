@@ -27,6 +27,6 @@ struct RequestHeadFacts: RequestFacts {
     }
 
     func firstHeaderValue<T>(_ lowercasedName: String, _ body: (UnsafeBufferPointer<UInt8>) -> T?) -> T? {
-        head.fields.firstValue(of: lowercasedName, body)
+        request.head.firstFieldValue(of: lowercasedName, body)
     }
 }

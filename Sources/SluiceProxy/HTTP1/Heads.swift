@@ -57,6 +57,13 @@ final class RequestHead {
     convenience init(_ head: HTTPRequestHead) {
         self.init(method: head.method, uri: head.uri, version: head.version, fields: FieldBlock(head.headers))
     }
+
+    /// `fields.firstValue(of:_:)`, asked of the head: inside the head's own method its `let`
+    /// block is read in place, where `head.fields.firstValue` at the call site copied the
+    /// block out (a retain and release of its buffer and of its index per lookup).
+    func firstFieldValue<T>(of lowercasedName: String, _ body: (UnsafeBufferPointer<UInt8>) -> T?) -> T? {
+        fields.firstValue(of: lowercasedName, body)
+    }
 }
 
 /// The request head as it goes to a backend, made by the header pass
