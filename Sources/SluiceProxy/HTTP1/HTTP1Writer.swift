@@ -172,49 +172,51 @@ enum HTTP1Writer {
     /// `UpstreamRequest.proxyFields`, written without building that list) and `extra`. The
     /// framing is what the header pass re-stated. One capacity check for the whole head.
     static func writeRequestHead(_ request: UpstreamRequest, into buffer: inout ByteBuffer) -> BodyFraming {
-        let block = request.fields
-        let method = commonMethod(request.method)
-        let authority = request.authority?.utf8.count ?? 0
-        // The target and the Host value (for x-forwarded-host) are within the block's bytes.
-        var bound = (method?.utf8CodeUnitCount ?? request.method.rawValue.utf8.count) + request.uri.utf8.count
-            + 2 * block.lineBound + 2 * authority + (request.priorForwardedFor?.utf8.count ?? 0)
-            + request.clientAddress.utf8.count + request.scheme.utf8.count + 160
-        for (name, value) in request.extra { bound += name.utf8.count + value.utf8.count + 4 }
-        RawOut.write(into: &buffer, atMost: bound) { out in
-            block.withBytes { bytes in
-                if let method { out.put(method) } else { out.put(request.method.rawValue) }
-                out.put(UInt8.space)
-                if let target = request.head.target {
-                    out.put(UnsafeRawBufferPointer(rebasing: bytes[target]))
-                } else {
-                    out.put(request.uri)
-                }
-                out.put(" HTTP/1.1\r\n")
-                var run = FieldRun()
-                for field in block.fields where request.keeps(field, in: bytes) {
-                    run.add(field, in: bytes, to: &out)
-                }
-                run.flush(bytes, to: &out)
-                if let authority = request.authority { out.field(named: "host: ", authority) }
-                if request.chunked { out.put("transfer-encoding: chunked\r\n") }
-                out.put("x-forwarded-for: ")
-                if let prior = request.priorForwardedFor {
-                    out.put(prior)
-                    out.put(", ")
-                }
-                out.put(request.clientAddress)
-                out.put("\r\n")
-                out.field(named: "x-forwarded-proto: ", request.scheme)
-                if let authority = request.authority {
-                    out.field(named: "x-forwarded-host: ", authority)
-                } else if let host = request.hostField {
-                    out.put("x-forwarded-host: ")
-                    out.put(bytes.value(host))
+        // The block is read in place through the head (`RequestHead.withFieldBlock`).
+        request.head.withFieldBlock { block in
+            let method = commonMethod(request.method)
+            let authority = request.authority?.utf8.count ?? 0
+            // The target and the Host value (for x-forwarded-host) are within the block's bytes.
+            var bound = (method?.utf8CodeUnitCount ?? request.method.rawValue.utf8.count) + request.uri.utf8.count
+                + 2 * block.lineBound + 2 * authority + (request.priorForwardedFor?.utf8.count ?? 0)
+                + request.clientAddress.utf8.count + request.scheme.utf8.count + 160
+            for (name, value) in request.extra { bound += name.utf8.count + value.utf8.count + 4 }
+            RawOut.write(into: &buffer, atMost: bound) { out in
+                block.withBytes { bytes in
+                    if let method { out.put(method) } else { out.put(request.method.rawValue) }
+                    out.put(UInt8.space)
+                    if let target = request.head.target {
+                        out.put(UnsafeRawBufferPointer(rebasing: bytes[target]))
+                    } else {
+                        out.put(request.uri)
+                    }
+                    out.put(" HTTP/1.1\r\n")
+                    var run = FieldRun()
+                    for field in block.fields where request.keeps(field, in: bytes) {
+                        run.add(field, in: bytes, to: &out)
+                    }
+                    run.flush(bytes, to: &out)
+                    if let authority = request.authority { out.field(named: "host: ", authority) }
+                    if request.chunked { out.put("transfer-encoding: chunked\r\n") }
+                    out.put("x-forwarded-for: ")
+                    if let prior = request.priorForwardedFor {
+                        out.put(prior)
+                        out.put(", ")
+                    }
+                    out.put(request.clientAddress)
                     out.put("\r\n")
+                    out.field(named: "x-forwarded-proto: ", request.scheme)
+                    if let authority = request.authority {
+                        out.field(named: "x-forwarded-host: ", authority)
+                    } else if let host = request.hostField {
+                        out.put("x-forwarded-host: ")
+                        out.put(bytes.value(host))
+                        out.put("\r\n")
+                    }
                 }
+                for (name, value) in request.extra { out.field(name, value) }
+                out.put("\r\n")
             }
-            for (name, value) in request.extra { out.field(name, value) }
-            out.put("\r\n")
         }
         if request.chunked { return .chunked }
         return request.contentLength == nil ? .none : .raw

@@ -64,6 +64,11 @@ final class RequestHead {
     func firstFieldValue<T>(of lowercasedName: String, _ body: (UnsafeBufferPointer<UInt8>) -> T?) -> T? {
         fields.firstValue(of: lowercasedName, body)
     }
+
+    /// `body` with the field block read in place, for the same reason as `firstFieldValue`.
+    func withFieldBlock<R>(_ body: (FieldBlock) -> R) -> R {
+        body(fields)
+    }
 }
 
 /// The request head as it goes to a backend, made by the header pass
