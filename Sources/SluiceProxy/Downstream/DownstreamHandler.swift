@@ -353,17 +353,19 @@ final class DownstreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
             send(.head(HTTPResponseHead(version: head.version, status: .continue)))
             flushClient()
         }
+        let keepAlive = upstreamHead.keepAlive && !closeWhenIdle
+        let bodyless = !upstreamHead.chunked && (upstreamHead.contentLength ?? "0") == "0"
+        // The head moves into the request state (copying it cost a retain and a release).
         let req = RequestState(
             snapshot: snapshot, decision: decision, series: series, start: start,
-            isHEAD: head.method.isHEAD, clientIsHTTP10: head.version == .http1_0, upstreamHead: upstreamHead,
-            keepAlive: upstreamHead.keepAlive && !closeWhenIdle,
-            bodyless: !upstreamHead.chunked && (upstreamHead.contentLength ?? "0") == "0")
+            isHEAD: head.method.isHEAD, clientIsHTTP10: head.version == .http1_0, upstreamHead: consume upstreamHead,
+            keepAlive: keepAlive, bodyless: bodyless)
         request = req
         stats.adjustInflight(series: series, by: 1)
         req.upgrade = upgrade
         // WebSockets are never mirrored.
         if let shadow = decision.mirror, upgrade == nil {
-            req.mirror = makeMirror(upstreamHead, to: shadow, snapshot: snapshot, decision: decision)
+            req.mirror = makeMirror(req.upstreamHead, to: shadow, snapshot: snapshot, decision: decision)
         }
         connectUpstream(req)
     }
