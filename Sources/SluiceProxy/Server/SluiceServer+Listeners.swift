@@ -180,6 +180,8 @@ extension SluiceServer {
         let loop = contexts[ObjectIdentifier(channel.eventLoop)]!
         // Below NIOHTTP2's handler, to see the frames it writes (RFC 9113 §5.4.1).
         try channel.pipeline.syncOperations.addHandler(HTTP2ConnectionErrorCloser(), name: "error-close")
+        // The streams' flushes, one per tick (`TickFlush`).
+        try channel.pipeline.syncOperations.addHandler(TickFlush(), name: "tick-flush")
         let connectionHandler = HTTP2ClientConnection(exchanges: loop.value.exchanges, idleTimeout: idle,
                                                       clientAddress: channel.remoteAddress?.forwardedFor ?? "unknown")
         let boundConnection = NIOLoopBound(connectionHandler, eventLoop: channel.eventLoop)
