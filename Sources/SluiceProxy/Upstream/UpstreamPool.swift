@@ -307,6 +307,8 @@ final class UpstreamPool {
                 connection.headerBlockValidation = .disabled
                 // Below NIOHTTP2's handler: after a GOAWAY for an error, the connection closes.
                 try channel.pipeline.syncOperations.addHandler(HTTP2ConnectionErrorCloser(prefaceBytes: 24), name: "error-close")
+                // The requests of every client that wrote in a tick, in one system call (`TickFlush`).
+                try channel.pipeline.syncOperations.addHandler(TickFlush(), name: "tick-flush")
                 let multiplexer = try channel.pipeline.syncOperations.configureHTTP2Pipeline(
                     mode: .client, connectionConfiguration: connection, streamConfiguration: .init()
                 ) { $0.eventLoop.makeSucceededVoidFuture() }
