@@ -17,7 +17,8 @@
 #
 # Prints, per run: requests/s, latency percentiles (wrk), and the proxy's user and system CPU
 # time per request (/proc). Needs nginx and wrk (bench/run.sh installs them) and the bench's
-# ports free. Builds into .build-bench (stock) and .build-et (patched; ~7 minutes the first time).
+# ports free. Builds into .build-bench (stock: the working tree) and .build-et (patched: the
+# committed HEAD, through `git archive`; ~7 minutes the first time, on 2 cores).
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 BENCH="$ROOT/bench"
