@@ -50,6 +50,9 @@ mkdir "$ET/src"
 git -C "$ROOT" archive HEAD | tar -x -C "$ET/src"
 (
   cd "$ET/src"
+  # A run before left the scratch path's workspace with swift-nio in edit mode: start it afresh
+  # (the build products stay, so a second run rebuilds only what changed).
+  rm -f "$ET/build/workspace-state.json"
   swift package --scratch-path "$ET/build" edit swift-nio --path "$ET/swift-nio" >/dev/null
   swift build -c release --static-swift-stdlib -Xswiftc -enforce-exclusivity=unchecked \
     --experimental-lto-mode=full --product sluice --scratch-path "$ET/build" >&2
