@@ -20,7 +20,7 @@
 # Prints, per run: requests/s, latency percentiles (wrk), and the proxy's user and system CPU
 # time per request (/proc). Needs nginx and wrk (bench/run.sh installs them) and the bench's
 # ports free. Builds into .build-bench (stock: the working tree) and .build-et (patched: the
-# committed HEAD, through `git archive`; ~7 minutes the first time, on 2 cores).
+# committed HEAD, through `git archive`; 5-7 minutes on 2 cores, each run, as the tree is fresh).
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 BENCH="$ROOT/bench"
@@ -50,8 +50,7 @@ mkdir "$ET/src"
 git -C "$ROOT" archive HEAD | tar -x -C "$ET/src"
 (
   cd "$ET/src"
-  # A run before left the scratch path's workspace with swift-nio in edit mode: start it afresh
-  # (the build products stay, so a second run rebuilds only what changed).
+  # A run before left the scratch path's workspace with swift-nio in edit mode: start it afresh.
   rm -f "$ET/build/workspace-state.json"
   swift package --scratch-path "$ET/build" edit swift-nio --path "$ET/swift-nio" >/dev/null
   swift build -c release --static-swift-stdlib -Xswiftc -enforce-exclusivity=unchecked \
