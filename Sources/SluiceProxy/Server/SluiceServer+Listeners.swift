@@ -178,10 +178,8 @@ extension SluiceServer {
         // metadata for its `Result` on every call); the client's address formatted once; the
         // handler named (NIO would format a name for it, "handler0", every time).
         let loop = contexts[ObjectIdentifier(channel.eventLoop)]!
-        // Below NIOHTTP2's handler, to see the frames it writes (RFC 9113 §5.4.1).
-        try channel.pipeline.syncOperations.addHandler(HTTP2ConnectionErrorCloser(), name: "error-close")
-        // The streams' flushes, one per tick (`TickFlush`).
-        try channel.pipeline.syncOperations.addHandler(TickFlush(), name: "tick-flush")
+        // Below NIOHTTP2's handler: the error closer and one flush per tick.
+        try channel.pipeline.syncOperations.addHTTP2ConnectionHandlers()
         let connectionHandler = HTTP2ClientConnection(exchanges: loop.value.exchanges, idleTimeout: idle,
                                                       clientAddress: channel.remoteAddress?.forwardedFor ?? "unknown")
         let boundConnection = NIOLoopBound(connectionHandler, eventLoop: channel.eventLoop)

@@ -52,3 +52,14 @@ final class TickFlush: ChannelOutboundHandler, RemovableChannelHandler {
 
 @available(*, unavailable)
 extension TickFlush: Sendable {}
+
+extension ChannelPipeline.SynchronousOperations {
+    /// The handlers every HTTP/2 connection, to a client or to a backend, has between its socket
+    /// (or TLS) and `NIOHTTP2Handler`, in order: `HTTP2ConnectionErrorCloser` (it must see the
+    /// bytes NIOHTTP2 writes, RFC 9113 §5.4.1) and `TickFlush`. `prefaceBytes`: the client
+    /// preface written before the first frame (24 on a connection to a backend, none from a client).
+    func addHTTP2ConnectionHandlers(prefaceBytes: Int = 0) throws {
+        try addHandler(HTTP2ConnectionErrorCloser(prefaceBytes: prefaceBytes), name: "error-close")
+        try addHandler(TickFlush(), name: "tick-flush")
+    }
+}

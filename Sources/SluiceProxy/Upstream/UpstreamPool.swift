@@ -305,10 +305,9 @@ final class UpstreamPool {
                 // The backend's blocks are checked as they become responses (`HTTP2StreamParts`).
                 var connection = NIOHTTP2Handler.ConnectionConfiguration()
                 connection.headerBlockValidation = .disabled
-                // Below NIOHTTP2's handler: after a GOAWAY for an error, the connection closes.
-                try channel.pipeline.syncOperations.addHandler(HTTP2ConnectionErrorCloser(prefaceBytes: 24), name: "error-close")
-                // The requests of every client that wrote in a tick, in one system call (`TickFlush`).
-                try channel.pipeline.syncOperations.addHandler(TickFlush(), name: "tick-flush")
+                // Below NIOHTTP2's handler: the error closer (after a GOAWAY for an error, the
+                // connection closes) and one flush per tick.
+                try channel.pipeline.syncOperations.addHTTP2ConnectionHandlers(prefaceBytes: 24)
                 let multiplexer = try channel.pipeline.syncOperations.configureHTTP2Pipeline(
                     mode: .client, connectionConfiguration: connection, streamConfiguration: .init()
                 ) { $0.eventLoop.makeSucceededVoidFuture() }
