@@ -16,9 +16,11 @@ SCENARIOS = {
     "s4": "4 SIGHUP every 100 ms",
     "s6": "6 HTTP/2 (h2c): h2load -c 10 -m 10 (p50 column: mean)",
     "s7": "7 a new connection per request (Connection: close)",
+    "s8": "8 plain proxying over TLS 1.3 (keep-alive)",
+    "s9": "9 a TLS handshake per request (Connection: close)",
 }
 # Scenarios compared with Sluice's own figure in the same scenario, not with scenario 1.
-OWN_BASE = {"s6": "HTTP/2", "s7": "scenario 7"}
+OWN_BASE = {"s6": "HTTP/2", "s7": "scenario 7", "s8": "scenario 8", "s9": "scenario 9"}
 PROXIES = ["sluice", "nginx", "haproxy"]
 NAMES = {"sluice": "Sluice", "nginx": "nginx", "haproxy": "HAProxy"}
 
@@ -85,11 +87,17 @@ def main():
             if not rs:
                 continue
             good = [r for r in rs if num(r[3]) is not None]
-            # "cores busy: proxy P%, load L%" leads a round's note (run_wrk): one entry per row.
-            busy = [re.match(r"cores busy: proxy (\d+)%, load (\d+)%(?:; )?", r[11]) for r in sorted(rs, key=lambda r: r[2])]
+            # "cores busy: proxy P%, load L%[, proxy CPU C us/req]" leads a round's note (run_wrk):
+            # one entry per row.
+            busy = [re.match(r"cores busy: proxy (\d+)%, load (\d+)%(?:, proxy CPU ([\d.]+) us/req)?(?:; )?", r[11])
+                    for r in sorted(rs, key=lambda r: r[2])]
             notes = sorted({(r[11][m.end():] if m else r[11]) for r, m in zip(sorted(rs, key=lambda r: r[2]), busy)} - {""})
             if any(busy):
                 notes.append("cores busy, proxy/load: " + ", ".join(f"{m[1]}/{m[2]}%" for m in busy if m))
+            cpu = [float(m[3]) for m in busy if m and m[3]]
+            if cpu:
+                notes.append("proxy CPU per request (user + system): " + " / ".join(f"{c:.1f}" for c in cpu)
+                             + f" µs (median {statistics.median(cpu):.1f})")
             if not good:
                 table.append((SCENARIOS[sc], NAMES[px], None, None, None, None, "", None, "; ".join(notes)))
                 continue

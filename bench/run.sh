@@ -34,6 +34,13 @@
 #           (`listen ... http2`) :18084, `h2load -c 10 -m 10 -D D` on core 1
 #        s7 a new connection per request (wrk adds `Connection: close`): Sluice, nginx and
 #           HAProxy as in s1 — what accepting, setting up and closing a connection costs
+#        s8 s1 over TLS 1.3 (keep-alive): bench/sluice-tls.yaml :18085, bench/nginx-proxy-tls.conf
+#           :18086, bench/haproxy-tls.cfg :18087, with an ECDSA P-256 certificate made at the start
+#           (openssl, into bench/out/tls/)
+#        s9 s8 with a TLS handshake per request (`Connection: close`; wrk resumes its session)
+#      Every run's note gives how busy each core was and the proxy's CPU time (user + system,
+#      from /proc) per request: when the load core is the bottleneck (s7, s9), the proxy's CPU
+#      per request compares the proxies where requests/s cannot.
 #   3. s5: 10,000 idle keep-alive connections (bench/idle_conns.py, one request each) held
 #      against each proxy; VmRSS of the proxy (plus its children: nginx's worker) before/after,
 #      and RssAnon (heap and stacks only: VmRSS also counts the binary's mapped pages).
@@ -77,6 +84,8 @@ COOKIE='Cookie: uid=bench-user-42; beta=0'
 WRK_HEADER=''   # one more request header for wrk (s7: `Connection: close`)
 PORT_SLUICE=18080; PORT_NGINX=18081; PORT_HAPROXY=18082
 PORT_SLUICE_H2=18083; PORT_NGINX_H2=18084   # s6: HTTP/2 with prior knowledge (h2c)
+PORT_SLUICE_TLS=18085; PORT_NGINX_TLS=18086; PORT_HAPROXY_TLS=18087   # s8, s9: HTTP/1.1 over TLS
+TLS_PORT=''     # set while a TLS scenario runs: the port the load goes to
 PORT_ORIGIN1=19001; PORT_ORIGIN2=19002; PORT_SHADOW=19003
 PROXY_CORE=0; LOAD_CORE=1
 
@@ -148,12 +157,23 @@ rss_kib() {
   echo "$total"
 }
 
+# cpu_jiffies PID: user + system clock ticks used so far by PID and its direct children (nginx's
+# worker runs under its master).
+cpu_jiffies() {
+  local total=0 p v
+  for p in "$1" $(pgrep -P "$1" || true); do
+    v=$(awk '{print $14 + $15}' "/proc/$p/stat" 2>/dev/null || echo 0)
+    total=$(( total + ${v:-0} ))
+  done
+  echo "$total"
+}
+
 # ---------------------------------------------------------------- setup
 ensure_tools() {
   local missing=() pkgs=() spec cmd pkg
   for spec in nginx:nginx haproxy:haproxy wrk:wrk h2load:nghttp2-client valgrind:valgrind \
               callgrind_control:valgrind pgrep:procps taskset:util-linux python3:python3 \
-              cc:gcc objcopy:binutils; do
+              cc:gcc objcopy:binutils openssl:openssl; do
     cmd=${spec%%:*}; pkg=${spec#*:}
     command -v "$cmd" >/dev/null 2>&1 || { missing+=("$cmd"); pkgs+=("$pkg"); }
   done
@@ -230,7 +250,7 @@ start_proxy() {
       mkdir -p "$OUT/nginx-proxy/logs" "$OUT/nginx-proxy/tmp"
       local g='daemon off;'
       [[ -n $cg ]] && g='daemon off; master_process off;'
-      start_bg "$name" "${pre[@]}" nginx -p "$OUT/nginx-proxy/" -c "$BENCH/nginx-proxy.conf" \
+      start_bg "$name" "${pre[@]}" nginx -p "$OUT/nginx-proxy/" -c "${cfg:-$BENCH/nginx-proxy.conf}" \
         -e "$OUT/nginx-proxy/logs/error.log" -g "$g" ;;
     haproxy)
       PROXY_PORT=$PORT_HAPROXY; name=haproxy
@@ -238,14 +258,15 @@ start_proxy() {
       # smaller: -n lowers the global maxconn (only 1 connection is used there).
       local n=()
       [[ -n $cg ]] && n=(-n 9000)
-      start_bg "$name" "${pre[@]}" haproxy -db "${n[@]}" -f "$BENCH/haproxy.cfg" ;;
+      start_bg "$name" "${pre[@]}" haproxy -db "${n[@]}" -f "${cfg:-$BENCH/haproxy.cfg}" ;;
   esac
   PROXY_PID=$BG_PID
   PROXY_LOG=$name
-  wait_port "$PROXY_PORT" "$PROXY_PID" "$timeout" "$name"
+  wait_port "${TLS_PORT:-$PROXY_PORT}" "$PROXY_PID" "$timeout" "$name"
 }
 
-proxy_url() { echo "http://127.0.0.1:$PROXY_PORT/"; }
+# TLS_PORT set (s8, s9): the load goes to the proxy's TLS listener instead.
+proxy_url() { if [[ -n $TLS_PORT ]]; then echo "https://127.0.0.1:$TLS_PORT/"; else echo "http://127.0.0.1:$PROXY_PORT/"; fi; }
 
 # cpu_ticks CORE: busy and idle jiffies of one core so far (/proc/stat; iowait counts as idle).
 cpu_ticks() { awk -v c="cpu$1" '$1 == c {print $2 + $3 + $4 + $7 + $8, $5 + $6}' /proc/stat; }
@@ -255,15 +276,20 @@ cpu_ticks() { awk -v c="cpu$1" '$1 == c {print $2 + $3 + $4 + $7 + $8, $5 + $6}'
 # origin together and is usually near 100% too: it bounds every proxy's figure, so ratios
 # between proxies come out smaller than the proxies' own costs differ.
 run_wrk() {
-  local pb0 pi0 lb0 li0 pb1 pi1 lb1 li1
+  local pb0 pi0 lb0 li0 pb1 pi1 lb1 li1 cpu0 cpu1 requests
   taskset -c "$LOAD_CORE" wrk -t"$WRK_THREADS" -c"$WRK_CONNS" -d"${WARMUP}s" -H "$COOKIE" ${WRK_HEADER:+-H "$WRK_HEADER"} \
     "$(proxy_url)" >/dev/null 2>&1 || true
   read -r pb0 pi0 < <(cpu_ticks "$PROXY_CORE"); read -r lb0 li0 < <(cpu_ticks "$LOAD_CORE")
+  cpu0=$(cpu_jiffies "$PROXY_PID")
   taskset -c "$LOAD_CORE" wrk -t"$WRK_THREADS" -c"$WRK_CONNS" -d"${DURATION}s" --latency \
     -s "$BENCH/wrk-report.lua" -H "$COOKIE" ${WRK_HEADER:+-H "$WRK_HEADER"} "$(proxy_url)" >"$1" 2>&1 || true
+  cpu1=$(cpu_jiffies "$PROXY_PID")
   read -r pb1 pi1 < <(cpu_ticks "$PROXY_CORE"); read -r lb1 li1 < <(cpu_ticks "$LOAD_CORE")
+  requests=$(sed -n 's/^WRK requests=\([0-9]*\).*/\1/p' "$1")
   CORES_BUSY=$(awk -v pb=$((pb1 - pb0)) -v pi=$((pi1 - pi0)) -v lb=$((lb1 - lb0)) -v li=$((li1 - li0)) \
-    'BEGIN {printf "cores busy: proxy %.0f%%, load %.0f%%", 100 * pb / (pb + pi + 1e-9), 100 * lb / (lb + li + 1e-9)}')
+    -v cpu=$((cpu1 - cpu0)) -v hz="$(getconf CLK_TCK)" -v n="${requests:-0}" \
+    'BEGIN {printf "cores busy: proxy %.0f%%, load %.0f%%", 100 * pb / (pb + pi + 1e-9), 100 * lb / (lb + li + 1e-9)
+            if (n > 0) printf ", proxy CPU %.1f us/req", cpu / hz * 1e6 / n}')
 }
 
 # record SCENARIO PROXY ROUND WRKFILE NOTE: append one row to raw.tsv from wrk's WRK line.
@@ -310,6 +336,32 @@ scenario_h2() { # KIND ROUND
   case $mean in *ms) mean=$(awk -v v="${mean%ms}" 'BEGIN {print v * 1000}') ;; *us) mean=${mean%us} ;; *s) mean=$(awk -v v="${mean%s}" 'BEGIN {print v * 1000000}') ;; esac
   printf 's6\t%s\t%s\t%s\t%s\t\t0\t0\t0\t%s\t0\t%s\n' "$kind" "$round" "$rps" "$mean" "${failed:-0}" "h2load -c 10 -m 10" >>"$OUT/raw.tsv"
   log "  s6 $kind round $round: ${rps} req/s, mean ${mean} us, failed ${failed:-?}"
+}
+
+# The certificate for s8 and s9, made afresh each run: ECDSA P-256 (what a current public
+# certificate usually is), self-signed for 127.0.0.1; HAProxy reads certificate and key from one
+# PEM. The three proxies' TLS configs name these files.
+make_tls_cert() {
+  mkdir -p "$OUT/tls"
+  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -subj "/CN=127.0.0.1" \
+    -addext "subjectAltName=IP:127.0.0.1" -keyout "$OUT/tls/key.pem" -out "$OUT/tls/cert.pem" \
+    >"$LOGS/openssl.log" 2>&1 || die "openssl could not make the bench's certificate (log: $LOGS/openssl.log)"
+  cat "$OUT/tls/cert.pem" "$OUT/tls/key.pem" >"$OUT/tls/haproxy.pem"
+  export SLUICE_BENCH_TLS=$OUT/tls
+}
+
+# s8, s9: scenario 1 with the client side over TLS (TLS 1.3 with every proxy): keep-alive (s8),
+# and a TLS handshake for every request (s9, wrk adds `Connection: close`; wrk keeps its TLS
+# session across reconnects, so these are resumed handshakes, with a fresh X25519 exchange each).
+scenario_tls() { # SCENARIO KIND ROUND
+  local sc=$1 kind=$2 round=$3 cfg
+  case $kind in
+    sluice) cfg=$BENCH/sluice-tls.yaml; TLS_PORT=$PORT_SLUICE_TLS ;;
+    nginx) cfg=$BENCH/nginx-proxy-tls.conf; TLS_PORT=$PORT_NGINX_TLS ;;
+    haproxy) cfg=$BENCH/haproxy-tls.cfg; TLS_PORT=$PORT_HAPROXY_TLS ;;
+  esac
+  scenario_load "$sc" "$kind" "$cfg" "$round"
+  TLS_PORT=''
 }
 
 SIGHUP_STATE=unknown   # unknown | supported | unsupported
@@ -449,7 +501,8 @@ LOADAVG_START=$(cut -d' ' -f1-3 /proc/loadavg)   # before our own build and load
 ulimit -n 20000 2>/dev/null || die "cannot set ulimit -n 20000 (hard limit: $(ulimit -Hn))"
 ensure_tools
 build_sluice
-for p in $PORT_SLUICE $PORT_NGINX $PORT_HAPROXY $PORT_SLUICE_H2 $PORT_NGINX_H2 $PORT_ORIGIN1 $PORT_ORIGIN2 $PORT_SHADOW; do
+for p in $PORT_SLUICE $PORT_NGINX $PORT_HAPROXY $PORT_SLUICE_H2 $PORT_NGINX_H2 $PORT_SLUICE_TLS $PORT_NGINX_TLS \
+         $PORT_HAPROXY_TLS $PORT_ORIGIN1 $PORT_ORIGIN2 $PORT_SHADOW; do
   port_open "$p" && die "port 127.0.0.1:$p is already in use; stop whatever listens there"
 done
 
@@ -458,6 +511,7 @@ START_TIME=$(date -u +%Y-%m-%dT%H:%M:%SZ)
 log "Sluice binary: $SLUICE"
 log "rounds=$ROUNDS duration=${DURATION}s warmup=${WARMUP}s wrk -t$WRK_THREADS -c$WRK_CONNS; loadavg $LOADAVG_START"
 
+make_tls_cert
 start_origin
 start_shadow
 
@@ -477,6 +531,14 @@ for (( round = 1; round <= ROUNDS; round++ )); do
   scenario_load s7 sluice "$BENCH/sluice-plain.yaml" "$round"
   scenario_load s7 nginx "" "$round"
   scenario_load s7 haproxy "" "$round"
+  WRK_HEADER=""
+  scenario_tls s8 sluice "$round"
+  scenario_tls s8 nginx "$round"
+  scenario_tls s8 haproxy "$round"
+  WRK_HEADER="Connection: close"
+  scenario_tls s9 sluice "$round"
+  scenario_tls s9 nginx "$round"
+  scenario_tls s9 haproxy "$round"
   WRK_HEADER=""
 done
 
