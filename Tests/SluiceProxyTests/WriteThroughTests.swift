@@ -48,6 +48,61 @@ extension EndToEnd {
         }
     }
 
+    /// A response that ends its connection (`Connection: close`) is closed right after one
+    /// direct send when the socket takes all of it (`HTTP1Output.sendAllBeforeClose`), and
+    /// after NIO's write completes when it does not: either way every byte arrives before the
+    /// FIN. A close that overtook the last bytes would cut the body short here.
+    @Test func closingResponseArrivesWholeThenTheConnectionCloses() async throws {
+        try await Harness.with(backends: [.init(version: "v1")]) { h in
+            // Direct: a small response, one send. Through NIO: a body larger than the
+            // coalescing limit is handed to NIO as it is, so the close waits for its write.
+            for size in [0, 3_000, 3 * HTTP1Output.coalesceLimit] {
+                let c = try RawHTTPClient(port: h.port, timeout: 30)
+                try c.send("GET /bytes/\(size) HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+                let r = try c.readResponse()
+                #expect(r.status == 200)
+                #expect(r.body.count == size)
+                #expect(r.body.indices.allSatisfy { r.body[$0] == UInt8($0 % 251) })
+                #expect(r.header("connection")?.lowercased() == "close")
+                #expect(c.waitForClose(), "size \(size): the proxy did not close the connection")
+            }
+            // HTTP/1.0 without keep-alive closes the same way.
+            let old = try RawHTTPClient(port: h.port, timeout: 30)
+            try old.send("GET /bytes/100 HTTP/1.0\r\nHost: t\r\n\r\n")
+            let r = try old.readResponse()
+            #expect(r.status == 200)
+            #expect(r.body.count == 100)
+            #expect(old.waitForClose())
+        }
+    }
+
+    @Test func closingResponseBehindAFullSocketArrivesWhole() async throws {
+        try await Harness.with(backends: [.init(version: "v1")]) { h in
+            // As in the pipelining test above, but the last request asks for the close: by then
+            // NIO holds earlier responses (the client reads nothing until the socket is full),
+            // so the last one cannot go out directly and the close must wait for NIO's write.
+            let size = 3_000
+            let count = (2 * Self.sendBufferLimit + (1 << 20)) / size
+            let before = SocketWriteThrough.shortSends.load(ordering: .relaxed)
+            let c = try RawHTTPClient(port: h.port, timeout: 30, receiveBuffer: 65_536)
+            try c.send(String(repeating: "GET /bytes/\(size) HTTP/1.1\r\nHost: t\r\n\r\n", count: count - 1)
+                       + "GET /bytes/\(size) HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+            #expect(waitUntil(timeout: 30) { SocketWriteThrough.shortSends.load(ordering: .relaxed) > before })
+
+            var wrong: [String] = []
+            for i in 0..<count where wrong.count < 5 {
+                let r = try c.readResponse()
+                if r.status != 200 || r.body.count != size {
+                    wrong.append("response \(i): status \(r.status), \(r.body.count) bytes")
+                } else if let at = r.body.indices.first(where: { r.body[$0] != UInt8($0 % 251) }) {
+                    wrong.append("response \(i): byte \(at) is \(r.body[at])")
+                }
+            }
+            #expect(wrong.isEmpty, "\(wrong)")
+            #expect(c.waitForClose())
+        }
+    }
+
     @Test func requestBodyStaysWholeWhenTheBackendStopsReading() async throws {
         // A backend that accepts and then reads nothing until the proxy has found its socket
         // full: nothing goes to the client meanwhile (no response yet), so the short send is

@@ -280,6 +280,11 @@ final class HTTP1ServerHandler: ChannelDuplexHandler, RemovableChannelHandler {
         if close, let context {
             failed = true
             input = nil
+            // Usually the response's last bytes go out in one direct send: close now.
+            if output.sendAllBeforeClose(socket: socketChannel) {
+                context.close(promise: nil)
+                return
+            }
             let promise = context.eventLoop.makePromise(of: Void.self)
             output.write(context: context, promise: promise)
             output.flush(context: context, socket: socketChannel)

@@ -61,12 +61,15 @@ struct SocketWriteThrough {
         return try? core.withUnsafeTransport { $0 as? NIOBSDSocket.Handle }
     }
 
+    /// No write handed to NIO is still waiting to complete.
+    var holdsNothingInNIO: Bool { handedToNIO?.value ?? 0 == 0 }
+
     /// Sends `bytes` if nothing waits in NIO and `channel` (the socket's) is still active. True
     /// when all of it went; otherwise `bytes` holds what is left (all of it if nothing was
     /// sent), for NIO to write.
     func send(_ bytes: inout ByteBuffer, channel: Channel?) -> Bool {
         #if os(Linux)
-        guard handedToNIO?.value ?? 0 == 0, bytes.readableBytes > 0, channel?.isActive == true else { return false }
+        guard holdsNothingInNIO, bytes.readableBytes > 0, channel?.isActive == true else { return false }
         let sent = bytes.withUnsafeReadableBytes { raw in
             Glibc.send(descriptor, raw.baseAddress, raw.count, Int32(MSG_NOSIGNAL))
         }
