@@ -15,6 +15,21 @@ extension EndToEnd {
         return text.split(whereSeparator: \.isWhitespace).last.flatMap { Int($0) } ?? 4 << 20
     }
 
+    /// Reads `count` responses to `GET /bytes/<size>` and describes the first few that are not
+    /// whole (status 200, `size` bytes of the backend's pattern).
+    private static func wrongResponses(from c: RawHTTPClient, count: Int, size: Int) throws -> [String] {
+        var wrong: [String] = []
+        for i in 0..<count where wrong.count < 5 {
+            let r = try c.readResponse()
+            if r.status != 200 || r.body.count != size {
+                wrong.append("response \(i): status \(r.status), \(r.body.count) bytes")
+            } else if let at = r.body.indices.first(where: { r.body[$0] != UInt8($0 % 251) }) {
+                wrong.append("response \(i): byte \(at) is \(r.body[at])")
+            }
+        }
+        return wrong
+    }
+
     @Test func pipelinedResponsesStayWholeAndInOrderWhenTheClientStopsReading() async throws {
         try await Harness.with(backends: [.init(version: "v1")]) { h in
             // Responses of 3,000 bytes: each head and body is one coalesced direct send. Their
@@ -31,15 +46,7 @@ extension EndToEnd {
             // Not reading until the proxy has found its socket full.
             #expect(waitUntil(timeout: 30) { SocketWriteThrough.shortSends.load(ordering: .relaxed) > before })
 
-            var wrong: [String] = []
-            for i in 0..<count where wrong.count < 5 {
-                let r = try c.readResponse()
-                if r.status != 200 || r.body.count != size {
-                    wrong.append("response \(i): status \(r.status), \(r.body.count) bytes")
-                } else if let at = r.body.indices.first(where: { r.body[$0] != UInt8($0 % 251) }) {
-                    wrong.append("response \(i): byte \(at) is \(r.body[at])")
-                }
-            }
+            let wrong = try Self.wrongResponses(from: c, count: count, size: size)
             #expect(wrong.isEmpty, "\(wrong)")
             // Direct sends resume once NIO has written its share: the connection still works.
             let after = try c.request("GET", "/after")
@@ -89,15 +96,7 @@ extension EndToEnd {
                        + "GET /bytes/\(size) HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
             #expect(waitUntil(timeout: 30) { SocketWriteThrough.shortSends.load(ordering: .relaxed) > before })
 
-            var wrong: [String] = []
-            for i in 0..<count where wrong.count < 5 {
-                let r = try c.readResponse()
-                if r.status != 200 || r.body.count != size {
-                    wrong.append("response \(i): status \(r.status), \(r.body.count) bytes")
-                } else if let at = r.body.indices.first(where: { r.body[$0] != UInt8($0 % 251) }) {
-                    wrong.append("response \(i): byte \(at) is \(r.body[at])")
-                }
-            }
+            let wrong = try Self.wrongResponses(from: c, count: count, size: size)
             #expect(wrong.isEmpty, "\(wrong)")
             #expect(c.waitForClose())
         }

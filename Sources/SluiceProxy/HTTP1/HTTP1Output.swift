@@ -139,8 +139,8 @@ struct HTTP1Output {
     /// socket, and is true when all of it went and NIO holds none of this connection's bytes —
     /// everything is then with the kernel, which sends it before the FIN, and the caller may
     /// close at once instead of handing NIO a write with a promise and closing when it
-    /// completes (a new connection per request paid ~7k instructions for that; see the README's
-    /// "Connection: close without a promise"). False when the write-through is off, NIO still
+    /// completes (a connection per request paid ~8.6k instructions for that; see the README's
+    /// "A closing response without a promise"). False when the write-through is off, NIO still
     /// holds bytes, or the socket did not take everything: what is left stays pending, for the
     /// caller's write through NIO.
     mutating func sendAllBeforeClose(socket: Channel?) -> Bool {
