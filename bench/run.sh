@@ -272,7 +272,8 @@ proxy_url() { if [[ -n $TLS_PORT ]]; then echo "https://127.0.0.1:$TLS_PORT/"; e
 cpu_ticks() { awk -v c="cpu$1" '$1 == c {print $2 + $3 + $4 + $7 + $8, $5 + $6}' /proc/stat; }
 
 # run_wrk OUTFILE: warm-up, then the measured run; leaves wrk's output in OUTFILE, and in
-# CORES_BUSY how busy both cores were during the measured run. The load core runs wrk and the
+# CORES_BUSY how busy both cores were during the measured run and the proxy's CPU time (user +
+# system, itself and its children) per request. The load core runs wrk and the
 # origin together and is usually near 100% too: it bounds every proxy's figure, so ratios
 # between proxies come out smaller than the proxies' own costs differ.
 run_wrk() {
@@ -338,8 +339,8 @@ scenario_h2() { # KIND ROUND
   log "  s6 $kind round $round: ${rps} req/s, mean ${mean} us, failed ${failed:-?}"
 }
 
-# The certificate for s8 and s9, made afresh each run: ECDSA P-256 (what a current public
-# certificate usually is), self-signed for 127.0.0.1; HAProxy reads certificate and key from one
+# The certificate for s8 and s9, made afresh each run: ECDSA P-256 (of the two common key
+# types the cheaper one to sign handshakes with), self-signed for 127.0.0.1; HAProxy reads certificate and key from one
 # PEM. The three proxies' TLS configs name these files.
 make_tls_cert() {
   mkdir -p "$OUT/tls"
