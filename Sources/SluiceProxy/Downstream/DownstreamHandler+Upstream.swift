@@ -3,7 +3,10 @@ import NIOHTTP1
 
 /// Upstream → client: the response half of the exchange.
 extension DownstreamHandler: UpstreamDelegate {
-    var downstreamIsWritable: Bool { context?.channel.isWritable ?? false }
+    var downstreamIsWritable: Bool {
+        if let connection { return connection.isWritable(self) }
+        return context?.channel.isWritable ?? false
+    }
 
     func upstreamResponseHead(_ head: ResponseHead) {
         guard let req = request, context != nil else { return }
@@ -40,7 +43,7 @@ extension DownstreamHandler: UpstreamDelegate {
         } else {
             // HTTP/2 client: an HPACK block made from the kept field lines.
             let headers = HTTP2StreamParts.responseHeaders(head, forwarded: forwarded, extra: extra)
-            if let context { writeFrame(.headers(.init(headers: headers)), context: context) }
+            writeFrame(.headers(.init(headers: headers)))
         }
     }
 
@@ -81,14 +84,15 @@ extension DownstreamHandler: UpstreamDelegate {
     }
 
     func upstreamFailed(_ reason: UpstreamFailure) {
-        guard let req = request, let context else { return }
+        guard let req = request, context != nil else { return }
         let conn = req.upstream
         req.upstream = nil
         conn?.channel.close(promise: nil)
         if req.responseHeadSent {
-            // Part of the response is out: the only honest signal left is to close.
+            // Part of the response is out: the only honest signal left is to close (an
+            // HTTP/2 stream is reset).
             finish(code: req.responseStatus, failure: reason)
-            context.close(promise: nil)
+            closeClient()
             return
         }
         if let conn, sendAgain(req, after: reason, on: conn) { return }

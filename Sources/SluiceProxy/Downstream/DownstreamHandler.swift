@@ -13,9 +13,9 @@ import SluiceRouting
 /// - HTTP/1.1: `HTTP1ServerHandler`, which parses requests, serialises
 ///   pipelined ones and calls this handler directly (`receive`); responses go back through
 ///   `send`/`sendEnd` to that codec. This handler is then not in the pipeline itself.
-/// - HTTP/2: one stream channel per request with this handler as its only handler, reading
-///   and writing frame payloads; it converts them from and to the parts an HTTP/1.1 exchange
-///   has (`HTTP2StreamParts`).
+/// - HTTP/2: one exchange per stream, held by its connection's `HTTP2ClientConnection`, which
+///   gives it the stream's frames (`receiveFrame`) and writes the frames it sends; it converts
+///   them from and to the parts an HTTP/1.1 exchange has (`HTTP2StreamParts`).
 /// Either way it sees at most one request at a time and is itself the "exchange" of that request.
 ///
 /// Backpressure (NIO's GlueHandler pattern): the client is read only while the upstream
@@ -23,12 +23,7 @@ import SluiceRouting
 /// in either direction stays a few buffers in memory.
 ///
 /// Outcomes are recorded in one place, `finish(code:failure:)`.
-final class DownstreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
-    // On an HTTP/2 stream (the HTTP/1.1 codec calls the exchange directly).
-    typealias InboundIn = HTTP2Frame.FramePayload
-    typealias OutboundIn = HTTP2Frame.FramePayload
-    typealias OutboundOut = HTTP2Frame.FramePayload
-
+final class DownstreamHandler {
     let loop: LoopContext
     /// The loop's shard, pool and deadlines, held here as well: a call on a reference read
     /// through two stored references (`loop.stats`) retains and releases it around the call,
@@ -38,12 +33,23 @@ final class DownstreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
     let deadlines: ResponseDeadlines
     private let store: SnapshotStore
     private let scheme: String
+    /// The HTTP/1.1 codec's context, or the HTTP/2 connection handler's.
     var context: ChannelHandlerContext?
     var clientAddress: String?
     /// The HTTP/1.1 codec driving this exchange; nil on an HTTP/2 stream.
     var http1: HTTP1ServerHandler?
-    /// HTTP/2: the stream's connection, told when the stream ends (its idle timeout and drain).
-    private let connection: HTTP2ClientConnection?
+    /// HTTP/2: the stream's connection, which delivers and writes its frames.
+    let connection: HTTP2ClientConnection?
+    /// HTTP/2: the stream (the root stream on HTTP/1.1).
+    let streamID: HTTP2StreamID
+    /// HTTP/2 flow control, kept by the connection (`HTTP2ClientConnection`): room left in the
+    /// client's window for this stream's DATA (negative: held in NIOHTTP2), whether that leaves
+    /// the stream writable, and the DATA received since its window was last given back.
+    var streamSendWindow = 0
+    var streamWritable = true
+    var streamReceived = 0
+    /// HTTP/2: the client's request has ended its stream (END_STREAM received).
+    private var streamRemoteEnded = false
 
     /// The request in progress, nil between requests.
     var request: RequestState?
@@ -64,10 +70,12 @@ final class DownstreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
     /// `connection`: an HTTP/2 stream's connection, whose client address its streams share
     /// (formatted once); an HTTP/1.1 exchange reads the address from its channel at the first
     /// request.
-    init(loop: LoopContext, store: SnapshotStore, scheme: String = "http", connection: HTTP2ClientConnection? = nil) {
+    init(loop: LoopContext, store: SnapshotStore, scheme: String = "http", connection: HTTP2ClientConnection? = nil,
+         stream: HTTP2StreamID = .rootStream) {
         self.loop = loop
         self.clientAddress = connection?.clientAddress
         self.connection = connection
+        self.streamID = stream
         self.stats = loop.stats
         self.pool = loop.pool
         self.deadlines = loop.deadlines
@@ -143,28 +151,26 @@ final class DownstreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
     }
 
     /// An HTTP/1.1 exchange is listed in the loop's `OpenExchanges` (its idle timeout, a
-    /// shutdown); an HTTP/2 stream is not: its connection is listed, and counts its streams.
+    /// shutdown); an HTTP/2 stream is not: its connection is listed, and holds its streams.
     func handlerAdded(context: ChannelHandlerContext) {
         self.context = context
-        if connection == nil { loop.exchanges.add(self) }
+        loop.exchanges.add(self)
     }
 
     func handlerRemoved(context: ChannelHandlerContext) {
         self.context = nil
-        if let connection {
-            connection.streamEnded(self)
-        } else {
-            loop.exchanges.remove(self)
-        }
+        loop.exchanges.remove(self)
     }
 
     // MARK: Client → proxy
 
-    /// A frame of the HTTP/2 stream this handler serves (`HTTP2StreamParts`).
-    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+    /// A frame of the HTTP/2 stream this exchange serves (`HTTP2StreamParts`).
+    func receiveFrame(_ payload: HTTP2Frame.FramePayload) {
+        guard let context else { return }
         inClientRead = true
-        switch unwrapInboundIn(data) {
+        switch payload {
         case .headers(let headers):
+            if headers.endStream { streamRemoteEnded = true }
             do {
                 guard !streamHeadReceived else {
                     receive(.end(try HTTP2StreamParts.clientTrailers(headers.headers)), context: context)
@@ -179,6 +185,7 @@ final class DownstreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
             if headers.endStream { receive(.end(nil), context: context) }
         case .data(let data):
             guard case .byteBuffer(let bytes) = data.data else { return }
+            if data.endStream { streamRemoteEnded = true }
             if !data.endStream || bytes.readableBytes > 0 { receive(.body(bytes), context: context) }
             if data.endStream { receive(.end(nil), context: context) }
         default:
@@ -211,19 +218,16 @@ final class DownstreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
         }
     }
 
-    /// Not passed on: this (or the HTTP/1 codec that owns it) is the channel's last handler, and
-    /// the pipeline's tail does nothing with it.
+    /// Not passed on: the HTTP/1 codec that owns this exchange is the channel's last handler,
+    /// and the pipeline's tail does nothing with it.
     func channelReadComplete(context: ChannelHandlerContext) {
-        inClientRead = false
-        flushUpstream()
+        clientReadComplete()
     }
 
-    func read(context: ChannelHandlerContext) {
-        if holdsRead {
-            readPending = true
-            return
-        }
-        context.read()
+    /// The client's read is complete (on HTTP/2: a read that brought this stream frames).
+    func clientReadComplete() {
+        inClientRead = false
+        flushUpstream()
     }
 
     /// The client's body must wait: the upstream connection is being opened or cannot take more.
@@ -232,15 +236,22 @@ final class DownstreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
         return req.connecting || (req.upstream.map { !$0.channel.isWritable } ?? false)
     }
 
-    /// Lets a held-back read go ahead (through the HTTP/1 codec's own hold, when there is one).
+    /// Lets a held-back read go ahead (through the HTTP/1 codec's own hold; on HTTP/2, the
+    /// stream's window given back).
     func resumeRead() {
         guard readPending else { return }
         readPending = false
-        if let http1 { http1.resumeRead() } else { context?.read() }
+        if let http1 { http1.resumeRead() } else { connection?.resume(self) }
     }
 
     func channelWritabilityChanged(context: ChannelHandlerContext) {
-        let isWritable = context.channel.isWritable
+        clientWritabilityChanged(context.channel.isWritable)
+        context.fireChannelWritabilityChanged()
+    }
+
+    /// The client can take more of the response again, or cannot for now (the HTTP/1.1
+    /// connection's socket, or the HTTP/2 stream's window: `HTTP2ClientConnection`).
+    func clientWritabilityChanged(_ isWritable: Bool) {
         if isWritable, let req = request, let up = req.upstream, up.handler.resumeReading(),
            req.responseHeadSent, req.deadline != nil, !req.tunnel {
             // The backend said nothing while its reads were held for this client: its body's
@@ -249,18 +260,22 @@ final class DownstreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
             // otherwise find no read since the deadline was armed and none held.
             armBodyReadDeadline(req, upstream: up)
         }
-        connection?.streamWritabilityChanged(self, isWritable: isWritable)
-        context.fireChannelWritabilityChanged()
     }
 
     /// HTTP/2: the client has given this stream no room for its response (no WINDOW_UPDATE) for
-    /// the idle timeout (`HTTP2ClientConnection`). Closing the stream channel mid-response
-    /// resets the stream with CANCEL; the exchange ends as an HTTP/1.1 one whose client stopped
-    /// reading does (499), and its upstream connection is closed rather than held.
+    /// the idle timeout (`HTTP2ClientConnection`). The stream is reset with CANCEL; the
+    /// exchange ends as an HTTP/1.1 one whose client stopped reading does (499), and its
+    /// upstream connection is closed rather than held.
     func resetStalled() {
-        guard let context else { return }
         abandon(code: 499)
-        context.close(promise: nil)
+        connection?.reset(self, .cancel)
+    }
+
+    /// HTTP/2: the stream is over (`HTTP2ClientConnection`); a request still in progress was
+    /// given up by the client (a reset, or the connection gone: 499).
+    func streamClosed() {
+        abandon(code: 499)
+        context = nil
     }
 
     func channelInactive(context: ChannelHandlerContext) {
@@ -286,8 +301,7 @@ final class DownstreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
     /// connection's other streams go on. A request already under way is recorded as a 400.
     private func resetMalformed(context: ChannelHandlerContext) {
         abandon(code: 400)
-        context.writeAndFlush(wrapOutboundOut(.rstStream(.protocolError)), promise: nil)
-        context.close(promise: nil)
+        connection?.reset(self, .protocolError)
     }
 
     func errorCaught(context: ChannelHandlerContext, error: Error) {
@@ -640,48 +654,44 @@ final class DownstreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
         if let http1 {
             http1.write(part)
         } else if let context {
-            writeFrame(HTTP2StreamParts.payload(part, allocator: context.channel.allocator), context: context)
+            writeFrame(HTTP2StreamParts.payload(part, allocator: context.channel.allocator))
         }
     }
 
     func flushClient() {
         if let http1 {
             http1.flush()
-        } else if let context {
-            writeHeldFrame(context: context)
-            context.flush()
+        } else if let connection {
+            if let held = heldFrame.take() { connection.write(held, of: self) }
+            connection.flush()
         }
     }
 
     /// HTTP/2: writes the frame held so far and holds `payload` instead (`HTTP2StreamParts.HeldFrame`).
-    func writeFrame(_ payload: HTTP2Frame.FramePayload, context: ChannelHandlerContext) {
-        if let held = heldFrame.hold(payload) { context.write(wrapOutboundOut(held), promise: nil) }
+    func writeFrame(_ payload: HTTP2Frame.FramePayload) {
+        if let held = heldFrame.hold(payload) { connection?.write(held, of: self) }
     }
 
-    private func writeHeldFrame(context: ChannelHandlerContext) {
-        if let held = heldFrame.take() { context.write(wrapOutboundOut(held), promise: nil) }
-    }
-
-    /// HTTP/2: the frame that ends the response (written by the caller, with its flush); what
-    /// must go before it is written here.
-    private func endFrame(_ trailers: HTTPHeaders?, context: ChannelHandlerContext) -> HTTP2Frame.FramePayload {
-        let end = heldFrame.end(trailers, allocator: context.channel.allocator)
-        if let first = end.first { context.write(wrapOutboundOut(first), promise: nil) }
-        return end.last
-    }
-
-    /// Ends the response and flushes it; with `close`, the connection closes once it is out.
+    /// Ends the response and flushes it; with `close`, the connection closes once it is out
+    /// (on HTTP/2, the stream is reset with NO_ERROR if the client is still sending: RFC 9113
+    /// §8.1; the connection stays).
     func sendEnd(_ trailers: HTTPHeaders?, close: Bool) {
         if let http1 {
             http1.end(trailers, close: close)
             return
         }
-        guard let context else { return }
-        let end = wrapOutboundOut(endFrame(trailers, context: context))
-        if close {
-            context.writeAndFlush(end).assumeIsolated().whenComplete { _ in context.close(promise: nil) }
+        guard let connection, let context else { return }
+        let end = heldFrame.end(trailers, allocator: context.channel.allocator)
+        if let first = end.first { connection.write(first, of: self) }
+        connection.writeEnd(end.last, of: self, reset: close && !streamRemoteEnded)
+    }
+
+    /// Closes the client's side at once, mid-response (HTTP/2: resets the stream with CANCEL).
+    func closeClient() {
+        if let connection {
+            connection.reset(self, .cancel)
         } else {
-            context.writeAndFlush(end, promise: nil)
+            context?.close(promise: nil)
         }
     }
 

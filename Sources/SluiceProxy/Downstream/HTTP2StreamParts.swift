@@ -6,7 +6,7 @@ import NIOHTTP2
 /// An HTTP/2 stream's frames as the exchange's request parts, and its response parts as frames;
 /// and the same towards an HTTP/2 backend (`StreamUpstreamHandler`, the MARK below).
 ///
-/// `DownstreamHandler` is the only handler of a stream channel and converts as it reads and
+/// `DownstreamHandler`, one per stream (`HTTP2ClientConnection`), converts as it reads and
 /// writes. NIO's `HTTP2FramePayloadToHTTP1ServerCodec` did this as a handler of its own in every
 /// stream's pipeline: a handler context made per stream, each part wrapped and unwrapped once
 /// more, every request's fields made into `HTTPHeaders` and then into the exchange's

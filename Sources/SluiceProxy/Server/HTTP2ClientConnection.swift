@@ -1,9 +1,30 @@
 import NIOCore
 import NIOHTTP2
 
-/// One client's HTTP/2 connection, as a whole: its streams are `DownstreamHandler`s, each on
-/// its own stream channel; this handler, after `NIOHTTP2Handler` in the connection's pipeline,
-/// keeps what belongs to the connection:
+/// One client's HTTP/2 connection and its streams, right after `NIOHTTP2Handler` (which parses
+/// and checks the frames and keeps the protocol's state machines) in the connection's pipeline.
+/// Each stream is a `DownstreamHandler` held here, not a channel: NIOHTTP2's multiplexer would
+/// make, activate and tear down a child channel with its own pipeline per request (~30k
+/// instructions of a ~100k request), and route every frame through it. What that child channel
+/// did for a stream is done here instead:
+///
+/// - **Frames in and out.** A stream's frames go to its exchange (`receiveFrame`); what the
+///   exchange sends is written as frames of its stream (`write`). Streams begin with the
+///   client's HEADERS and end when NIOHTTP2 reports them closed (`StreamClosedEvent`: both
+///   ends finished, a reset from either side, or the connection gone); an exchange whose
+///   stream ends mid-request is recorded as the client's leaving (499).
+/// - **Receiving flow control** (RFC 9113 §5.2, §6.9). The connection's window is given back
+///   as DATA arrives (a stream's window bounds what it may have in flight, and the connection's
+///   must not starve the others). A stream's window is given back only while its exchange can
+///   pass the body on (`holdsRead`): a backend being connected to or not taking more stops the
+///   WINDOW_UPDATEs, and so the client, with at most one window buffered (64 KiB by default).
+/// - **Sending flow control.** NIOHTTP2 holds DATA beyond the client's windows; a stream is
+///   unwritable while more than `highWater` of its response is held so (or the connection's,
+///   or the socket is), which stops reading its backend until the client makes room. The
+///   windows are counted here from the frames: the client's initial window (SETTINGS), its
+///   WINDOW_UPDATEs, and the DATA written.
+///
+/// And what belongs to the connection:
 ///
 /// - **The idle timeout.** A connection with no stream open for `server.idleTimeout` (and one
 ///   that never opens a stream, or never finishes its preface) gets GOAWAY(NO_ERROR) naming the
@@ -12,27 +33,38 @@ import NIOHTTP2
 ///   (`OpenExchanges`) checks it, as it checks HTTP/1.1 connections.
 /// - **Clients that stop taking data.** A connection whose socket has been unwritable (NIO
 ///   holding more than its high-water mark of output: the client stopped reading) for the idle
-///   timeout is closed, as an HTTP/1.1 one is; a stream whose channel has been unwritable that
-///   long (the client gives it no flow-control window, RFC 9113 §6.9) is reset with
-///   RST_STREAM(CANCEL) and its exchange ends (recorded 499), freeing its upstream connection;
-///   the connection's other streams go on. Checked by the same sweep.
+///   timeout is closed, as an HTTP/1.1 one is; a stream that has been unwritable that long (the
+///   client gives it no flow-control window, §6.9) is reset with RST_STREAM(CANCEL) and its
+///   exchange ends (recorded 499), freeing its upstream connection; the connection's other
+///   streams go on. Checked by the same sweep.
 /// - **The drain.** A shutdown sends the same GOAWAY, so the client opens no new stream here
 ///   (streams it opened meanwhile are refused by NIOHTTP2, safe to retry, §6.8); the streams
 ///   under way finish, and the connection closes when the last one has.
-///
-/// Streams are counted as they start (the connection's stream initializer) and end (their
-/// `DownstreamHandler` is removed). NIOHTTP2's stream delegate would report both, but a
-/// delegate costs ~45 retain/release calls per request: NIOHTTP2 copies the multiplexer that
-/// holds it on every frame.
-final class HTTP2ClientConnection: ChannelInboundHandler, RemovableChannelHandler {
+final class HTTP2ClientConnection: ChannelDuplexHandler, RemovableChannelHandler {
     typealias InboundIn = HTTP2Frame
+    typealias OutboundIn = HTTP2Frame
+    typealias OutboundOut = HTTP2Frame
 
+    /// A stream is unwritable while more than this much of its response (or of the connection's
+    /// responses) waits for the client's window; writable again at `lowWater`.
+    static let highWater = 64 * 1024
+    static let lowWater = 32 * 1024
+    /// The protocol's initial window (RFC 9113 §6.9.2), for the connection and, until the
+    /// client's SETTINGS say otherwise, each stream.
+    static let defaultWindow = 65_535
+
+    private let loop: LoopContext
+    private let store: SnapshotStore
+    private let scheme: String
     private let exchanges: OpenExchanges
     private let idleTimeout: TimeAmount
     /// The client's address as `x-forwarded-for` gives it, formatted once for all the streams.
     let clientAddress: String
-    private var context: ChannelHandlerContext?
-    private var openStreams = 0
+    private(set) var context: ChannelHandlerContext?
+    private var streams: [HTTP2StreamID: DownstreamHandler] = [:]
+    /// Exchanges given frames by the read in progress (each flushes its upstream once the
+    /// read is complete).
+    private var reading: [DownstreamHandler] = []
     private var lastStreamID = HTTP2StreamID(0)
     /// When the last stream ended (or the connection began), while none is open.
     private var idleSince = NIODeadline.now()
@@ -40,12 +72,27 @@ final class HTTP2ClientConnection: ChannelInboundHandler, RemovableChannelHandle
     private var goingAway = false
     /// Since when the socket has been unwritable; nil while it is writable.
     private var stalledSince: NIODeadline?
-    /// Streams whose channel has been unwritable since the time given (usually none: an entry
-    /// lives only while a client is not taking a response's data).
-    private var stalledStreams: [ObjectIdentifier: (stream: DownstreamHandler, since: NIODeadline)] = [:]
+    /// Streams unwritable since the time given (usually none: an entry lives only while a
+    /// client is not taking a response's data).
+    private var stalledStreams: [HTTP2StreamID: NIODeadline] = [:]
 
-    init(exchanges: OpenExchanges, idleTimeout: TimeAmount, clientAddress: String) {
-        self.exchanges = exchanges
+    /// The client's initial stream window (its SETTINGS_INITIAL_WINDOW_SIZE).
+    private var clientInitialWindow = HTTP2ClientConnection.defaultWindow
+    /// Room left in the client's connection window for DATA written here (negative: that much
+    /// waits in NIOHTTP2).
+    private var connectionSendWindow = HTTP2ClientConnection.defaultWindow
+    private var connectionSendable = true
+    /// DATA received since the connection's window was last given back.
+    private var connectionReceived = 0
+    /// Between a read and its read-complete, which flushes the WINDOW_UPDATEs written meanwhile.
+    private var inRead = false
+    private var needsFlush = false
+
+    init(loop: LoopContext, store: SnapshotStore, scheme: String, idleTimeout: TimeAmount, clientAddress: String) {
+        self.loop = loop
+        self.store = store
+        self.scheme = scheme
+        self.exchanges = loop.exchanges
         self.idleTimeout = idleTimeout
         self.clientAddress = clientAddress
     }
@@ -57,34 +104,251 @@ final class HTTP2ClientConnection: ChannelInboundHandler, RemovableChannelHandle
     }
 
     func handlerRemoved(context: ChannelHandlerContext) {
+        endAllStreams()
         exchanges.remove(self)
         self.context = nil
     }
 
-    /// A stream began (its `DownstreamHandler` is in place).
-    func streamStarted(_ id: HTTP2StreamID?) {
-        openStreams += 1
-        if let id { lastStreamID = max(lastStreamID, id) }
+    func channelInactive(context: ChannelHandlerContext) {
+        endAllStreams()
+        context.fireChannelInactive()
     }
 
-    /// A stream's `DownstreamHandler` was removed: the stream is over.
-    func streamEnded(_ stream: DownstreamHandler) {
-        if !stalledStreams.isEmpty { stalledStreams[ObjectIdentifier(stream)] = nil }
-        openStreams -= 1
-        guard openStreams == 0 else { return }
+    // MARK: Frames in
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        let frame = unwrapInboundIn(data)
+        let id = frame.streamID
+        inRead = true
+        switch frame.payload {
+        case .headers:
+            let exchange = streams[id] ?? openStream(id, context: context)
+            deliver(frame.payload, to: exchange)
+        case .data(let payload):
+            let length = payload.data.readableBytes + (payload.paddingBytes.map { $0 + 1 } ?? 0)
+            connectionReceived += length
+            if connectionReceived >= Self.defaultWindow / 2 {
+                writeWindowUpdate(.rootStream, connectionReceived, context: context)
+                connectionReceived = 0
+            }
+            guard let exchange = streams[id] else { return }
+            if !payload.endStream { exchange.streamReceived += length }
+            deliver(frame.payload, to: exchange)
+            if streams[id] != nil { giveBackWindow(exchange, context: context) }
+        case .windowUpdate(let increment):
+            if id == .rootStream {
+                connectionSendWindow += increment
+                connectionWindowChanged()
+            } else if let exchange = streams[id] {
+                exchange.streamSendWindow += increment
+                updateWritability(exchange)
+            }
+        case .settings(.settings(let settings)):
+            for setting in settings where setting.parameter == .initialWindowSize {
+                let delta = setting.value - clientInitialWindow
+                clientInitialWindow = setting.value
+                for exchange in Array(streams.values) {
+                    exchange.streamSendWindow += delta
+                    updateWritability(exchange)
+                }
+            }
+        default:
+            return
+        }
+    }
+
+    /// The client's HEADERS opened a stream (NIOHTTP2 has checked that it may).
+    private func openStream(_ id: HTTP2StreamID, context: ChannelHandlerContext) -> DownstreamHandler {
+        let exchange = DownstreamHandler(loop: loop, store: store, scheme: scheme, connection: self, stream: id)
+        exchange.context = context
+        exchange.streamSendWindow = clientInitialWindow
+        streams[id] = exchange
+        lastStreamID = max(lastStreamID, id)
+        return exchange
+    }
+
+    private func deliver(_ payload: HTTP2Frame.FramePayload, to exchange: DownstreamHandler) {
+        if !exchange.inClientRead { reading.append(exchange) }
+        exchange.receiveFrame(payload)
+    }
+
+    /// Gives the stream's window back once half of it is used, unless its exchange holds the
+    /// body back (then `resume` does, when the exchange can take more).
+    private func giveBackWindow(_ exchange: DownstreamHandler, context: ChannelHandlerContext) {
+        guard exchange.streamReceived >= Self.defaultWindow / 2 else { return }
+        if exchange.holdsRead {
+            exchange.readPending = true
+            return
+        }
+        writeWindowUpdate(exchange.streamID, exchange.streamReceived, context: context)
+        exchange.streamReceived = 0
+    }
+
+    /// An exchange that held its body back can take more (`DownstreamHandler.resumeRead`).
+    func resume(_ exchange: DownstreamHandler) {
+        guard let context, streams[exchange.streamID] === exchange, exchange.streamReceived > 0 else { return }
+        writeWindowUpdate(exchange.streamID, exchange.streamReceived, context: context)
+        exchange.streamReceived = 0
+        if !inRead {
+            needsFlush = false
+            context.flush()
+        }
+    }
+
+    private func writeWindowUpdate(_ id: HTTP2StreamID, _ increment: Int, context: ChannelHandlerContext) {
+        context.write(wrapOutboundOut(HTTP2Frame(streamID: id, payload: .windowUpdate(windowSizeIncrement: increment))),
+                      promise: nil)
+        needsFlush = true
+    }
+
+    func channelReadComplete(context: ChannelHandlerContext) {
+        inRead = false
+        if !reading.isEmpty {
+            let done = reading
+            reading.removeAll(keepingCapacity: true)
+            for exchange in done { exchange.clientReadComplete() }
+        }
+        if needsFlush {
+            needsFlush = false
+            context.flush()
+        }
+        context.fireChannelReadComplete()
+    }
+
+    /// Stream errors are NIOHTTP2's to answer (it resets the stream, and its `StreamClosedEvent`
+    /// ends the exchange); connection errors close the connection (`HTTP2ConnectionErrorCloser`).
+    func errorCaught(context: ChannelHandlerContext, error: Error) {
+        if error is NIOHTTP2Errors.StreamError { return }
+        context.fireErrorCaught(error)
+    }
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if let closed = event as? StreamClosedEvent {
+            if let exchange = streams[closed.streamID] { endStream(exchange) }
+            return
+        }
+        if event is NIOHTTP2WindowUpdatedEvent || event is NIOHTTP2StreamCreatedEvent { return }
+        if event is ChannelShouldQuiesceEvent { goAway() }
+        context.fireUserInboundEventTriggered(event)
+    }
+
+    // MARK: Frames out
+
+    /// A frame of `exchange`'s stream (not flushed).
+    func write(_ payload: HTTP2Frame.FramePayload, of exchange: DownstreamHandler) {
+        guard let context else { return }
+        if case .data(let data) = payload {
+            let length = data.data.readableBytes
+            exchange.streamSendWindow -= length
+            connectionSendWindow -= length
+            updateWritability(exchange)
+            if connectionSendable && -connectionSendWindow > Self.highWater { connectionWindowChanged() }
+        }
+        context.write(wrapOutboundOut(HTTP2Frame(streamID: exchange.streamID, payload: payload)), promise: nil)
+    }
+
+    /// The frame that ends `exchange`'s response, flushed; with `reset`, and the client's request
+    /// not yet all received, RST_STREAM(NO_ERROR) follows once it is out: the response is
+    /// complete, and the client may stop sending (RFC 9113 §8.1).
+    func writeEnd(_ payload: HTTP2Frame.FramePayload, of exchange: DownstreamHandler, reset: Bool) {
+        guard let context else { return }
+        guard reset else {
+            write(payload, of: exchange)
+            context.flush()
+            return
+        }
+        let written = context.eventLoop.makePromise(of: Void.self)
+        written.futureResult.assumeIsolated().whenSuccess { [self] in
+            if streams[exchange.streamID] === exchange { self.reset(exchange, .noError) }
+        }
+        if case .data(let data) = payload {
+            exchange.streamSendWindow -= data.data.readableBytes
+            connectionSendWindow -= data.data.readableBytes
+        }
+        context.writeAndFlush(wrapOutboundOut(HTTP2Frame(streamID: exchange.streamID, payload: payload)), promise: written)
+    }
+
+    func flush() {
+        context?.flush()
+    }
+
+    /// Resets `exchange`'s stream (NIOHTTP2's `StreamClosedEvent` for it ends the exchange; if
+    /// the stream had already closed, it ends here).
+    func reset(_ exchange: DownstreamHandler, _ code: HTTP2ErrorCode) {
+        guard let context, streams[exchange.streamID] === exchange else { return }
+        context.writeAndFlush(wrapOutboundOut(HTTP2Frame(streamID: exchange.streamID, payload: .rstStream(code))),
+                              promise: nil)
+        if streams[exchange.streamID] === exchange { endStream(exchange) }
+    }
+
+    /// Whether `exchange` may be given more of its response now.
+    func isWritable(_ exchange: DownstreamHandler) -> Bool {
+        exchange.streamWritable && connectionSendable && stalledSince == nil
+    }
+
+    /// Recomputes a stream's writability from its window; tells its exchange when it changes.
+    private func updateWritability(_ exchange: DownstreamHandler) {
+        let held = -exchange.streamSendWindow
+        let writable = exchange.streamWritable ? held <= Self.highWater : held <= Self.lowWater
+        guard writable != exchange.streamWritable else { return }
+        let before = isWritable(exchange)
+        exchange.streamWritable = writable
+        let after = isWritable(exchange)
+        if before != after { writabilityChanged(exchange, after) }
+    }
+
+    /// The connection's window (or the socket) changed for every stream at once.
+    private func connectionWindowChanged() {
+        let held = -connectionSendWindow
+        let sendable = connectionSendable ? held <= Self.highWater : held <= Self.lowWater
+        guard sendable != connectionSendable else { return }
+        connectionSendable = sendable
+        allStreamsWritabilityChanged(before: !sendable && stalledSince == nil)
+    }
+
+    func channelWritabilityChanged(context: ChannelHandlerContext) {
+        let before = stalledSince == nil
+        stalledSince = context.channel.isWritable ? nil : .now()
+        if before != (stalledSince == nil) { allStreamsWritabilityChanged(before: before && connectionSendable) }
+        context.fireChannelWritabilityChanged()
+    }
+
+    /// Tells each stream whose writability the connection's change flipped.
+    private func allStreamsWritabilityChanged(before connectionWasOpen: Bool) {
+        let open = connectionSendable && stalledSince == nil
+        guard open != connectionWasOpen else { return }
+        for exchange in Array(streams.values) where exchange.streamWritable {
+            writabilityChanged(exchange, open)
+        }
+    }
+
+    /// A stream's writability flipped: since when it has been unwritable is noted for the
+    /// sweep (`checkTimeouts`), and its exchange is told.
+    private func writabilityChanged(_ exchange: DownstreamHandler, _ isWritable: Bool) {
+        stalledStreams[exchange.streamID] = isWritable ? nil : .now()
+        exchange.clientWritabilityChanged(isWritable)
+    }
+
+    // MARK: Streams ending
+
+    private func endStream(_ exchange: DownstreamHandler) {
+        streams[exchange.streamID] = nil
+        stalledStreams[exchange.streamID] = nil
+        exchange.streamClosed()
+        guard streams.isEmpty else { return }
         idleSince = .now()
         if goingAway, let context { sendGoAwayAndClose(context: context) }
     }
 
-    /// A stream's channel turned unwritable or writable again.
-    func streamWritabilityChanged(_ stream: DownstreamHandler, isWritable: Bool) {
-        stalledStreams[ObjectIdentifier(stream)] = isWritable ? nil : (stream, .now())
+    private func endAllStreams() {
+        guard !streams.isEmpty else { return }
+        let all = Array(streams.values)
+        streams.removeAll()
+        stalledStreams.removeAll()
+        for exchange in all { exchange.streamClosed() }
     }
 
-    func channelWritabilityChanged(context: ChannelHandlerContext) {
-        stalledSince = context.channel.isWritable ? nil : .now()
-        context.fireChannelWritabilityChanged()
-    }
+    // MARK: Timeouts and the drain
 
     /// The loop's sweep: acts on whichever of the connection's timeouts has passed at `now`.
     /// A stalled socket: close (a GOAWAY could not be written). Stalled streams: reset. Idle:
@@ -94,23 +358,16 @@ final class HTTP2ClientConnection: ChannelInboundHandler, RemovableChannelHandle
             context?.close(promise: nil)
             return
         }
-        for (key, entry) in stalledStreams where now - entry.since >= idleTimeout {
-            stalledStreams[key] = nil
-            entry.stream.resetStalled()
+        for (id, since) in stalledStreams where now - since >= idleTimeout {
+            stalledStreams[id] = nil
+            if let exchange = streams[id] { exchange.resetStalled() }
         }
-        if openStreams == 0 && now - idleSince >= idleTimeout { goAway() }
+        if streams.isEmpty && now - idleSince >= idleTimeout { goAway() }
     }
 
-    /// A shutdown: NIOHTTP2 passes the event to every stream (each closes once its response is
-    /// done) and on to this handler, which sends GOAWAY; the connection closes once its streams
-    /// have ended.
+    /// A shutdown: GOAWAY; the connection closes once its streams have ended.
     func quiesce() {
-        context?.channel.pipeline.fireUserInboundEventTriggered(ChannelShouldQuiesceEvent())
-    }
-
-    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
-        if event is ChannelShouldQuiesceEvent { goAway() }
-        context.fireUserInboundEventTriggered(event)
+        goAway()
     }
 
     /// Closes the connection now (the end of a shutdown's drain).
@@ -121,10 +378,10 @@ final class HTTP2ClientConnection: ChannelInboundHandler, RemovableChannelHandle
     private func goAway() {
         guard let context, !goingAway else { return }
         goingAway = true
-        if openStreams == 0 {
+        if streams.isEmpty {
             sendGoAwayAndClose(context: context)
         } else {
-            context.writeAndFlush(NIOAny(goAwayFrame), promise: nil)
+            context.writeAndFlush(wrapOutboundOut(goAwayFrame), promise: nil)
         }
     }
 
@@ -134,7 +391,7 @@ final class HTTP2ClientConnection: ChannelInboundHandler, RemovableChannelHandle
     private func sendGoAwayAndClose(context: ChannelHandlerContext) {
         let written = context.eventLoop.makePromise(of: Void.self)
         written.futureResult.assumeIsolated().whenComplete { _ in context.close(promise: nil) }
-        context.writeAndFlush(NIOAny(goAwayFrame), promise: written)
+        context.writeAndFlush(wrapOutboundOut(goAwayFrame), promise: written)
     }
 
     private var goAwayFrame: HTTP2Frame {

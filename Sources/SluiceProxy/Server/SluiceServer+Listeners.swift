@@ -158,10 +158,11 @@ extension SluiceServer {
                                maxHeaderBytes: maxHeaderBytes, idleTimeout: idle, socket: writesThrough ? channel : nil))
     }
 
-    /// HTTP/2: one `DownstreamHandler` per stream, its channel's only handler (it converts the
-    /// stream's frames itself, `HTTP2StreamParts`), so every stream is routed and recorded
-    /// exactly like an HTTP/1.1 request. Stream flow
-    /// control gives backpressure per stream; concurrent streams and header list size are capped.
+    /// HTTP/2: one `DownstreamHandler` per stream, held by the connection's
+    /// `HTTP2ClientConnection` after NIOHTTP2's handler (no stream channels: NIOHTTP2's
+    /// multiplexer is not used), so every stream is routed and recorded exactly like an
+    /// HTTP/1.1 request. Stream flow control gives backpressure per stream; concurrent streams
+    /// and header list size are capped.
     static func configureHTTP2(_ channel: Channel, contexts: [ObjectIdentifier: NIOLoopBound<LoopContext>],
                                store: SnapshotStore, scheme: String, maxHeaderBytes: Int, idle: TimeAmount) throws {
         var connection = NIOHTTP2Handler.ConnectionConfiguration()
@@ -172,31 +173,17 @@ extension SluiceServer {
         connection.maximumRecentlyResetStreams = 64
         // The client's blocks are checked as they become requests (`HTTP2StreamParts`).
         connection.headerBlockValidation = .disabled
-        // Per stream, the least work: the connection's loop context looked up once (streams run
-        // on their connection's loop), and the loop's cached succeeded future returned instead
-        // of a new one (`makeCompletedFuture` allocates a future and instantiates generic
-        // metadata for its `Result` on every call); the client's address formatted once; the
-        // handler named (NIO would format a name for it, "handler0", every time).
+        // Streams run on their connection's loop: its context is looked up once.
         let loop = contexts[ObjectIdentifier(channel.eventLoop)]!
         // Below NIOHTTP2's handler: the error closer and one flush per tick.
         try channel.pipeline.syncOperations.addHTTP2ConnectionHandlers()
-        let connectionHandler = HTTP2ClientConnection(exchanges: loop.value.exchanges, idleTimeout: idle,
-                                                      clientAddress: channel.remoteAddress?.forwardedFor ?? "unknown")
-        let boundConnection = NIOLoopBound(connectionHandler, eventLoop: channel.eventLoop)
-        _ = try channel.pipeline.syncOperations.configureHTTP2Pipeline(
-            mode: .server, connectionConfiguration: connection, streamConfiguration: .init()
-        ) { stream in
-            SluiceServer.completed(stream) {
-                // Counted once its handler is in place (whose removal ends it, `streamEnded`).
-                let id = try? stream.syncOptions?.getOption(HTTP2StreamChannelOptions.streamID)
-                try stream.pipeline.syncOperations.addHandler(DownstreamHandler(loop: loop.value, store: store, scheme: scheme,
-                                                                                connection: boundConnection.value),
-                                                              name: "exchange")
-                boundConnection.value.streamStarted(id)
-            }
-        }
-        // After NIOHTTP2's handler: the connection's idle timeout and drain.
-        try channel.pipeline.syncOperations.addHandler(connectionHandler, name: "connection")
+        try channel.pipeline.syncOperations.addHandler(
+            NIOHTTP2Handler(mode: .server, connectionConfiguration: connection, streamConfiguration: .init()),
+            name: "http2")
+        try channel.pipeline.syncOperations.addHandler(
+            HTTP2ClientConnection(loop: loop.value, store: store, scheme: scheme, idleTimeout: idle,
+                                  clientAddress: channel.remoteAddress?.forwardedFor ?? "unknown"),
+            name: "connection")
     }
 }
 
