@@ -1,5 +1,6 @@
 /// HTTP/2 frames as raw bytes, for tests that send what real clients and servers refuse to send
-/// (malformed header blocks).
+/// (malformed header blocks), or that must decide exactly what is sent and when (flow control:
+/// a body sent only as far as the windows granted, a reset mid-response).
 enum RawHTTP2 {
     static let clientPreface: [UInt8] = Array("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".utf8)
     /// A SETTINGS frame with no settings.
@@ -28,6 +29,20 @@ enum RawHTTP2 {
     /// A WINDOW_UPDATE frame on `stream` (0: the connection).
     static func windowUpdate(stream: UInt8, increment: UInt32) -> [UInt8] {
         [0, 0, 4, 0x08, 0, 0, 0, 0, stream] + bigEndian(increment)
+    }
+
+    /// A DATA frame on `stream` carrying `payload` (at most 16,384 bytes, the default
+    /// SETTINGS_MAX_FRAME_SIZE), with END_STREAM when `endStream`; no padding.
+    static func data(stream: UInt8, _ payload: [UInt8], endStream: Bool = false) -> [UInt8] {
+        precondition(payload.count <= 16_384)
+        let length = payload.count
+        return [UInt8(length >> 16), UInt8(length >> 8 & 0xFF), UInt8(length & 0xFF), 0x00,
+                endStream ? 0x01 : 0x00, 0, 0, 0, stream] + payload
+    }
+
+    /// A RST_STREAM frame on `stream` with error `code` (RFC 9113 §7: 0x0 NO_ERROR, 0x8 CANCEL).
+    static func rstStream(stream: UInt8, code: UInt32) -> [UInt8] {
+        [0, 0, 4, 0x03, 0, 0, 0, 0, stream] + bigEndian(code)
     }
 
     private static func bigEndian(_ value: UInt32) -> [UInt8] {
