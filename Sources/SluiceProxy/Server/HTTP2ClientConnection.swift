@@ -222,15 +222,22 @@ final class HTTP2ClientConnection: ChannelDuplexHandler, RemovableChannelHandler
         context.fireErrorCaught(error)
     }
 
+    /// NIOHTTP2 reports six or so events per request; each is told apart by its type's identity
+    /// first (`as?` on an `Any` is a dynamic cast: ~300 instructions each, ~1.9k a request).
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
-        if let closed = event as? StreamClosedEvent {
+        let type = ObjectIdentifier(Swift.type(of: event))
+        if type == Self.windowUpdated || type == Self.streamCreated { return }
+        if type == Self.streamClosed, let closed = event as? StreamClosedEvent {
             if let exchange = streams[closed.streamID] { endStream(exchange) }
             return
         }
-        if event is NIOHTTP2WindowUpdatedEvent || event is NIOHTTP2StreamCreatedEvent { return }
         if event is ChannelShouldQuiesceEvent { goAway() }
         context.fireUserInboundEventTriggered(event)
     }
+
+    private static let windowUpdated = ObjectIdentifier(NIOHTTP2WindowUpdatedEvent.self)
+    private static let streamCreated = ObjectIdentifier(NIOHTTP2StreamCreatedEvent.self)
+    private static let streamClosed = ObjectIdentifier(StreamClosedEvent.self)
 
     // MARK: Frames out
 
