@@ -7,20 +7,8 @@ import SluiceConfig
 
 /// Runs a command-line client (curl, openssl, h2load) with a time limit; returns exit status and output.
 private func run(_ tool: String, _ args: [String], input: String? = nil) throws -> (status: Int32, out: String) {
-    let p = Process()
-    p.executableURL = URL(fileURLWithPath: tool)
-    p.arguments = args
-    let out = Pipe()
-    p.standardOutput = out
-    p.standardError = out
-    let stdin = Pipe()
-    p.standardInput = stdin
-    try p.run()
-    if let input { stdin.fileHandleForWriting.write(Data(input.utf8)) }
-    try? stdin.fileHandleForWriting.close()
-    let data = out.fileHandleForReading.readDataToEndOfFile()
-    p.waitUntilExit()
-    return (p.terminationStatus, String(decoding: data, as: UTF8.self))
+    let r = try runTool(tool, args, input: input.map { Data($0.utf8) })
+    return (r.status, String(decoding: r.out, as: UTF8.self))
 }
 
 /// A self-signed certificate for 127.0.0.1, made by the test (openssl), in a fresh directory.

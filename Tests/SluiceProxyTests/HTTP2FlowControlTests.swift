@@ -8,25 +8,6 @@ import Testing
 @testable import SluiceProxy
 import SluiceConfig
 
-/// Runs a command-line client (curl, h2load) with a time limit given in its arguments, its
-/// standard input read from `input` (a file) when given; returns its exit status and what it
-/// wrote to standard output, as bytes.
-private func run(_ tool: String, _ args: [String], input: URL? = nil) throws -> (status: Int32, out: Data) {
-    let p = Process()
-    p.executableURL = URL(fileURLWithPath: tool)
-    p.arguments = args
-    let out = Pipe()
-    p.standardOutput = out
-    p.standardError = FileHandle.nullDevice
-    // From a file rather than a pipe written here: nothing to deadlock on while the tool's
-    // output waits to be read, and no SIGPIPE for this process should the tool give up early.
-    p.standardInput = try input.map { try FileHandle(forReadingFrom: $0) } ?? FileHandle.nullDevice
-    try p.run()
-    let data = out.fileHandleForReading.readDataToEndOfFile()
-    p.waitUntilExit()
-    return (p.terminationStatus, data)
-}
-
 private let hasCurl = FileManager.default.isExecutableFile(atPath: "/usr/bin/curl")
 private let hasH2load = FileManager.default.isExecutableFile(atPath: "/usr/bin/h2load")
 
@@ -87,11 +68,8 @@ extension EndToEnd {
             let size = 2 << 20
             // Bytes that differ along the body, so a chunk lost, doubled or reordered shows.
             let body = Data((0..<size).map { UInt8(truncatingIfNeeded: $0 &* 7 &+ $0 >> 13) })
-            let file = FileManager.default.temporaryDirectory.appendingPathComponent("sluice-upload-\(UUID().uuidString)")
-            try body.write(to: file)
-            defer { try? FileManager.default.removeItem(at: file) }
-            let r = try run("/usr/bin/curl", ["-s", "--max-time", "20", "--http2-prior-knowledge", "-T", "-",
-                                              "http://127.0.0.1:\(h.port)/echo"], input: file)
+            let r = try runTool("/usr/bin/curl", ["-s", "--max-time", "20", "--http2-prior-knowledge", "-T", "-",
+                                                  "http://127.0.0.1:\(h.port)/echo"], input: body, errorsInOutput: false)
             #expect(r.status == 0, "curl exit status \(r.status)")
             #expect(r.out.count == size)
             #expect(r.out == body, "the echoed body differs from the upload")
@@ -109,9 +87,9 @@ extension EndToEnd {
     @Test(.enabled(if: hasCurl)) func aLargeResponseFollowsTheClientsWindows() async throws {
         try await Harness.with(backends: [.init(version: "v1")], listener: ListenerSpec(address: Self.any, h2c: true)) { h in
             let size = 64 << 20
-            let r = try run("/usr/bin/curl", ["-s", "--max-time", "30", "--http2-prior-knowledge", "-o", "/dev/null",
-                                              "-w", "%{http_code} %{size_download} %{http_version}",
-                                              "http://127.0.0.1:\(h.port)/bytes/\(size)"])
+            let r = try runTool("/usr/bin/curl", ["-s", "--max-time", "30", "--http2-prior-knowledge", "-o", "/dev/null",
+                                                  "-w", "%{http_code} %{size_download} %{http_version}",
+                                                  "http://127.0.0.1:\(h.port)/bytes/\(size)"], errorsInOutput: false)
             #expect(r.status == 0, "curl exit status \(r.status)")
             #expect(String(decoding: r.out, as: UTF8.self) == "200 \(size) 2")
             #expect(try h.statistics().series.first?.codes[200] == 1)
@@ -128,8 +106,8 @@ extension EndToEnd {
     @Test(.enabled(if: hasH2load)) func multiplexedResponsesShareSmallWindows() async throws {
         try await Harness.with(backends: [.init(version: "v1")], listener: ListenerSpec(address: Self.any, h2c: true)) { h in
             let base = "http://127.0.0.1:\(h.port)"
-            let r = try run("/usr/bin/h2load", ["-n", "2", "-c", "1", "-m", "2", "-w", "16", "-W", "16", "-N", "20",
-                                                base + "/bytes/8388608", base + "/bytes/1048576"])
+            let r = try runTool("/usr/bin/h2load", ["-n", "2", "-c", "1", "-m", "2", "-w", "16", "-W", "16", "-N", "20",
+                                                    base + "/bytes/8388608", base + "/bytes/1048576"], errorsInOutput: false)
             let out = String(decoding: r.out, as: UTF8.self)
             #expect(r.status == 0, "h2load exit status \(r.status)")
             #expect(out.contains("2 succeeded, 0 failed"), "\(out)")
