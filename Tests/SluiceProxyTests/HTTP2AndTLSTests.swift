@@ -294,6 +294,27 @@ struct HTTP2AndTLS {
         }
     }
 
+    /// HTTP/2 over TLS carries large bodies whole both ways: over TLS the connection's small
+    /// frames are gathered into one buffer a tick (`TickFlush`) while large DATA payloads pass
+    /// through, so headers, frame headers and payloads must keep their order.
+    @Test func http2OverTLSCarriesLargeBodiesWhole() async throws {
+        let tls = try makeCertificate()
+        defer { try? FileManager.default.removeItem(atPath: (tls.cert as NSString).deletingLastPathComponent) }
+        try await Harness.withTwoVersions(route: "backend: a", listener: ListenerSpec(address: any, tls: tls)) { h in
+            let base = "https://127.0.0.1:\(h.port)"
+            let body = Data((0..<(1 << 20)).map { UInt8(truncatingIfNeeded: $0 &* 13 &+ $0 >> 11) })
+            let echo = try runTool("/usr/bin/curl", ["-s", "-k", "--max-time", "20", "--http2", "-T", "-", base + "/echo"],
+                                   input: body, errorsInOutput: false)
+            #expect(echo.status == 0)
+            #expect(echo.out == body, "the echoed body differs (\(echo.out.count) bytes)")
+            let size = 8 << 20
+            let download = try run("/usr/bin/curl", ["-s", "-k", "--max-time", "20", "--http2", "-o", "/dev/null",
+                                                     "-w", "%{http_version} %{http_code} %{size_download}",
+                                                     base + "/bytes/\(size)"])
+            #expect(download.out == "2 200 \(size)")
+        }
+    }
+
     @Test func tlsNegotiatesH2AndHTTP1WithALPN() async throws {
         let tls = try makeCertificate()
         defer { try? FileManager.default.removeItem(atPath: (tls.cert as NSString).deletingLastPathComponent) }
