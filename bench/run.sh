@@ -38,6 +38,8 @@
 #           :18086, bench/haproxy-tls.cfg :18087, with an ECDSA P-256 certificate made at the start
 #           (openssl, into bench/out/tls/)
 #        s9 s8 with a TLS handshake per request (`Connection: close`; wrk resumes its session)
+#        s10 HTTP/2 over TLS 1.3 (h2 by ALPN, what browsers speak to an ingress): s6's h2load
+#           load against the three proxies' TLS listeners of s8
 #      Every run's note gives how busy each core was and the proxy's CPU time (user + system,
 #      from /proc) per request: when the load core is the bottleneck (s7, s9), the proxy's CPU
 #      per request compares the proxies where requests/s cannot.
@@ -271,26 +273,33 @@ proxy_url() { if [[ -n $TLS_PORT ]]; then echo "https://127.0.0.1:$TLS_PORT/"; e
 # cpu_ticks CORE: busy and idle jiffies of one core so far (/proc/stat; iowait counts as idle).
 cpu_ticks() { awk -v c="cpu$1" '$1 == c {print $2 + $3 + $4 + $7 + $8, $5 + $6}' /proc/stat; }
 
-# run_wrk OUTFILE: warm-up, then the measured run; leaves wrk's output in OUTFILE, and in
-# CORES_BUSY how busy both cores were during the measured run and the proxy's CPU time (user +
-# system, itself and its children) per request. The load core runs wrk and the
+# measure_start / measure_end REQUESTS: around a measured run, set CORES_BUSY to how busy both
+# cores were and the proxy's CPU time (user + system, itself and its children) per request.
+measure_start() {
+  read -r PB0 PI0 < <(cpu_ticks "$PROXY_CORE"); read -r LB0 LI0 < <(cpu_ticks "$LOAD_CORE")
+  CPU0=$(cpu_jiffies "$PROXY_PID")
+}
+measure_end() {
+  local pb1 pi1 lb1 li1 cpu1
+  cpu1=$(cpu_jiffies "$PROXY_PID")
+  read -r pb1 pi1 < <(cpu_ticks "$PROXY_CORE"); read -r lb1 li1 < <(cpu_ticks "$LOAD_CORE")
+  CORES_BUSY=$(awk -v pb=$((pb1 - PB0)) -v pi=$((pi1 - PI0)) -v lb=$((lb1 - LB0)) -v li=$((li1 - LI0)) \
+    -v cpu=$((cpu1 - CPU0)) -v hz="$(getconf CLK_TCK)" -v n="${1:-0}" \
+    'BEGIN {printf "cores busy: proxy %.0f%%, load %.0f%%", 100 * pb / (pb + pi + 1e-9), 100 * lb / (lb + li + 1e-9)
+            if (n > 0) printf ", proxy CPU %.1f us/req", cpu / hz * 1e6 / n}')
+}
+
+# run_wrk OUTFILE: warm-up, then the measured run; leaves wrk's output in OUTFILE, and
+# CORES_BUSY (measure_end). The load core runs wrk and the
 # origin together and is usually near 100% too: it bounds every proxy's figure, so ratios
 # between proxies come out smaller than the proxies' own costs differ.
 run_wrk() {
-  local pb0 pi0 lb0 li0 pb1 pi1 lb1 li1 cpu0 cpu1 requests
   taskset -c "$LOAD_CORE" wrk -t"$WRK_THREADS" -c"$WRK_CONNS" -d"${WARMUP}s" -H "$COOKIE" ${WRK_HEADER:+-H "$WRK_HEADER"} \
     "$(proxy_url)" >/dev/null 2>&1 || true
-  read -r pb0 pi0 < <(cpu_ticks "$PROXY_CORE"); read -r lb0 li0 < <(cpu_ticks "$LOAD_CORE")
-  cpu0=$(cpu_jiffies "$PROXY_PID")
+  measure_start
   taskset -c "$LOAD_CORE" wrk -t"$WRK_THREADS" -c"$WRK_CONNS" -d"${DURATION}s" --latency \
     -s "$BENCH/wrk-report.lua" -H "$COOKIE" ${WRK_HEADER:+-H "$WRK_HEADER"} "$(proxy_url)" >"$1" 2>&1 || true
-  cpu1=$(cpu_jiffies "$PROXY_PID")
-  read -r pb1 pi1 < <(cpu_ticks "$PROXY_CORE"); read -r lb1 li1 < <(cpu_ticks "$LOAD_CORE")
-  requests=$(sed -n 's/^WRK requests=\([0-9]*\).*/\1/p' "$1")
-  CORES_BUSY=$(awk -v pb=$((pb1 - pb0)) -v pi=$((pi1 - pi0)) -v lb=$((lb1 - lb0)) -v li=$((li1 - li0)) \
-    -v cpu=$((cpu1 - cpu0)) -v hz="$(getconf CLK_TCK)" -v n="${requests:-0}" \
-    'BEGIN {printf "cores busy: proxy %.0f%%, load %.0f%%", 100 * pb / (pb + pi + 1e-9), 100 * lb / (lb + li + 1e-9)
-            if (n > 0) printf ", proxy CPU %.1f us/req", cpu / hz * 1e6 / n}')
+  measure_end "$(sed -n 's/^WRK requests=\([0-9]*\).*/\1/p' "$1")"
 }
 
 # record SCENARIO PROXY ROUND WRKFILE NOTE: append one row to raw.tsv from wrk's WRK line.
@@ -322,21 +331,35 @@ scenario_load() { # SCENARIO KIND [CONFIG] ROUND
 
 # s6: HTTP/2 with prior knowledge, h2load with 10 connections x 10 streams, on the load core.
 # nginx serves it from the same config (a second server block with `listen ... http2`).
-scenario_h2() { # KIND ROUND
-  local kind=$1 round=$2 f port rps mean failed
-  if [[ $kind == sluice ]]; then start_proxy sluice "$BENCH/sluice-h2c.yaml"; port=$PORT_SLUICE_H2
-  else start_proxy nginx; port=$PORT_NGINX_H2; fi
+# s10: the same load over TLS (h2 by ALPN) to the three proxies' TLS listeners of s8.
+scenario_h2() { # SCENARIO KIND ROUND
+  local sc=$1 kind=$2 round=$3 f port url rps mean failed succeeded
+  case $sc/$kind in
+    s6/sluice) start_proxy sluice "$BENCH/sluice-h2c.yaml"; port=$PORT_SLUICE_H2 ;;
+    s6/nginx) start_proxy nginx; port=$PORT_NGINX_H2 ;;
+    s10/sluice) TLS_PORT=$PORT_SLUICE_TLS; start_proxy sluice "$BENCH/sluice-tls.yaml" ;;
+    s10/nginx) TLS_PORT=$PORT_NGINX_TLS; start_proxy nginx "$BENCH/nginx-proxy-tls.conf" ;;
+    s10/haproxy) TLS_PORT=$PORT_HAPROXY_TLS; start_proxy haproxy "$BENCH/haproxy-tls.cfg" ;;
+  esac
+  if [[ $sc == s10 ]]; then port=$TLS_PORT; url="https://127.0.0.1:$port/"; TLS_PORT=''
+  else url="http://127.0.0.1:$port/"; fi
   wait_port "$port" "$PROXY_PID" 15 "$kind-h2"
-  f="$OUT/h2load-s6-$kind-r$round.txt"
-  taskset -c "$LOAD_CORE" h2load -D "$WARMUP" -c 10 -m 10 -t 1 "http://127.0.0.1:$port/" >/dev/null 2>&1 || true
-  taskset -c "$LOAD_CORE" h2load -D "$DURATION" -c 10 -m 10 -t 1 "http://127.0.0.1:$port/" >"$f" 2>&1 || true
+  f="$OUT/h2load-$sc-$kind-r$round.txt"
+  taskset -c "$LOAD_CORE" h2load -D "$WARMUP" -c 10 -m 10 -t 1 "$url" >/dev/null 2>&1 || true
+  measure_start
+  taskset -c "$LOAD_CORE" h2load -D "$DURATION" -c 10 -m 10 -t 1 "$url" >"$f" 2>&1 || true
+  succeeded=$(awk '/^requests:/ {print $8}' "$f")
+  measure_end "${succeeded:-0}"
   stop_pid "$PROXY_PID"
   rps=$(awk '/^finished in/ {gsub(",", "", $4); print $4}' "$f")
   mean=$(awk '/^time for request:/ {print $6}' "$f")
   failed=$(awk '/^requests:/ {print $10}' "$f")
   case $mean in *ms) mean=$(awk -v v="${mean%ms}" 'BEGIN {print v * 1000}') ;; *us) mean=${mean%us} ;; *s) mean=$(awk -v v="${mean%s}" 'BEGIN {print v * 1000000}') ;; esac
-  printf 's6\t%s\t%s\t%s\t%s\t\t0\t0\t0\t%s\t0\t%s\n' "$kind" "$round" "$rps" "$mean" "${failed:-0}" "h2load -c 10 -m 10" >>"$OUT/raw.tsv"
-  log "  s6 $kind round $round: ${rps} req/s, mean ${mean} us, failed ${failed:-?}"
+  # h2load's protocol line: a TLS run that fell back to HTTP/1.1 would not measure HTTP/2.
+  grep -q '^Application protocol: h2' "$f" || CORES_BUSY+="; NOT HTTP/2 (see $f)"
+  printf '%s\t%s\t%s\t%s\t%s\t\t0\t0\t0\t%s\t0\t%s\n' "$sc" "$kind" "$round" "$rps" "$mean" "${failed:-0}" \
+    "$CORES_BUSY; h2load -c 10 -m 10" >>"$OUT/raw.tsv"
+  log "  $sc $kind round $round: ${rps} req/s, mean ${mean} us, failed ${failed:-?}"
 }
 
 # The certificate for s8 and s9, made afresh each run: ECDSA P-256 (of the two common key
@@ -524,8 +547,8 @@ for (( round = 1; round <= ROUNDS; round++ )); do
   scenario_load s2 sluice "$BENCH/sluice-canary.yaml" "$round"
   scenario_load s3 sluice "$BENCH/sluice-shadow.yaml" "$round"
   scenario_reload "$round"
-  scenario_h2 sluice "$round"
-  scenario_h2 nginx "$round"
+  scenario_h2 s6 sluice "$round"
+  scenario_h2 s6 nginx "$round"
   # s7: every request on a connection of its own (clients without keep-alive): what
   # accepting, setting up and closing a connection costs each proxy.
   WRK_HEADER="Connection: close"
@@ -541,6 +564,9 @@ for (( round = 1; round <= ROUNDS; round++ )); do
   scenario_tls s9 nginx "$round"
   scenario_tls s9 haproxy "$round"
   WRK_HEADER=""
+  scenario_h2 s10 sluice "$round"
+  scenario_h2 s10 nginx "$round"
+  scenario_h2 s10 haproxy "$round"
 done
 
 log "s5: $IDLE_CONNS idle keep-alive connections per proxy"
