@@ -179,7 +179,7 @@ final class DownstreamHandler {
                 streamHeadReceived = true
                 receiveHead(try HTTP2StreamParts.requestHead(headers.headers, endStream: headers.endStream), context: context)
             } catch {
-                resetMalformed(context: context)
+                resetMalformed()
                 return
             }
             if headers.endStream { receive(.end(nil), context: context) }
@@ -299,7 +299,7 @@ final class DownstreamHandler {
     /// A malformed HTTP/2 request (a head or trailers block `HTTP2StreamParts` refused) is a
     /// stream error of type PROTOCOL_ERROR (RFC 9113 §8.1.1): the stream is reset, the
     /// connection's other streams go on. A request already under way is recorded as a 400.
-    private func resetMalformed(context: ChannelHandlerContext) {
+    private func resetMalformed() {
         abandon(code: 400)
         connection?.reset(self, .protocolError)
     }

@@ -60,7 +60,7 @@ final class HTTP2ClientConnection: ChannelDuplexHandler, RemovableChannelHandler
     private let idleTimeout: TimeAmount
     /// The client's address as `x-forwarded-for` gives it, formatted once for all the streams.
     let clientAddress: String
-    private(set) var context: ChannelHandlerContext?
+    private var context: ChannelHandlerContext?
     private var streams: [HTTP2StreamID: DownstreamHandler] = [:]
     /// Exchanges given frames by the read in progress (each flushes its upstream once the
     /// read is complete).
