@@ -241,8 +241,8 @@ final class HTTP2ClientConnection: ChannelDuplexHandler, RemovableChannelHandler
 
     // MARK: Frames out
 
-    /// A frame of `exchange`'s stream (not flushed).
-    func write(_ payload: HTTP2Frame.FramePayload, of exchange: DownstreamHandler) {
+    /// A frame of `exchange`'s stream (not flushed); DATA counts against the client's windows.
+    func write(_ payload: HTTP2Frame.FramePayload, of exchange: DownstreamHandler, promise: EventLoopPromise<Void>? = nil) {
         guard let context else { return }
         if case .data(let data) = payload {
             let length = data.data.readableBytes
@@ -251,7 +251,7 @@ final class HTTP2ClientConnection: ChannelDuplexHandler, RemovableChannelHandler
             updateWritability(exchange)
             if connectionSendable && -connectionSendWindow > Self.highWater { connectionWindowChanged() }
         }
-        context.write(wrapOutboundOut(HTTP2Frame(streamID: exchange.streamID, payload: payload)), promise: nil)
+        context.write(wrapOutboundOut(HTTP2Frame(streamID: exchange.streamID, payload: payload)), promise: promise)
     }
 
     /// The frame that ends `exchange`'s response, flushed; with `reset`, and the client's request
@@ -259,20 +259,15 @@ final class HTTP2ClientConnection: ChannelDuplexHandler, RemovableChannelHandler
     /// complete, and the client may stop sending (RFC 9113 §8.1).
     func writeEnd(_ payload: HTTP2Frame.FramePayload, of exchange: DownstreamHandler, reset: Bool) {
         guard let context else { return }
-        guard reset else {
-            write(payload, of: exchange)
-            context.flush()
-            return
+        var written: EventLoopPromise<Void>?
+        if reset {
+            written = context.eventLoop.makePromise(of: Void.self)
+            written?.futureResult.assumeIsolated().whenSuccess { [self] in
+                if streams[exchange.streamID] === exchange { self.reset(exchange, .noError) }
+            }
         }
-        let written = context.eventLoop.makePromise(of: Void.self)
-        written.futureResult.assumeIsolated().whenSuccess { [self] in
-            if streams[exchange.streamID] === exchange { self.reset(exchange, .noError) }
-        }
-        if case .data(let data) = payload {
-            exchange.streamSendWindow -= data.data.readableBytes
-            connectionSendWindow -= data.data.readableBytes
-        }
-        context.writeAndFlush(wrapOutboundOut(HTTP2Frame(streamID: exchange.streamID, payload: payload)), promise: written)
+        write(payload, of: exchange, promise: written)
+        context.flush()
     }
 
     func flush() {
