@@ -180,19 +180,22 @@ final class HTTP2ClientConnection: ChannelDuplexHandler, RemovableChannelHandler
             exchange.readPending = true
             return
         }
-        writeWindowUpdate(exchange.streamID, exchange.streamReceived, context: context)
-        exchange.streamReceived = 0
+        giveBackReceived(exchange, context: context)
     }
 
     /// An exchange that held its body back can take more (`DownstreamHandler.resumeRead`).
     func resume(_ exchange: DownstreamHandler) {
         guard let context, streams[exchange.streamID] === exchange, exchange.streamReceived > 0 else { return }
-        writeWindowUpdate(exchange.streamID, exchange.streamReceived, context: context)
-        exchange.streamReceived = 0
+        giveBackReceived(exchange, context: context)
         if !inRead {
             needsFlush = false
             context.flush()
         }
+    }
+
+    private func giveBackReceived(_ exchange: DownstreamHandler, context: ChannelHandlerContext) {
+        writeWindowUpdate(exchange.streamID, exchange.streamReceived, context: context)
+        exchange.streamReceived = 0
     }
 
     private func writeWindowUpdate(_ id: HTTP2StreamID, _ increment: Int, context: ChannelHandlerContext) {
@@ -249,7 +252,7 @@ final class HTTP2ClientConnection: ChannelDuplexHandler, RemovableChannelHandler
             exchange.streamSendWindow -= length
             connectionSendWindow -= length
             updateWritability(exchange)
-            if connectionSendable && -connectionSendWindow > Self.highWater { connectionWindowChanged() }
+            connectionWindowChanged()
         }
         context.write(wrapOutboundOut(HTTP2Frame(streamID: exchange.streamID, payload: payload)), promise: promise)
     }
@@ -290,8 +293,7 @@ final class HTTP2ClientConnection: ChannelDuplexHandler, RemovableChannelHandler
 
     /// Recomputes a stream's writability from its window; tells its exchange when it changes.
     private func updateWritability(_ exchange: DownstreamHandler) {
-        let held = -exchange.streamSendWindow
-        let writable = exchange.streamWritable ? held <= Self.highWater : held <= Self.lowWater
+        let writable = Self.sendable(window: exchange.streamSendWindow, wasSendable: exchange.streamWritable)
         guard writable != exchange.streamWritable else { return }
         let before = isWritable(exchange)
         exchange.streamWritable = writable
@@ -299,10 +301,15 @@ final class HTTP2ClientConnection: ChannelDuplexHandler, RemovableChannelHandler
         if before != after { writabilityChanged(exchange, after) }
     }
 
+    /// Whether a window leaves room to send: what waits beyond it (a negative window) stays
+    /// under `highWater`, or, once it did not, has come down to `lowWater`.
+    private static func sendable(window: Int, wasSendable: Bool) -> Bool {
+        -window <= (wasSendable ? highWater : lowWater)
+    }
+
     /// The connection's window (or the socket) changed for every stream at once.
     private func connectionWindowChanged() {
-        let held = -connectionSendWindow
-        let sendable = connectionSendable ? held <= Self.highWater : held <= Self.lowWater
+        let sendable = Self.sendable(window: connectionSendWindow, wasSendable: connectionSendable)
         guard sendable != connectionSendable else { return }
         connectionSendable = sendable
         allStreamsWritabilityChanged(before: !sendable && stalledSince == nil)
