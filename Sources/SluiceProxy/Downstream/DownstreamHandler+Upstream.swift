@@ -110,18 +110,21 @@ extension DownstreamHandler: UpstreamDelegate {
     }
 
     /// Sends the request again, once, when the backend never answered it and it had no body: on
-    /// a fresh connection when a pooled one failed (the backend had closed it while idle), and
-    /// on another endpoint when an idempotent request's connection was reset (the instance went
-    /// away mid-request: a restart, a crash) or its response head did not come within the
-    /// backend's `timeout` (a hung instance) — nginx's `proxy_next_upstream error timeout`. A
-    /// request that times out there too gets its 504 after two timeouts. True when sent again.
+    /// a fresh connection when a pooled one failed (the backend had closed it while idle) or an
+    /// HTTP/2 backend refused its stream (REFUSED_STREAM, or above its GOAWAY's last stream ID:
+    /// not processed, so safe for any method, RFC 9113 §8.7), and on another endpoint when an
+    /// idempotent request's connection was reset (the instance went away mid-request: a
+    /// restart, a crash) or its response head did not come within the backend's `timeout` (a
+    /// hung instance) — nginx's `proxy_next_upstream error timeout`. A request that times out
+    /// there too gets its 504 after two timeouts. True when sent again.
     /// `conn`: the failed connection, already closed and no longer the request's.
     func sendAgain(_ req: RequestState, after reason: UpstreamFailure, on conn: UpstreamConnection) -> Bool {
         guard !req.retried, req.requestEnded, req.requestBodyBytes == 0 else { return false }
+        let refused = reason == .reset && conn.handler.refused
         let stale = reason != .timeout && conn.requestsServed > 1
-        let elsewhere = (reason == .reset || reason == .timeout) && req.upstreamHead.method.isIdempotent
+        let elsewhere = !refused && (reason == .reset || reason == .timeout) && req.upstreamHead.method.isIdempotent
             && req.backend.endpoints.count > 1
-        guard stale || elsewhere else { return false }
+        guard refused || stale || elsewhere else { return false }
         req.retried = true
         req.deadline = nil
         req.buffered = [.end(nil)]

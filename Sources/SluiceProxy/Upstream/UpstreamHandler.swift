@@ -55,6 +55,10 @@ class UpstreamHandler {
     final var address: SocketAddress?
     final var readPending = false
     final var context: ChannelHandlerContext?
+    /// The backend declined the request without processing it: an HTTP/2 stream it reset with
+    /// REFUSED_STREAM, or one above the last stream ID of its GOAWAY. RFC 9113 §8.7 lets any
+    /// such request, whatever its method, go again (`DownstreamHandler.sendAgain`).
+    final var refused = false
 
     /// Queues a request part (sent at the next `flush`).
     func send(_ part: HTTPClientRequestPart) { preconditionFailure("overridden") }
@@ -266,6 +270,16 @@ final class StreamUpstreamHandler: UpstreamHandler, ChannelDuplexHandler, Remova
     private var requestMethod = HTTPMethod.GET
     /// A final (non-1xx) response head arrived: a HEADERS frame after it carries trailers.
     private var finalHeadReceived = false
+    /// The request's HEADERS frame has been written (to NIOHTTP2, which may hold it back).
+    private var headersWritten = false
+    /// The connection this stream is on, for the last stream ID of a GOAWAY it received (weak:
+    /// the connection's pipeline holds its streams).
+    private weak var backend: UpstreamPool.HTTP2Parent?
+
+    init(backend: UpstreamPool.HTTP2Parent? = nil) {
+        self.backend = backend
+        super.init()
+    }
 
     func handlerAdded(context: ChannelHandlerContext) { self.context = context }
     func handlerRemoved(context: ChannelHandlerContext) { self.context = nil }
@@ -287,8 +301,8 @@ final class StreamUpstreamHandler: UpstreamHandler, ChannelDuplexHandler, Remova
         case .end(let trailers):
             guard let context else { return }
             let end = held.end(trailers, allocator: context.channel.allocator)
-            if let first = end.first { context.write(wrapOutboundOut(first), promise: nil) }
-            context.write(wrapOutboundOut(end.last), promise: nil)
+            if let first = end.first { write(first, context: context) }
+            write(end.last, context: context)
         }
     }
 
@@ -300,11 +314,35 @@ final class StreamUpstreamHandler: UpstreamHandler, ChannelDuplexHandler, Remova
 
     /// Writes the frame held so far and holds `frame` instead.
     private func hold(_ frame: HTTP2Frame.FramePayload) {
-        if let previous = held.hold(frame) { context?.write(wrapOutboundOut(previous), promise: nil) }
+        if let previous = held.hold(frame), let context { write(previous, context: context) }
     }
 
     private func writeHeld(_ context: ChannelHandlerContext) {
-        if let frame = held.take() { context.write(wrapOutboundOut(frame), promise: nil) }
+        if let frame = held.take() { write(frame, context: context) }
+    }
+
+    /// Writes one of the request's frames. The first is its HEADERS, and when that cannot be
+    /// sent the backend never saw the request: NIOHTTP2 holds a new stream's frames back while
+    /// the backend's SETTINGS_MAX_CONCURRENT_STREAMS are open, and when a GOAWAY comes in
+    /// meanwhile, the stream may not start (the GOAWAY's own list of closed streams does not
+    /// name it: it has no ID yet on the connection). The request is then refused, as a stream
+    /// above the GOAWAY's last stream ID is. (A write can fail inside the exchange's own call
+    /// that made it: the request learns of it on the loop's next turn.)
+    private func write(_ frame: HTTP2Frame.FramePayload, context: ChannelHandlerContext) {
+        guard !headersWritten else {
+            context.write(wrapOutboundOut(frame), promise: nil)
+            return
+        }
+        headersWritten = true
+        let written = context.eventLoop.makePromise(of: Void.self)
+        written.futureResult.assumeIsolated().whenFailure { [self] _ in
+            self.context?.eventLoop.assumeIsolated().execute { [self] in
+                guard delegate != nil, let context = self.context else { return }
+                refused = true
+                failed(.reset, context: context)
+            }
+        }
+        context.write(wrapOutboundOut(frame), promise: written)
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
@@ -343,6 +381,9 @@ final class StreamUpstreamHandler: UpstreamHandler, ChannelDuplexHandler, Remova
     }
 
     func errorCaught(context: ChannelHandlerContext, error: Error) {
+        if let closed = error as? NIOHTTP2Errors.StreamClosed {
+            refused = closed.errorCode == .refusedStream || closed.streamID > (backend?.goAwayLastStreamID ?? .maxID)
+        }
         failed(.reset, context: context)
     }
 }

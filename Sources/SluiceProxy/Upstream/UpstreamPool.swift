@@ -209,14 +209,20 @@ final class UpstreamPool {
     /// ended, or at once when NIOHTTP2 has sent GOAWAY for an error (RFC 9113 §5.4.1). Sluice
     /// used to keep opening streams on it, and they waited for their response timeout.
     ///
-    /// `openStreams` and `draining` are only touched on the pool's event loop.
-    private final class HTTP2Parent: @unchecked Sendable {
+    /// Streams above the last stream ID of the backend's GOAWAY were never processed: NIOHTTP2
+    /// closes them once the GOAWAY frame has passed `GoAwayWatcher`, and their requests go
+    /// again on a new connection (`UpstreamHandler.refused`).
+    ///
+    /// `openStreams`, `draining` and `goAwayLastStreamID` are only touched on the pool's event loop.
+    final class HTTP2Parent: @unchecked Sendable {
         let channel: Channel
         let multiplexer: NIOHTTP2Handler.StreamMultiplexer
         /// Streams opened on this connection and not closed yet.
         private var openStreams = 0
         /// The backend sent GOAWAY, or the connection hit an error.
         private(set) var draining = false
+        /// The lowest last stream ID of the backend's GOAWAYs (`maxID` before any).
+        private(set) var goAwayLastStreamID = HTTP2StreamID.maxID
 
         init(channel: Channel, multiplexer: NIOHTTP2Handler.StreamMultiplexer) {
             self.channel = channel
@@ -232,6 +238,12 @@ final class UpstreamPool {
                 self.openStreams -= 1
                 self.closeIfDrained()
             }
+        }
+
+        /// The backend's GOAWAY: streams above `lastStreamID` were not processed.
+        func goAway(lastStreamID: HTTP2StreamID) {
+            goAwayLastStreamID = min(goAwayLastStreamID, lastStreamID)
+            drain()
         }
 
         /// No new stream goes here; the connection closes once its last stream has ended.
@@ -260,7 +272,7 @@ final class UpstreamPool {
         init(_ parent: HTTP2Parent) { self.parent = parent }
 
         func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-            if case .goAway = unwrapInboundIn(data).payload { parent.drain() }
+            if case .goAway(let lastStreamID, _, _) = unwrapInboundIn(data).payload { parent.goAway(lastStreamID: lastStreamID) }
             context.fireChannelRead(data)
         }
 
@@ -280,7 +292,7 @@ final class UpstreamPool {
             parent.multiplexer.createStreamChannel { stream in
                 SluiceServer.completed(stream) {
                     // Named: NIO would format a name for it, "handler0", per stream.
-                    try stream.pipeline.syncOperations.addHandler(StreamUpstreamHandler(), name: "upstream")
+                    try stream.pipeline.syncOperations.addHandler(StreamUpstreamHandler(backend: parent), name: "upstream")
                     parent.streamOpened(stream)
                 }
             }

@@ -26,6 +26,12 @@ enum RawHTTP2 {
         [0, 0, 6, 0x04, 0, 0, 0, 0, 0, 0x00, 0x04] + bigEndian(initialWindowSize)
     }
 
+    /// A SETTINGS frame setting SETTINGS_MAX_CONCURRENT_STREAMS (0x3): how many streams the
+    /// peer may have open at once.
+    static func settings(maxConcurrentStreams: UInt32) -> [UInt8] {
+        [0, 0, 6, 0x04, 0, 0, 0, 0, 0, 0x00, 0x03] + bigEndian(maxConcurrentStreams)
+    }
+
     /// A WINDOW_UPDATE frame on `stream` (0: the connection).
     static func windowUpdate(stream: UInt8, increment: UInt32) -> [UInt8] {
         [0, 0, 4, 0x08, 0, 0, 0, 0, stream] + bigEndian(increment)
@@ -40,9 +46,15 @@ enum RawHTTP2 {
                 endStream ? 0x01 : 0x00, 0, 0, 0, stream] + payload
     }
 
-    /// A RST_STREAM frame on `stream` with error `code` (RFC 9113 §7: 0x0 NO_ERROR, 0x8 CANCEL).
+    /// A RST_STREAM frame on `stream` with error `code` (RFC 9113 §7: 0x0 NO_ERROR, 0x7
+    /// REFUSED_STREAM, 0x8 CANCEL).
     static func rstStream(stream: UInt8, code: UInt32) -> [UInt8] {
         [0, 0, 4, 0x03, 0, 0, 0, 0, stream] + bigEndian(code)
+    }
+
+    /// A GOAWAY frame naming `lastStreamID` (1-127) with error `code`, without debug data.
+    static func goAway(lastStreamID: UInt8, code: UInt32) -> [UInt8] {
+        [0, 0, 8, 0x07, 0, 0, 0, 0, 0, 0, 0, 0, lastStreamID] + bigEndian(code)
     }
 
     private static func bigEndian(_ value: UInt32) -> [UInt8] {
