@@ -660,37 +660,3 @@ extension EndToEnd.HTTP2AndTLS {
         #expect(problems.first?.contains(dir + "/cert.pem") == true)
     }
 }
-
-
-private extension RawHTTPClient {
-    /// The server side of a new HTTP/2 connection up to its first request: the client preface
-    /// read, an empty SETTINGS sent, frames read until a HEADERS frame (at most 16).
-    /// Reads the client preface, sends `settings`, and reads frames until the first request's
-    /// HEADERS has come (and, when `acknowledged`, the ACK of those settings too: the client
-    /// applies them before it acknowledges them). False on a read failure, or after 16 frames.
-    func awaitRequest(settings: [UInt8] = RawHTTP2.emptySettings, acknowledged: Bool = false) -> Bool {
-        guard (try? readBytes(24)) != nil, (try? send(settings)) != nil else { return false }
-        var request = false, acknowledgement = !acknowledged
-        for _ in 0..<16 {
-            guard let header = try? readBytes(9),
-                  (try? readBytes(Int(header[0]) << 16 | Int(header[1]) << 8 | Int(header[2]))) != nil else { return false }
-            if header[3] == 0x01 { request = true }
-            if header[3] == 0x04 && header[4] & 0x1 != 0 { acknowledgement = true }
-            if request && acknowledgement { return true }
-        }
-        return false
-    }
-
-    /// Reads frames until `count` more HEADERS frames have come (false on a read failure, or
-    /// after 64 frames).
-    func awaitHeaders(_ count: Int) -> Bool {
-        var seen = 0
-        for _ in 0..<64 {
-            guard let header = try? readBytes(9),
-                  (try? readBytes(Int(header[0]) << 16 | Int(header[1]) << 8 | Int(header[2]))) != nil else { return false }
-            if header[3] == 0x01 { seen += 1 }
-            if seen == count { return true }
-        }
-        return false
-    }
-}

@@ -11,41 +11,6 @@ import SluiceConfig
 private let hasCurl = FileManager.default.isExecutableFile(atPath: "/usr/bin/curl")
 private let hasH2load = FileManager.default.isExecutableFile(atPath: "/usr/bin/h2load")
 
-/// One frame as a raw HTTP/2 client reads it.
-private struct Frame {
-    var type: UInt8
-    var flags: UInt8
-    var stream: UInt32
-    var payload: [UInt8]
-
-    /// DATA or HEADERS with END_STREAM.
-    var endsStream: Bool { type <= 0x01 && flags & 0x01 != 0 }
-    /// A WINDOW_UPDATE's increment (31 bits after a reserved one).
-    var increment: Int { Int(errorCode & 0x7FFF_FFFF) }
-    /// A RST_STREAM's error code (its whole payload).
-    var errorCode: UInt32 { payload.prefix(4).reduce(0) { $0 << 8 | UInt32($1) } }
-}
-
-private extension RawHTTPClient {
-    /// The next frame; nil when none began within the client's read timeout. A frame whose
-    /// header has come is read whole (its payload follows at once; a timeout mid-header keeps
-    /// the bytes read, and the next call goes on from them).
-    func readFrame() throws -> Frame? {
-        let header: [UInt8]
-        do { header = try readBytes(9) } catch ClientError.timeout { return nil }
-        let length = Int(header[0]) << 16 | Int(header[1]) << 8 | Int(header[2])
-        let stream = header[5...8].reduce(0) { $0 << 8 | UInt32($1) } & 0x7FFF_FFFF
-        for _ in 0..<50 {
-            do {
-                return Frame(type: header[3], flags: header[4], stream: stream, payload: try readBytes(length))
-            } catch ClientError.timeout {
-                continue
-            }
-        }
-        throw ClientError.timeout
-    }
-}
-
 extension EndToEnd {
 /// HTTP/2 flow control at the client side (`HTTP2ClientConnection`): the proxy gives its
 /// receive windows back as request bodies pass on (and stops while the backend takes nothing

@@ -129,12 +129,14 @@ struct HTTP2StreamPartsTests {
 
     private typealias Recording = HTTP1CodecHandlerTests.RecordingDelegate
 
-    /// An embedded channel whose only handler is a `StreamUpstreamHandler` leased by a
-    /// recording delegate.
+    /// An embedded channel whose only handler is an `HTTP2BackendConnection`, and a stream on it
+    /// leased by a recording delegate.
     private func streamHandler() throws -> (EmbeddedChannel, StreamUpstreamHandler, Recording) {
         let channel = EmbeddedChannel()
-        let handler = StreamUpstreamHandler()
-        try channel.pipeline.syncOperations.addHandler(handler)
+        try channel.connect(to: .init(ipAddress: "127.0.0.1", port: 1)).wait()
+        let connection = HTTP2BackendConnection(channel: channel)
+        try channel.pipeline.syncOperations.addHandler(connection)
+        let handler = connection.makeStream()
         let delegate = Recording()
         handler.delegate = delegate
         return (channel, handler, delegate)
@@ -155,7 +157,10 @@ struct HTTP2StreamPartsTests {
         for part in parts { handler.send(part) }
         handler.flush()
         var ours: [String] = []
-        while let frame = try channel.readOutbound(as: HTTP2Frame.FramePayload.self) { ours.append(describe(frame)) }
+        while let frame = try channel.readOutbound(as: HTTP2Frame.self) {
+            #expect(frame.streamID == 1)
+            ours.append(describe(frame.payload))
+        }
         return (ours, nioFrames)
     }
 
@@ -197,7 +202,8 @@ struct HTTP2StreamPartsTests {
         let (channel, handler, delegate) = try streamHandler()
         defer { _ = try? channel.finish() }
         handler.send(head)
-        for frame in frames { try channel.writeInbound(frame) }
+        handler.flush()
+        for frame in frames { try channel.writeInbound(HTTP2Frame(streamID: 1, payload: frame)) }
         return (delegate.calls, nioCalls)
     }
 
@@ -228,7 +234,8 @@ struct HTTP2StreamPartsTests {
             let (channel, handler, delegate) = try streamHandler()
             defer { _ = try? channel.finish() }
             handler.send(.head(HTTPRequestHead(version: .http1_1, method: .GET, uri: "/", headers: ["host": "a"])))
-            try channel.writeInbound(HTTP2Frame.FramePayload.headers(.init(headers: block)))
+            handler.flush()
+            try channel.writeInbound(HTTP2Frame(streamID: 1, payload: .headers(.init(headers: block))))
             #expect(delegate.calls == [.failed(.protocolError)])
         }
     }

@@ -87,7 +87,7 @@ extension DownstreamHandler: UpstreamDelegate {
         guard let req = request, context != nil else { return }
         let conn = req.upstream
         req.upstream = nil
-        conn?.channel.close(promise: nil)
+        conn?.close()
         if req.responseHeadSent {
             // Part of the response is out: the only honest signal left is to close (an
             // HTTP/2 stream is reset).

@@ -233,7 +233,7 @@ final class DownstreamHandler {
     /// The client's body must wait: the upstream connection is being opened or cannot take more.
     var holdsRead: Bool {
         guard let req = request, !req.requestEnded else { return false }
-        return req.connecting || (req.upstream.map { !$0.channel.isWritable } ?? false)
+        return req.connecting || (req.upstream.map { !$0.isWritable } ?? false)
     }
 
     /// Lets a held-back read go ahead (through the HTTP/1 codec's own hold; on HTTP/2, the
@@ -290,7 +290,7 @@ final class DownstreamHandler {
         guard let req = request else { return }
         if let up = req.upstream {
             up.handler.delegate = nil
-            up.channel.close(promise: nil)
+            up.close()
         }
         req.upstream = nil
         finish(code: code, failure: nil)
@@ -557,7 +557,7 @@ final class DownstreamHandler {
         if inClientRead { needsFlush = true } else { handler.flush() }
         let timeout = req.backend.responseTimeout
         deadlines.arm(req, owner: self, in: timeout)
-        if conn.channel.isWritable { resumeRead() }
+        if conn.isWritable { resumeRead() }
     }
 
     private func forward(_ part: HTTPClientRequestPart, in req: RequestState) {
@@ -592,7 +592,7 @@ final class DownstreamHandler {
             return
         }
         up.handler.delegate = nil
-        up.channel.close(promise: nil)
+        up.close()
         req.upstream = nil
         if sendAgain(req, after: .timeout, on: up) { return }
         let name = req.backend.spec.name
@@ -732,7 +732,7 @@ final class DownstreamHandler {
                 pool.release(up)
             } else {
                 up.handler.delegate = nil
-                up.channel.close(promise: nil)
+                up.close()
             }
         }
         resumeRead()

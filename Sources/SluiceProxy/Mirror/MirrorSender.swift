@@ -104,7 +104,7 @@ final class MirrorSender {
             loop.pool.release(conn)
         } else {
             conn.handler.delegate = nil
-            conn.channel.close(promise: nil)
+            conn.close()
         }
     }
 }
@@ -169,7 +169,7 @@ final class MirrorExchange: UpstreamDelegate {
 
     func upstreamFailed(_ reason: UpstreamFailure) {
         conn?.handler.delegate = nil
-        conn?.channel.close(promise: nil)
+        conn?.close()
         finish(ok: false, conn: nil)
     }
 }

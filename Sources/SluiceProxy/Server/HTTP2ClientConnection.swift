@@ -303,7 +303,7 @@ final class HTTP2ClientConnection: ChannelDuplexHandler, RemovableChannelHandler
 
     /// Whether a window leaves room to send: what waits beyond it (a negative window) stays
     /// under `highWater`, or, once it did not, has come down to `lowWater`.
-    private static func sendable(window: Int, wasSendable: Bool) -> Bool {
+    static func sendable(window: Int, wasSendable: Bool) -> Bool {
         -window <= (wasSendable ? highWater : lowWater)
     }
 

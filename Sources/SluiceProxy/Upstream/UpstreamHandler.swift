@@ -70,7 +70,7 @@ class UpstreamHandler {
     /// The downstream side drained: resume reading the response. True when a read was held
     /// back and now goes ahead.
     @discardableResult
-    final func resumeReading() -> Bool {
+    func resumeReading() -> Bool {
         guard readPending, let context else { return false }
         readPending = false
         read(context)
@@ -253,36 +253,43 @@ final class HTTP1UpstreamHandler: UpstreamHandler, ChannelDuplexHandler, Removab
     }
 }
 
-/// An HTTP/2 stream to a backend (`protocol: h2`), the stream channel's only handler: it turns
-/// the request into frames and the response frames into the delegate's parts itself, as NIO's
-/// `HTTP2FramePayloadToHTTP1ClientCodec` did as a handler of its own (`HTTP2StreamParts`).
+/// An HTTP/2 stream to a backend (`protocol: h2`), one request's, held by its connection
+/// (`HTTP2BackendConnection`, which passes it its frames and writes its own): it turns the
+/// request into frames and the response frames into the delegate's parts itself, as NIO's
+/// `HTTP2FramePayloadToHTTP1ClientCodec` did as a handler of its own (`HTTP2StreamParts`). Not a
+/// channel handler: `context` stays nil.
 ///
 /// A request's last frame is held until the next part shows whether it ends the stream
 /// (`HTTP2StreamParts.HeldFrame`, as NIO's codec did): a request without a body is one HEADERS
 /// frame with END_STREAM.
-final class StreamUpstreamHandler: UpstreamHandler, ChannelDuplexHandler, RemovableChannelHandler {
-    typealias InboundIn = HTTP2Frame.FramePayload
-    typealias OutboundIn = HTTP2Frame.FramePayload
-    typealias OutboundOut = HTTP2Frame.FramePayload
-
+final class StreamUpstreamHandler: UpstreamHandler {
+    let connection: HTTP2BackendConnection
+    /// Given by the connection when the first frame is written.
+    var streamID: HTTP2StreamID?
     private var held = HTTP2StreamParts.HeldFrame()
     /// The request's method (HEAD and CONNECT answers have no body to frame).
     private var requestMethod = HTTPMethod.GET
     /// A final (non-1xx) response head arrived: a HEADERS frame after it carries trailers.
     private var finalHeadReceived = false
-    /// The request's HEADERS frame has been written (to NIOHTTP2, which may hold it back).
-    private var headersWritten = false
-    /// The connection this stream is on, for the last stream ID of a GOAWAY it received (weak:
-    /// the connection's pipeline holds its streams).
-    private weak var backend: UpstreamPool.HTTP2Parent?
+    /// END_STREAM written / received.
+    private(set) var requestEnded = false
+    private(set) var responseEnded = false
+    /// The connection no longer holds this stream.
+    var ended = false
 
-    init(backend: UpstreamPool.HTTP2Parent? = nil) {
-        self.backend = backend
+    // The connection's bookkeeping, kept here to spare it a dictionary lookup per frame.
+    /// DATA received since the stream's window was last given back.
+    var received = 0
+    /// Room left in the backend's window for this stream (negative: that much waits in NIOHTTP2).
+    var sendWindow = 0
+    var sendable = true
+    /// Given frames by the connection's read in progress.
+    var inRead = false
+
+    init(connection: HTTP2BackendConnection) {
+        self.connection = connection
         super.init()
     }
-
-    func handlerAdded(context: ChannelHandlerContext) { self.context = context }
-    func handlerRemoved(context: ChannelHandlerContext) { self.context = nil }
 
     override func sendHead(_ request: UpstreamRequest) {
         requestMethod = request.method
@@ -299,99 +306,107 @@ final class StreamUpstreamHandler: UpstreamHandler, ChannelDuplexHandler, Remova
         case .body(let body):
             hold(.data(.init(data: body)))
         case .end(let trailers):
-            guard let context else { return }
-            let end = held.end(trailers, allocator: context.channel.allocator)
-            if let first = end.first { write(first, context: context) }
-            write(end.last, context: context)
+            let end = held.end(trailers, allocator: connection.channel.allocator)
+            if let first = end.first { write(first) }
+            write(end.last)
+            requestEnded = true
         }
     }
 
     override func flush() {
-        guard let context else { return }
-        writeHeld(context)
-        context.flush()
+        if let frame = held.take() { write(frame) }
+        connection.flush()
     }
 
     /// Writes the frame held so far and holds `frame` instead.
     private func hold(_ frame: HTTP2Frame.FramePayload) {
-        if let previous = held.hold(frame), let context { write(previous, context: context) }
+        if let previous = held.hold(frame) { write(previous) }
     }
 
-    private func writeHeld(_ context: ChannelHandlerContext) {
-        if let frame = held.take() { write(frame, context: context) }
+    /// One of the request's frames. When the stream cannot start (its connection closed or
+    /// began to drain before the HEADERS went out), the backend never saw the request: it is
+    /// refused, on the loop's next turn (this runs inside the exchange's own call).
+    private func write(_ frame: HTTP2Frame.FramePayload) {
+        guard !ended, !connection.write(frame, of: self), streamID == nil else { return }
+        connection.channel.eventLoop.assumeIsolated().execute { [self] in closed(refused: true) }
     }
 
-    /// Writes one of the request's frames. The first is its HEADERS, and when that cannot be
-    /// sent the backend never saw the request: NIOHTTP2 holds a new stream's frames back while
-    /// the backend's SETTINGS_MAX_CONCURRENT_STREAMS are open, and when a GOAWAY comes in
-    /// meanwhile, the stream may not start (the GOAWAY's own list of closed streams does not
-    /// name it: it has no ID yet on the connection). The request is then refused, as a stream
-    /// above the GOAWAY's last stream ID is. (A write can fail inside the exchange's own call
-    /// that made it: the request learns of it on the loop's next turn.)
-    private func write(_ frame: HTTP2Frame.FramePayload, context: ChannelHandlerContext) {
-        guard !headersWritten else {
-            context.write(wrapOutboundOut(frame), promise: nil)
+    /// A frame of the response.
+    func receive(_ payload: HTTP2Frame.FramePayload) {
+        guard let delegate else {
+            connection.release(self)
             return
         }
-        headersWritten = true
-        let written = context.eventLoop.makePromise(of: Void.self)
-        written.futureResult.assumeIsolated().whenFailure { [self] _ in
-            self.context?.eventLoop.assumeIsolated().execute { [self] in
-                guard delegate != nil, let context = self.context else { return }
-                refused = true
-                failed(.reset, context: context)
-            }
-        }
-        context.write(wrapOutboundOut(frame), promise: written)
-    }
-
-    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        guard delegate != nil else {
-            context.close(promise: nil)
-            return
-        }
-        switch unwrapInboundIn(data) {
+        switch payload {
         case .headers(let headers):
+            if headers.endStream { responseEnded = true }
             let head: ResponseHead
             do {
                 if finalHeadReceived {
-                    delegate?.upstreamResponseEnd(try HTTP2StreamParts.trailers(headers.headers))
+                    delegate.upstreamResponseEnd(try HTTP2StreamParts.trailers(headers.headers))
                     return
                 }
                 head = try HTTP2StreamParts.responseHead(headers.headers, endStream: headers.endStream,
                                                          requestMethod: requestMethod)
             } catch {
-                failed(.protocolError, context: context)
+                fail(.protocolError)
                 return
             }
             if !HTTP2StreamParts.isInformational(head) { finalHeadReceived = true }
-            delegate?.upstreamResponseHead(head)
-            if headers.endStream && finalHeadReceived { delegate?.upstreamResponseEnd(nil) }
+            delegate.upstreamResponseHead(head)
+            if headers.endStream && finalHeadReceived { self.delegate?.upstreamResponseEnd(nil) }
         case .data(let data):
             guard case .byteBuffer(let bytes) = data.data else { return }
-            if !data.endStream || bytes.readableBytes > 0 { delegate?.upstreamResponseBody(bytes) }
-            if data.endStream { delegate?.upstreamResponseEnd(nil) }
+            if data.endStream { responseEnded = true }
+            if !data.endStream || bytes.readableBytes > 0 { delegate.upstreamResponseBody(bytes) }
+            if data.endStream { self.delegate?.upstreamResponseEnd(nil) }
         default:
             return
         }
     }
 
-    func channelInactive(context: ChannelHandlerContext) {
-        connectionClosed()
+    /// The connection's read that gave this stream frames is complete.
+    func readComplete() {
+        reads &+= 1
+        delegate?.upstreamReadComplete()
     }
 
-    func errorCaught(context: ChannelHandlerContext, error: Error) {
-        if let closed = error as? NIOHTTP2Errors.StreamClosed {
-            refused = closed.errorCode == .refusedStream || closed.streamID > (backend?.goAwayLastStreamID ?? .maxID)
-        }
-        failed(.reset, context: context)
+    override func resumeReading() -> Bool {
+        guard readPending else { return false }
+        readPending = false
+        connection.resume(self)
+        return true
+    }
+
+    func writabilityChanged(_ isWritable: Bool) {
+        delegate?.upstreamWritabilityChanged(isWritable: isWritable)
+    }
+
+    /// The response cannot be used: the exchange learns why, and the stream is reset.
+    private func fail(_ reason: UpstreamFailure) {
+        let delegate = self.delegate
+        self.delegate = nil
+        connection.release(self)
+        delegate?.upstreamFailed(reason)
+    }
+
+    /// The stream ended without the response (reset, refused, or its connection gone).
+    func closed(refused: Bool) {
+        self.refused = refused
+        guard let delegate else { return }
+        self.delegate = nil
+        delegate.upstreamFailed(.reset)
     }
 }
 
-/// A pooled keep-alive connection to one endpoint.
+/// A request's connection to one endpoint: a pooled keep-alive HTTP/1.1 connection, or an HTTP/2
+/// stream (single-use).
 final class UpstreamConnection {
+    /// The connection (for a stream: the connection it is on).
     let channel: Channel
     let handler: UpstreamHandler
+    /// The HTTP/2 stream this is, if it is one.
+    let stream: StreamUpstreamHandler?
     /// Its endpoint in the pool that opened it, which outlives every connection it opens
     /// (`release` finds it here without comparing addresses).
     unowned(unsafe) let endpoint: UpstreamPool.Endpoint
@@ -399,14 +414,35 @@ final class UpstreamConnection {
     /// Requests this connection has carried (a reused connection may have been closed by the
     /// backend while idle, which makes a bodyless request safe to retry once).
     var requestsServed = 0
-    /// An HTTP/2 stream (single-use), not a keep-alive connection.
-    let isStream: Bool
+    var isStream: Bool { stream != nil }
 
-    init(channel: Channel, handler: UpstreamHandler, endpoint: UpstreamPool.Endpoint, isStream: Bool = false) {
+    init(channel: Channel, handler: UpstreamHandler, endpoint: UpstreamPool.Endpoint) {
         self.channel = channel
         self.handler = handler
+        self.stream = nil
         self.endpoint = endpoint
-        self.isStream = isStream
+    }
+
+    init(stream: StreamUpstreamHandler, endpoint: UpstreamPool.Endpoint) {
+        self.channel = stream.connection.channel
+        self.handler = stream
+        self.stream = stream
+        self.endpoint = endpoint
+    }
+
+    /// Whether the request may be given more of its body now.
+    var isWritable: Bool {
+        if let stream { return stream.connection.isWritable(stream) }
+        return channel.isWritable
+    }
+
+    /// Ends the exchange's use of it: closes a connection, resets a stream (unless it finished).
+    func close() {
+        if let stream {
+            stream.connection.release(stream)
+        } else {
+            channel.close(promise: nil)
+        }
     }
 }
 

@@ -149,18 +149,15 @@ final class UpstreamPool {
 
     /// Returns a connection whose last exchange ended cleanly; it idles until leased again.
     ///
-    /// An HTTP/2 stream is single-use. One that carried its exchange to the end (END_STREAM sent
-    /// and received) closes by itself; closing its channel here as well reset it (RST_STREAM
-    /// CANCEL, the stream not being closed yet while its last frame is delivered), once per
-    /// request, and servers count resets against the connection: NIO's sends GOAWAY after 200,
-    /// and "rapid reset" defences (CVE-2023-44487) do the like. Only a stream no request used is
-    /// closed.
+    /// An HTTP/2 stream is single-use: its connection lets it go (`HTTP2BackendConnection.release`:
+    /// a stream that carried its exchange to the end is not reset).
     func release(_ conn: UpstreamConnection) {
         conn.handler.delegate = nil
-        guard conn.channel.isActive, !conn.isStream else {
-            if conn.isStream && conn.requestsServed == 0 { conn.channel.close(promise: nil) }
+        if let stream = conn.stream {
+            stream.connection.release(stream)
             return
         }
+        guard conn.channel.isActive else { return }
         let endpoint = conn.endpoint
         while let waiter = endpoint.nextWaiter() {
             if waiter.takeConnection(conn) { return }
@@ -191,150 +188,62 @@ final class UpstreamPool {
             endpoint.connections.removeAll()
         }
         for conn in all { conn.channel.close(promise: nil) }
-        let parents = http2.values
+        let connections = http2.values
         http2.removeAll()
-        for parent in parents { parent.channel.close(promise: nil) }
+        for connection in connections { connection.channel.close(promise: nil) }
     }
 
     // MARK: HTTP/2 backends (`protocol: h2`)
 
-    /// One HTTP/2 connection per endpoint on this loop; each request is a stream on it.
-    ///
-    /// A backend that sends GOAWAY (a graceful restart, or its defence against many reset
-    /// streams: NIO's servers answer more than 200 resets in 30 s so, and every request a client
-    /// cancels resets its stream) takes no new stream on that connection (RFC 9113 §6.8); nor
-    /// does a connection NIOHTTP2 itself gave up on (a connection error: for one, a frame for a
-    /// stream reset more than 32 resets ago, which many clients leaving at once cause). The
-    /// next request opens a new connection; the old one is closed once its last stream has
-    /// ended, or at once when NIOHTTP2 has sent GOAWAY for an error (RFC 9113 §5.4.1). Sluice
-    /// used to keep opening streams on it, and they waited for their response timeout.
-    ///
-    /// Streams above the last stream ID of the backend's GOAWAY were never processed: NIOHTTP2
-    /// closes them once the GOAWAY frame has passed `GoAwayWatcher`, and their requests go
-    /// again on a new connection (`UpstreamHandler.refused`).
-    ///
-    /// `openStreams`, `draining` and `goAwayLastStreamID` are only touched on the pool's event loop.
-    final class HTTP2Parent: @unchecked Sendable {
-        let channel: Channel
-        let multiplexer: NIOHTTP2Handler.StreamMultiplexer
-        /// Streams opened on this connection and not closed yet.
-        private var openStreams = 0
-        /// The backend sent GOAWAY, or the connection hit an error.
-        private(set) var draining = false
-        /// The lowest last stream ID of the backend's GOAWAYs (`maxID` before any).
-        private(set) var goAwayLastStreamID = HTTP2StreamID.maxID
-
-        init(channel: Channel, multiplexer: NIOHTTP2Handler.StreamMultiplexer) {
-            self.channel = channel
-            self.multiplexer = multiplexer
-        }
-
-        /// Whether a new stream may go here.
-        var usable: Bool { !draining && channel.isActive }
-
-        func streamOpened(_ stream: Channel) {
-            openStreams += 1
-            stream.closeFuture.assumeIsolated().whenComplete { _ in
-                self.openStreams -= 1
-                self.closeIfDrained()
-            }
-        }
-
-        /// The backend's GOAWAY: streams above `lastStreamID` were not processed.
-        func goAway(lastStreamID: HTTP2StreamID) {
-            goAwayLastStreamID = min(goAwayLastStreamID, lastStreamID)
-            drain()
-        }
-
-        /// No new stream goes here; the connection closes once its last stream has ended.
-        func drain() {
-            draining = true
-            closeIfDrained()
-        }
-
-        private func closeIfDrained() {
-            if draining && openStreams == 0 { channel.close(promise: nil) }
-        }
-    }
-
-    /// Drains its connection when the backend sends GOAWAY (NIOHTTP2 passes the connection's
-    /// own frames, stream 0, on down the connection's pipeline) or when an error reaches the end
-    /// of the connection's pipeline. NIOHTTP2 answers a connection error with a GOAWAY of its
-    /// own and reports it here, but leaves the connection open, where every new stream would
-    /// only meet another GOAWAY: `HTTP2ConnectionErrorCloser` closes it once that GOAWAY is out.
-    /// A stream's error is reported here the same way, and so is an error that sent no GOAWAY
-    /// (a frame of Sluice's that NIOHTTP2 could not encode); those drain the connection: the
-    /// streams under way finish, the next request opens a new connection.
-    private final class GoAwayWatcher: ChannelInboundHandler, RemovableChannelHandler {
-        typealias InboundIn = HTTP2Frame
-        private let parent: HTTP2Parent
-
-        init(_ parent: HTTP2Parent) { self.parent = parent }
-
-        func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-            if case .goAway(let lastStreamID, _, _) = unwrapInboundIn(data).payload { parent.goAway(lastStreamID: lastStreamID) }
-            context.fireChannelRead(data)
-        }
-
-        func errorCaught(context: ChannelHandlerContext, error: Error) {
-            parent.drain()
-        }
-    }
-
-    private var http2: [SocketAddress: HTTP2Parent] = [:]
+    /// One HTTP/2 connection per endpoint on this loop (`HTTP2BackendConnection`); each request
+    /// is a stream on it. A connection that drains (the backend's GOAWAY, or a connection error)
+    /// takes no new stream: the next request opens a new connection, and the old one closes
+    /// once its last stream has ended.
+    private var http2: [SocketAddress: HTTP2BackendConnection] = [:]
     /// Connects in progress, so that concurrent requests share one connection.
-    private var http2Connecting: [SocketAddress: EventLoopFuture<HTTP2Parent>] = [:]
+    private var http2Connecting: [SocketAddress: EventLoopFuture<Channel>] = [:]
 
     /// A new stream to `address` (prior-knowledge HTTP/2), on this loop's connection to it, as an
     /// `UpstreamConnection` that speaks HTTP/1-style parts (its handler converts them to frames).
     func openStream(to address: SocketAddress, timeout: TimeAmount) -> EventLoopFuture<UpstreamConnection>.Isolated {
-        parent(address, timeout: timeout).flatMap { parent in
-            parent.multiplexer.createStreamChannel { stream in
-                SluiceServer.completed(stream) {
-                    // Named: NIO would format a name for it, "handler0", per stream.
-                    try stream.pipeline.syncOperations.addHandler(StreamUpstreamHandler(backend: parent), name: "upstream")
-                    parent.streamOpened(stream)
-                }
-            }
+        if let connection = http2[address], connection.usable {
+            let conn = UpstreamConnection(stream: connection.makeStream(), endpoint: endpoint(address))
+            return eventLoop.assumeIsolated().makeSucceededFuture(conn).assumeIsolated()
         }
-        .assumeIsolated()
-        .flatMapThrowing { [unowned(unsafe) self] stream in
-            let handler = try stream.pipeline.syncOperations.handler(type: StreamUpstreamHandler.self)
-            return UpstreamConnection(channel: stream, handler: handler, endpoint: self.endpoint(address), isStream: true)
+        return http2Channel(address, timeout: timeout).assumeIsolated().flatMapThrowing { [unowned(unsafe) self] channel in
+            let connection = try channel.pipeline.syncOperations.handler(type: HTTP2BackendConnection.self)
+            return UpstreamConnection(stream: connection.makeStream(), endpoint: self.endpoint(address))
         }
     }
 
-    private func parent(_ address: SocketAddress, timeout: TimeAmount) -> EventLoopFuture<HTTP2Parent> {
-        if let parent = http2[address], parent.usable {
-            return eventLoop.makeSucceededFuture(parent)
-        }
+    /// A new connection to `address`, or the one being made.
+    private func http2Channel(_ address: SocketAddress, timeout: TimeAmount) -> EventLoopFuture<Channel> {
         if let pending = http2Connecting[address] { return pending }
         let future = ClientBootstrap(group: eventLoop)
             .connectTimeout(timeout)
             .channelOption(.tcpOption(.tcp_nodelay), value: 1)
             .connect(to: address)
-            .flatMapThrowing { channel -> HTTP2Parent in
+            .flatMapThrowing { channel in
                 // The backend's blocks are checked as they become responses (`HTTP2StreamParts`).
-                var connection = NIOHTTP2Handler.ConnectionConfiguration()
-                connection.headerBlockValidation = .disabled
+                var configuration = NIOHTTP2Handler.ConnectionConfiguration()
+                configuration.headerBlockValidation = .disabled
                 // Below NIOHTTP2's handler: the error closer (after a GOAWAY for an error, the
                 // connection closes) and one flush per tick.
-                try channel.pipeline.syncOperations.addHTTP2ConnectionHandlers(prefaceBytes: 24)
-                let multiplexer = try channel.pipeline.syncOperations.configureHTTP2Pipeline(
-                    mode: .client, connectionConfiguration: connection, streamConfiguration: .init()
-                ) { $0.eventLoop.makeSucceededVoidFuture() }
-                let parent = HTTP2Parent(channel: channel, multiplexer: multiplexer)
-                try channel.pipeline.syncOperations.addHandler(GoAwayWatcher(parent), name: "goaway")
-                return parent
+                let pipeline = channel.pipeline.syncOperations
+                try pipeline.addHTTP2ConnectionHandlers(prefaceBytes: 24)
+                try pipeline.addHandler(NIOHTTP2Handler(mode: .client, connectionConfiguration: configuration,
+                                                        streamConfiguration: .init()), name: "http2")
+                try pipeline.addHandler(HTTP2BackendConnection(channel: channel), name: "connection")
+                return channel
             }
         http2Connecting[address] = future
         future.assumeIsolated().whenComplete { [unowned(unsafe) self] result in
             self.http2Connecting[address] = nil
-            if case .success(let parent) = result {
-                self.http2[address] = parent
-                parent.channel.closeFuture.assumeIsolated().whenComplete { [unowned(unsafe) self] _ in
-                    if self.http2[address] === parent { self.http2[address] = nil }
-                }
+            guard case .success(let channel) = result,
+                  let connection = try? channel.pipeline.syncOperations.handler(type: HTTP2BackendConnection.self) else { return }
+            self.http2[address] = connection
+            channel.closeFuture.assumeIsolated().whenComplete { [unowned(unsafe) self] _ in
+                if self.http2[address] === connection { self.http2[address] = nil }
             }
         }
         return future

@@ -68,6 +68,11 @@ final class RawHTTPClient {
         Self.setTimeouts(fd, timeout)
     }
 
+    /// Changes the read and write timeouts (seconds).
+    func setTimeout(_ timeout: Double) {
+        Self.setTimeouts(fd, timeout)
+    }
+
     private static func setTimeouts(_ fd: Int32, _ timeout: Double) {
         var tv = timeval(tv_sec: Int(timeout), tv_usec: Int((timeout - Double(Int(timeout))) * 1e6))
         setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
