@@ -138,5 +138,72 @@ extension EndToEnd {
         clientReads.signal()
         #expect(served.wait(timeout: .now() + 15) == .success)
     }
+
+    /// An upload to a backend that gives no window back: the proxy may send it 65,535 bytes,
+    /// holds at most `HTTP2ClientConnection.highWater` more, and then stops reading the client,
+    /// so what the client gets to send stays bounded (its socket's send buffer and the proxy's
+    /// receive buffer: `tcp_wmem`'s and `tcp_rmem`'s maxima, and 2 MiB for what is in flight);
+    /// once the backend opens its windows, all of it arrives. Without the hold, the proxy would
+    /// read the whole upload into NIOHTTP2's buffer.
+    @Test func anUploadWaitsInTheClientWhileTheBackendGivesNoWindow() async throws {
+        func maximum(_ file: String) -> Int {
+            (try? String(contentsOfFile: file, encoding: .utf8))
+                .flatMap { $0.split(whereSeparator: \.isWhitespace).last.flatMap { Int($0) } } ?? (6 << 20)
+        }
+        let bound = maximum("/proc/sys/net/ipv4/tcp_wmem") + maximum("/proc/sys/net/ipv4/tcp_rmem") + (2 << 20)
+        let offered = 2 * bound
+        let backend = try RawBackend()
+        let opens = DispatchSemaphore(value: 0)
+        let received = LockedBox(0)
+        let served = backend.serve { accept in
+            guard let proxy = accept(), proxy.awaitRequest() else { return }
+            guard opens.wait(timeout: .now() + 60) == .success else { return }
+            do {
+                try proxy.send(RawHTTP2.windowUpdate(stream: 0, increment: 0x7FFF_0000)
+                               + RawHTTP2.windowUpdate(stream: 1, increment: 0x7FFF_0000))
+                for _ in 0..<(offered / 1_000 + 1_000) {
+                    guard let frame = try proxy.readFrame() else { continue }
+                    if frame.type == 0x00, frame.stream == 1 { received.withLock { $0 += frame.payload.count } }
+                    if frame.endsStream { break }
+                }
+                try proxy.send(RawHTTP2.headers(stream: 1, [(":status", "200")]))
+                _ = proxy.waitForClose()
+            } catch {
+                return
+            }
+        }
+        let config = Self.config.replacingOccurrences(of: "${B0}", with: "127.0.0.1:\(backend.port)")
+            .replacingOccurrences(of: "protocol: h2 }", with: "protocol: h2, timeout: 90s }")
+        try await Harness.withYAML(backends: [], config: config) { h in
+            let client = try RawHTTPClient(port: h.port, timeout: 0.2)
+            try client.send("POST /upload HTTP/1.1\r\nHost: t\r\nContent-Length: \(offered)\r\n\r\n")
+            let block = [UInt8](repeating: 0x5A, count: 65_536)
+            var sent = 0
+            /// Sends what the socket takes within 0.2 s; true when it took something.
+            func step() -> Bool {
+                let n = client.sendSome(block[..<min(block.count, offered - sent)])
+                sent += n
+                return n > 0
+            }
+            // The backend gives no window: the client's sending stops (bounded: 30 s).
+            let phaseEnd = Date().addingTimeInterval(30)
+            var lastGrowth = Date()
+            while Date().timeIntervalSince(lastGrowth) < 1.5, Date() < phaseEnd, sent < offered {
+                if step() { lastGrowth = Date() }
+            }
+            #expect(sent <= bound, "the proxy took \(sent) bytes of \(offered) while the backend gave no window")
+            // The backend opens its windows: the rest goes (bounded: 60 s).
+            opens.signal()
+            let end = Date().addingTimeInterval(60)
+            while sent < offered, Date() < end { _ = step() }
+            #expect(sent == offered)
+            client.setTimeout(30)
+            let r = try client.readResponse()
+            #expect(r.status == 200)
+            #expect(received.withLock { $0 } == offered)
+        }
+        opens.signal()
+        #expect(served.wait(timeout: .now() + 15) == .success)
+    }
 }
 }

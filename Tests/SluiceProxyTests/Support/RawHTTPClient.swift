@@ -98,6 +98,12 @@ final class RawHTTPClient {
         }
     }
 
+    /// One send of as much of `bytes` as the socket takes within the write timeout: the count
+    /// taken (0 when none was).
+    func sendSome(_ bytes: ArraySlice<UInt8>) -> Int {
+        max(0, bytes.withUnsafeBytes { Glibc.send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) })
+    }
+
     /// Whether the peer has sent something not read yet, or closed, without waiting.
     func hasInput() -> Bool {
         if !buffer.isEmpty { return true }
