@@ -183,6 +183,34 @@ extension EndToEnd {
         }
     }
 
+    /// A shadow backend that speaks HTTP/2 (`protocol: h2`, a gRPC service) gets its copies on
+    /// HTTP/2 streams, as the primary's requests would go: they were sent as HTTP/1.1, which
+    /// such a backend cannot read, and every copy failed.
+    @Test func anHTTP2ShadowGetsItsCopiesOverHTTP2() async throws {
+        try await Harness.withYAML(backends: [.init(version: "v1"), .init(version: "v2", h2c: true)], config: """
+            listen: ["127.0.0.1:1"]
+            backends:
+              primary: { version: v1, endpoints: ["${B0}"] }
+              shadow: { version: v2, endpoints: ["${B1}"], protocol: h2 }
+            routes:
+              - name: web
+                backend: primary
+                mirror: { backend: shadow, percent: 100 }
+            """) { h in
+            let c = try h.client()
+            for i in 0..<5 {
+                let r = try c.request("GET", "/copy/\(i)")
+                #expect(r.status == 200)
+                #expect(r.json["version"] as? String == "v1")
+            }
+            let counts = try h.waitForMirrorsSettled(route: "web", backend: "shadow")
+            #expect(counts[.sent] == 5)
+            #expect(counts[.completed] == 5, "\(counts)")
+            #expect(counts[.failed] == 0)
+            #expect(h.backends[1].received.map(\.uri).sorted() == (0..<5).map { "/copy/\($0)" })
+        }
+    }
+
     @Test func writesAreNotMirroredByDefault() async throws {
         try await Harness.withShadow(route: """
             mirror: { backend: shadow, percent: 100 }

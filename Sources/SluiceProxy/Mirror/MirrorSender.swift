@@ -72,18 +72,22 @@ final class MirrorSender {
         inFlight += 1
         loop.stats.recordMirror(series: mirror.series, result: .sent)
         let exchange = MirrorExchange(sender: self, mirror: mirror, timeout: backend.responseTimeout)
-        if let conn = loop.pool.takeIdle(address) {
+        // An HTTP/2 backend (`protocol: h2`) gets its copy on a stream, as its requests go.
+        let h2 = backend.spec.upstreamProtocol == .h2
+        if !h2, let conn = loop.pool.takeIdle(address) {
             exchange.start(on: conn)
-        } else {
-            loop.pool.connect(address, timeout: backend.connectTimeout).whenComplete { [self] result in
-                switch result {
-                case .success(let conn):
-                    cooldown.connected(address)
-                    exchange.start(on: conn)
-                case .failure:
-                    cooldown.connectFailed(address, now: .now())
-                    exchange.finish(ok: false, conn: nil)
-                }
+            return
+        }
+        let pending = h2 ? loop.pool.openStream(to: address, timeout: backend.connectTimeout)
+                         : loop.pool.connect(address, timeout: backend.connectTimeout)
+        pending.whenComplete { [self] result in
+            switch result {
+            case .success(let conn):
+                cooldown.connected(address)
+                exchange.start(on: conn)
+            case .failure:
+                cooldown.connectFailed(address, now: .now())
+                exchange.finish(ok: false, conn: nil)
             }
         }
     }
