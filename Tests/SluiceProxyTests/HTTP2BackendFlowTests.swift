@@ -205,5 +205,28 @@ extension EndToEnd {
         opens.signal()
         #expect(served.wait(timeout: .now() + 15) == .success)
     }
+
+    /// A response whose last DATA frame also fills the connection's window to the point where
+    /// the proxy gives it back: the WINDOW_UPDATE written for it made NIOHTTP2 report the
+    /// stream's close before that frame reached the stream, so the client got a truncated
+    /// response (one request in 16,384 of h2load's two-byte answers did).
+    @Test func aResponseEndingAsTheConnectionsWindowIsGivenBackArrivesWhole() async throws {
+        let backend = try RawBackend()
+        let served = backend.serve { accept in
+            guard let proxy = accept(), proxy.awaitRequest() else { return }
+            let half = [UInt8](repeating: 0x61, count: 16_384)
+            try? proxy.send(RawHTTP2.headers(stream: 1, [(":status", "200")], endStream: false)
+                            + RawHTTP2.data(stream: 1, half) + RawHTTP2.data(stream: 1, half, endStream: true))
+            _ = proxy.waitForClose()
+        }
+        let config = Self.config.replacingOccurrences(of: "${B0}", with: "127.0.0.1:\(backend.port)")
+        try await Harness.withYAML(backends: [], config: config) { h in
+            let r = try h.client().request("GET", "/two-halves")
+            #expect(r.status == 200)
+            #expect(r.body.count == 32_768)
+            #expect(try h.statistics().series.first?.codes[200] == 1)
+        }
+        #expect(served.wait(timeout: .now() + 15) == .success)
+    }
 }
 }

@@ -126,15 +126,17 @@ final class HTTP2ClientConnection: ChannelDuplexHandler, RemovableChannelHandler
             deliver(frame.payload, to: exchange)
         case .data(let payload):
             let length = payload.data.readableBytes + (payload.paddingBytes.map { $0 + 1 } ?? 0)
+            // Delivered before anything is written (`HTTP2BackendConnection.channelRead` says why).
+            if let exchange = streams[id] {
+                if !payload.endStream { exchange.streamReceived += length }
+                deliver(frame.payload, to: exchange)
+                if streams[id] === exchange { giveBackWindow(exchange, context: context) }
+            }
             connectionReceived += length
             if connectionReceived >= Self.defaultWindow / 2 {
                 writeWindowUpdate(.rootStream, connectionReceived, context: context)
                 connectionReceived = 0
             }
-            guard let exchange = streams[id] else { return }
-            if !payload.endStream { exchange.streamReceived += length }
-            deliver(frame.payload, to: exchange)
-            if streams[id] != nil { giveBackWindow(exchange, context: context) }
         case .windowUpdate(let increment):
             if id == .rootStream {
                 connectionSendWindow += increment

@@ -103,16 +103,20 @@ final class HTTP2BackendConnection: ChannelDuplexHandler, RemovableChannelHandle
             deliver(frame.payload, to: stream)
         case .data(let payload):
             let length = payload.data.readableBytes + (payload.paddingBytes.map { $0 + 1 } ?? 0)
+            // Delivered before anything is written: a write makes NIOHTTP2 report the events it
+            // holds, among them this frame's own StreamClosedEvent when it ends the stream, which
+            // would end the stream here before its last frame reached it. (DATA for a stream
+            // that ended here, a reset crossing the backend's frames, only counts.)
+            if let stream = streams[id] {
+                if !payload.endStream { stream.received += length }
+                deliver(frame.payload, to: stream)
+                if streams[id] === stream { giveBackWindow(stream, context: context) }
+            }
             connectionReceived += length
             if connectionReceived >= HTTP2ClientConnection.defaultWindow / 2 {
                 writeWindowUpdate(.rootStream, connectionReceived, context: context)
                 connectionReceived = 0
             }
-            // DATA for a stream that ended here (a reset crossing the backend's frames).
-            guard let stream = streams[id] else { return }
-            if !payload.endStream { stream.received += length }
-            deliver(frame.payload, to: stream)
-            if streams[id] === stream { giveBackWindow(stream, context: context) }
         case .windowUpdate(let increment):
             if id == .rootStream {
                 connectionSendWindow += increment
@@ -267,10 +271,10 @@ final class HTTP2BackendConnection: ChannelDuplexHandler, RemovableChannelHandle
     /// timeout, a client that left), or, never started, just dropped.
     func release(_ stream: StreamUpstreamHandler) {
         guard !stream.ended else { return }
+        end(stream)
         if let id = stream.streamID, !(stream.requestEnded && stream.responseEnded), let context {
             context.writeAndFlush(wrapOutboundOut(HTTP2Frame(streamID: id, payload: .rstStream(.cancel))), promise: nil)
         }
-        end(stream)
     }
 
     /// Whether `stream` may be given more of its request body now.
@@ -357,3 +361,4 @@ final class HTTP2BackendConnection: ChannelDuplexHandler, RemovableChannelHandle
 
 @available(*, unavailable)
 extension HTTP2BackendConnection: Sendable {}
+
