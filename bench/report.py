@@ -19,9 +19,11 @@ SCENARIOS = {
     "s8": "8 plain proxying over TLS 1.3 (keep-alive)",
     "s9": "9 a TLS handshake per request (Connection: close)",
     "s10": "10 HTTP/2 over TLS 1.3 (h2 by ALPN): h2load -c 10 -m 10 (p50 column: mean)",
+    "s11": "11 HTTP/2 on both sides (h2c to an h2c origin): h2load -c 10 -m 10 (p50 column: mean)",
 }
 # Scenarios compared with Sluice's own figure in the same scenario, not with scenario 1.
-OWN_BASE = {"s6": "HTTP/2", "s7": "scenario 7", "s8": "scenario 8", "s9": "scenario 9", "s10": "scenario 10"}
+OWN_BASE = {"s6": "HTTP/2", "s7": "scenario 7", "s8": "scenario 8", "s9": "scenario 9", "s10": "scenario 10",
+            "s11": "scenario 11"}
 PROXIES = ["sluice", "nginx", "haproxy"]
 NAMES = {"sluice": "Sluice", "nginx": "nginx", "haproxy": "HAProxy"}
 

@@ -17,7 +17,7 @@
 #      so retain/release are direct calls and fewer library pages are resident; Package.swift
 #      adds the lean release link: lld, hot functions grouped, no exported symbols, DT_RELR)
 #   1. Starts ONE fixed origin: nginx (bench/nginx-backend.conf, 1 worker) answering `200 ok`
-#      on 127.0.0.1:19001 and :19002, pinned to core 1.
+#      on 127.0.0.1:19001 and :19002 (HTTP/1.1) and :19004 (h2c), pinned to core 1.
 #   2. Runs each reverse proxy pinned to core 0, one at a time, with wrk pinned to core 1
 #      (`wrk -t1 -c50 -dDs --latency`, the same for all, every request carrying
 #      `Cookie: uid=bench-user-42; beta=0`), in interleaved rounds:
@@ -40,6 +40,9 @@
 #        s9 s8 with a TLS handshake per request (`Connection: close`; wrk resumes its session)
 #        s10 HTTP/2 over TLS 1.3 (h2 by ALPN, what browsers speak to an ingress): s6's h2load
 #           load against the three proxies' TLS listeners of s8
+#        s11 HTTP/2 on both sides, as for a gRPC service: s6's h2load load (h2c) to Sluice
+#           (bench/sluice-h2.yaml, `protocol: h2`) :18088, nginx (`grpc_pass`) :18089 and HAProxy
+#           (`proto h2`) :18090, each proxying to the origin's h2c port 19004
 #      Every run's note gives how busy each core was and the proxy's CPU time (user + system,
 #      from /proc) per request: when the load core is the bottleneck (s7, s9), the proxy's CPU
 #      per request compares the proxies where requests/s cannot.
@@ -86,9 +89,10 @@ COOKIE='Cookie: uid=bench-user-42; beta=0'
 WRK_HEADER=''   # one more request header for wrk (s7: `Connection: close`)
 PORT_SLUICE=18080; PORT_NGINX=18081; PORT_HAPROXY=18082
 PORT_SLUICE_H2=18083; PORT_NGINX_H2=18084   # s6: HTTP/2 with prior knowledge (h2c)
+PORT_SLUICE_H2H2=18088; PORT_NGINX_H2H2=18089; PORT_HAPROXY_H2H2=18090   # s11: h2c to an h2c origin
 PORT_SLUICE_TLS=18085; PORT_NGINX_TLS=18086; PORT_HAPROXY_TLS=18087   # s8, s9: HTTP/1.1 over TLS
 TLS_PORT=''     # set while a TLS scenario runs: the port the load goes to
-PORT_ORIGIN1=19001; PORT_ORIGIN2=19002; PORT_SHADOW=19003
+PORT_ORIGIN1=19001; PORT_ORIGIN2=19002; PORT_SHADOW=19003; PORT_ORIGIN_H2=19004
 PROXY_CORE=0; LOAD_CORE=1
 
 log() { printf '[bench %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
@@ -221,6 +225,7 @@ start_origin() {
   ORIGIN_PID=$BG_PID
   wait_port "$PORT_ORIGIN1" "$ORIGIN_PID" 10 origin
   wait_port "$PORT_ORIGIN2" "$ORIGIN_PID" 10 origin
+  wait_port "$PORT_ORIGIN_H2" "$ORIGIN_PID" 10 origin
 }
 
 start_shadow() {
@@ -332,11 +337,15 @@ scenario_load() { # SCENARIO KIND [CONFIG] ROUND
 # s6: HTTP/2 with prior knowledge, h2load with 10 connections x 10 streams, on the load core.
 # nginx serves it from the same config (a second server block with `listen ... http2`).
 # s10: the same load over TLS (h2 by ALPN) to the three proxies' TLS listeners of s8.
+# s11: the same load (h2c) to proxies that speak HTTP/2 to the origin too (its h2c port).
 scenario_h2() { # SCENARIO KIND ROUND
   local sc=$1 kind=$2 round=$3 f port url rps mean failed succeeded
   case $sc/$kind in
     s6/sluice) start_proxy sluice "$BENCH/sluice-h2c.yaml"; port=$PORT_SLUICE_H2 ;;
     s6/nginx) start_proxy nginx; port=$PORT_NGINX_H2 ;;
+    s11/sluice) start_proxy sluice "$BENCH/sluice-h2.yaml"; port=$PORT_SLUICE_H2H2 ;;
+    s11/nginx) start_proxy nginx; port=$PORT_NGINX_H2H2 ;;
+    s11/haproxy) start_proxy haproxy; port=$PORT_HAPROXY_H2H2 ;;
     s10/sluice) TLS_PORT=$PORT_SLUICE_TLS; start_proxy sluice "$BENCH/sluice-tls.yaml" ;;
     s10/nginx) TLS_PORT=$PORT_NGINX_TLS; start_proxy nginx "$BENCH/nginx-proxy-tls.conf" ;;
     s10/haproxy) TLS_PORT=$PORT_HAPROXY_TLS; start_proxy haproxy "$BENCH/haproxy-tls.cfg" ;;
@@ -567,6 +576,9 @@ for (( round = 1; round <= ROUNDS; round++ )); do
   scenario_h2 s10 sluice "$round"
   scenario_h2 s10 nginx "$round"
   scenario_h2 s10 haproxy "$round"
+  scenario_h2 s11 sluice "$round"
+  scenario_h2 s11 nginx "$round"
+  scenario_h2 s11 haproxy "$round"
 done
 
 log "s5: $IDLE_CONNS idle keep-alive connections per proxy"
