@@ -229,6 +229,40 @@ struct HTTP2StreamPartsTests {
         }
     }
 
+    /// Stream IDs run out after 2^30 streams on a connection (31 bits, odd for a client, never
+    /// reused: RFC 9113 §5.1.1). The connection that gives out the last one takes no new
+    /// stream: one made on it meanwhile is refused before anything is sent (its request goes
+    /// again on a new connection), and the connection is no longer offered.
+    @Test func aConnectionThatGaveItsLastStreamIDTakesNoMore() throws {
+        let channel = EmbeddedChannel()
+        defer { _ = try? channel.finish() }
+        try channel.connect(to: .init(ipAddress: "127.0.0.1", port: 1)).wait()
+        let connection = HTTP2BackendConnection(channel: channel, firstStreamID: HTTP2StreamID(Int32.max - 2))
+        try channel.pipeline.syncOperations.addHandler(connection)
+        let get = HTTPClientRequestPart.head(HTTPRequestHead(version: .http1_1, method: .GET, uri: "/", headers: ["host": "a"]))
+        var ids: [HTTP2StreamID] = []
+        var delegates: [Recording] = []
+        var streams: [StreamUpstreamHandler] = []
+        #expect(connection.usable)
+        for _ in 0..<3 {
+            let stream = connection.makeStream()
+            let delegate = Recording()
+            stream.delegate = delegate
+            stream.send(get)
+            stream.send(.end(nil))
+            stream.flush()
+            while let frame = try channel.readOutbound(as: HTTP2Frame.self) { ids.append(frame.streamID) }
+            streams.append(stream)
+            delegates.append(delegate)
+        }
+        #expect(ids == [HTTP2StreamID(Int32.max - 2), HTTP2StreamID(Int32.max)])
+        #expect(!connection.usable)
+        channel.embeddedEventLoop.run()
+        #expect(delegates[2].calls == [.failed(.reset)])
+        #expect(streams[2].refused)
+        #expect(delegates[0].calls.isEmpty && delegates[1].calls.isEmpty)
+    }
+
     @Test func aResponseWithoutAValidStatusFailsTheExchange() throws {
         for block in [HPACKHeaders([("content-type", "text/plain")]), HPACKHeaders([(":status", "abc")])] {
             let (channel, handler, delegate) = try streamHandler()

@@ -44,7 +44,7 @@ final class HTTP2BackendConnection: ChannelDuplexHandler, RemovableChannelHandle
     private var streams: [HTTP2StreamID: StreamUpstreamHandler] = [:]
     /// Streams made and not ended (with an ID or still without one).
     private var openStreams = 0
-    private var nextStreamID = HTTP2StreamID(1)
+    private var nextStreamID: HTTP2StreamID
     /// The backend sent GOAWAY, or the connection hit an error: no new stream goes here.
     private(set) var draining = false
     /// The lowest last stream ID of the backend's GOAWAYs (`maxID` before any).
@@ -63,8 +63,10 @@ final class HTTP2BackendConnection: ChannelDuplexHandler, RemovableChannelHandle
     /// DATA received since the connection's window was last given back.
     private var connectionReceived = 0
 
-    init(channel: Channel) {
+    /// `firstStreamID`: the ID of the connection's first stream (other than 1 only in tests).
+    init(channel: Channel, firstStreamID: HTTP2StreamID = 1) {
         self.channel = channel
+        self.nextStreamID = firstStreamID
     }
 
     /// Whether a new stream may go here.
@@ -244,7 +246,14 @@ final class HTTP2BackendConnection: ChannelDuplexHandler, RemovableChannelHandle
                 return false
             }
             id = nextStreamID
-            nextStreamID = HTTP2StreamID(Int32(id) + 2)
+            // Stream IDs are 31 bits and never reused (RFC 9113 §5.1.1): a connection that has
+            // given its last one (after about a billion requests, some hours at full speed)
+            // drains, and the next request opens a new connection.
+            if Int32(id) > Int32.max - 2 {
+                draining = true
+            } else {
+                nextStreamID = HTTP2StreamID(Int32(id) + 2)
+            }
             stream.streamID = id
             stream.sendWindow = backendInitialWindow
             streams[id] = stream

@@ -25,15 +25,17 @@ enum UpstreamFailure: String, Error {
     case protocolError = "protocol"
 }
 
-/// The last handler of an upstream (proxy → backend) channel, in two kinds:
-/// - `HTTP1UpstreamHandler` on an HTTP/1.1 connection: it is the codec itself (the same
-///   `HTTP1Parser` and `HTTP1Writer` as the client side), so no `NIOAny`-boxed parts travel
-///   between handlers on the hot path;
-/// - `StreamUpstreamHandler` on an HTTP/2 stream, converting its frames itself (`HTTP2StreamParts`).
+/// One request's way to a backend (proxy → backend), in two kinds:
+/// - `HTTP1UpstreamHandler`, the last handler of an HTTP/1.1 connection: it is the codec itself
+///   (the same `HTTP1Parser` and `HTTP1Writer` as the client side), so no `NIOAny`-boxed parts
+///   travel between handlers on the hot path;
+/// - `StreamUpstreamHandler`, an HTTP/2 stream held by its `HTTP2BackendConnection`, converting
+///   its frames itself (`HTTP2StreamParts`).
 ///
 /// Both forward the response to their current delegate (the request leasing the connection)
-/// and apply backpressure in the other direction: the channel reads only while the downstream
-/// connection is writable. This base holds what they share; it is not a handler by itself.
+/// and apply backpressure in the other direction while the downstream connection is not
+/// writable: the channel stops reading, or the stream's window is not given back. This base
+/// holds what they share; it is not a handler by itself.
 class UpstreamHandler {
     /// The request leasing this connection; nil while the connection idles in the pool.
     ///
@@ -414,7 +416,6 @@ final class UpstreamConnection {
     /// Requests this connection has carried (a reused connection may have been closed by the
     /// backend while idle, which makes a bodyless request safe to retry once).
     var requestsServed = 0
-    var isStream: Bool { stream != nil }
 
     init(channel: Channel, handler: UpstreamHandler, endpoint: UpstreamPool.Endpoint) {
         self.channel = channel
