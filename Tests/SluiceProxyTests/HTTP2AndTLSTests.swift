@@ -359,6 +359,15 @@ extension EndToEnd.HTTP2AndTLS {
             backend: grpc
         """
 
+    /// `h2Backend` with its endpoint at `port` (nil: the harness's first backend) and, when
+    /// given, the backend's response `timeout`.
+    static func h2BackendConfig(port: Int? = nil, timeout: String? = nil) -> String {
+        var config = h2Backend
+        if let port { config = config.replacingOccurrences(of: "${B0}", with: "127.0.0.1:\(port)") }
+        if let timeout { config = config.replacingOccurrences(of: "protocol: h2 }", with: "protocol: h2, timeout: \(timeout) }") }
+        return config
+    }
+
     /// A backend's HTTP/2 response whose field value holds CR LF (it would split the field line
     /// for an HTTP/1.1 client: response splitting) is refused: the client gets a 502 and no
     /// injected field. The backend is raw frames on a socket: real servers do not send this.
@@ -369,7 +378,7 @@ extension EndToEnd.HTTP2AndTLS {
             try? proxy.send(RawHTTP2.headers(stream: 1, [(":status", "200"), ("location", "/a\r\nset-cookie: injected=1")]))
             _ = proxy.waitForClose()
         }
-        let config = Self.h2Backend.replacingOccurrences(of: "${B0}", with: "127.0.0.1:\(backend.port)")
+        let config = Self.h2BackendConfig(port: backend.port)
         try await Harness.withYAML(backends: [], config: config) { h in
             let r = try h.client().request("GET", "/split")
             #expect(r.status == 502)
@@ -386,8 +395,7 @@ extension EndToEnd.HTTP2AndTLS {
     /// timeout (a 504 here after 3 s; found under h2load, whose runs end with streams cancelled).
     @Test func anHTTP2BackendThatGoesAwayIsLeftForANewConnection() async throws {
         try await Harness.withYAML(backends: [.init(version: "v1", h2c: true)],
-                                   config: Self.h2Backend.replacingOccurrences(of: "protocol: h2 }",
-                                                                               with: "protocol: h2, timeout: 3s }")) { h in
+                                   config: Self.h2BackendConfig(timeout: "3s")) { h in
             // 4 rounds of 100 requests the backend holds for 2 s, each round left by its
             // clients once the backend has them all: 400 resets, over NIO's 200.
             for round in 1...4 {
@@ -423,8 +431,7 @@ extension EndToEnd.HTTP2AndTLS {
             }
             closed.withLock { $0 = connection.waitForClose() }
         }
-        let config = Self.h2Backend.replacingOccurrences(of: "${B0}", with: "127.0.0.1:\(backend.port)")
-            .replacingOccurrences(of: "protocol: h2 }", with: "protocol: h2, timeout: 5s }")
+        let config = Self.h2BackendConfig(port: backend.port, timeout: "5s")
         try await Harness.withYAML(backends: [], config: config) { h in
             let r = try h.client().request("GET", "/waiting")
             #expect(r.status == 502)
@@ -470,8 +477,7 @@ extension EndToEnd.HTTP2AndTLS {
             try? second.send(RawHTTP2.headers(stream: 1, [(":status", "200"), ("x-connection", "second")]))
             _ = first.waitForClose()
         }
-        let config = Self.h2Backend.replacingOccurrences(of: "${B0}", with: "127.0.0.1:\(backend.port)")
-            .replacingOccurrences(of: "protocol: h2 }", with: "protocol: h2, timeout: 3s }")
+        let config = Self.h2BackendConfig(port: backend.port, timeout: "3s")
         try await Harness.withYAML(backends: [], config: config) { h in
             let clients = try (0..<40).map { _ in try h.client() }
             for client in clients { try client.send("GET /held HTTP/1.1\r\nHost: t\r\n\r\n") }
@@ -507,8 +513,7 @@ extension EndToEnd.HTTP2AndTLS {
             _ = first.waitForClose()
             _ = second.waitForClose()
         }
-        let config = Self.h2Backend.replacingOccurrences(of: "${B0}", with: "127.0.0.1:\(backend.port)")
-            .replacingOccurrences(of: "protocol: h2 }", with: "protocol: h2, timeout: 5s }")
+        let config = Self.h2BackendConfig(port: backend.port, timeout: "5s")
         try await Harness.withYAML(backends: [], config: config) { h in
             let held = try h.client()
             try held.send("GET /held HTTP/1.1\r\nHost: t\r\n\r\n")
@@ -549,8 +554,7 @@ extension EndToEnd.HTTP2AndTLS {
             _ = first.waitForClose()
             _ = second.waitForClose()
         }
-        let config = Self.h2Backend.replacingOccurrences(of: "${B0}", with: "127.0.0.1:\(backend.port)")
-            .replacingOccurrences(of: "protocol: h2 }", with: "protocol: h2, timeout: 5s }")
+        let config = Self.h2BackendConfig(port: backend.port, timeout: "5s")
         try await Harness.withYAML(backends: [], config: config) { h in
             let held = try h.client()
             try held.send("GET /held HTTP/1.1\r\nHost: t\r\n\r\n")
@@ -582,8 +586,7 @@ extension EndToEnd.HTTP2AndTLS {
             try? connection.send(RawHTTP2.headers(stream: 3, [(":status", "200"), ("x-stream", "3")]))
             _ = connection.waitForClose()
         }
-        let config = Self.h2Backend.replacingOccurrences(of: "${B0}", with: "127.0.0.1:\(backend.port)")
-            .replacingOccurrences(of: "protocol: h2 }", with: "protocol: h2, timeout: 5s }")
+        let config = Self.h2BackendConfig(port: backend.port, timeout: "5s")
         try await Harness.withYAML(backends: [], config: config) { h in
             let c = try h.client()
             try c.send("POST /order HTTP/1.1\r\nHost: t\r\nContent-Length: 0\r\n\r\n")
@@ -600,8 +603,7 @@ extension EndToEnd.HTTP2AndTLS {
     /// its response timeout.
     @Test func manyRequestsInARowShareOneHTTP2BackendConnection() async throws {
         try await Harness.withYAML(backends: [.init(version: "v1", h2c: true)],
-                                   config: Self.h2Backend.replacingOccurrences(of: "protocol: h2 }",
-                                                                               with: "protocol: h2, timeout: 2s }")) { h in
+                                   config: Self.h2BackendConfig(timeout: "2s")) { h in
             let c = try h.client()
             var statuses: [Int: Int] = [:]
             for i in 0..<300 {

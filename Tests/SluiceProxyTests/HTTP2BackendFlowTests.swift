@@ -9,14 +9,9 @@ extension EndToEnd {
 /// its own windows back as responses pass on to their clients, and stops while a client takes
 /// nothing more.
 @Suite struct HTTP2BackendFlow {
-    static let config = """
-        listen: ["127.0.0.1:1"]
-        backends:
-          grpc: { version: v1, endpoints: ["${B0}"], protocol: h2 }
-        routes:
-          - name: rpc
-            backend: grpc
-        """
+    static func config(port: Int? = nil, timeout: String? = nil) -> String {
+        EndToEnd.HTTP2AndTLS.h2BackendConfig(port: port, timeout: timeout)
+    }
 
     /// The pattern `/bytes/N` streams: byte i is i % 251.
     static func pattern(_ count: Int) -> [UInt8] { (0..<count).map { UInt8($0 % 251) } }
@@ -27,7 +22,7 @@ extension EndToEnd {
     /// Stalled windows on either side would leave the request to its 10 s timeout.
     @Test func aLargeUploadAndItsEchoPassTheWindowsBothWays() async throws {
         try await Harness.withYAML(backends: [.init(version: "v1", h2c: true)],
-                                   config: Self.config.replacingOccurrences(of: "protocol: h2 }", with: "protocol: h2, timeout: 10s }")) { h in
+                                   config: Self.config(timeout: "10s")) { h in
             let body = Self.pattern(4 << 20).reversed() as [UInt8]
             let client = try h.client()
             try client.send("POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: \(body.count)\r\n\r\n")
@@ -42,7 +37,7 @@ extension EndToEnd {
     /// Twenty 1 MiB downloads at once share the backend connection's 64 KiB window: each
     /// arrives whole, in order.
     @Test func concurrentDownloadsShareTheConnectionsWindow() async throws {
-        try await Harness.withYAML(backends: [.init(version: "v1", h2c: true)], config: Self.config) { h in
+        try await Harness.withYAML(backends: [.init(version: "v1", h2c: true)], config: Self.config()) { h in
             let size = 1 << 20
             let clients = try (0..<20).map { _ in try h.client() }
             for client in clients { try client.send("GET /bytes/\(size) HTTP/1.1\r\nHost: t\r\n\r\n") }
@@ -118,8 +113,7 @@ extension EndToEnd {
                 return
             }
         }
-        let config = Self.config.replacingOccurrences(of: "${B0}", with: "127.0.0.1:\(backend.port)")
-            .replacingOccurrences(of: "protocol: h2 }", with: "protocol: h2, timeout: 90s }")
+        let config = Self.config(port: backend.port, timeout: "90s")
         try await Harness.withYAML(backends: [], config: config) { h in
             let client = try RawHTTPClient(port: h.port, timeout: 60, receiveBuffer: 65_536)
             try client.send("GET /big HTTP/1.1\r\nHost: t\r\n\r\n")
@@ -172,8 +166,7 @@ extension EndToEnd {
                 return
             }
         }
-        let config = Self.config.replacingOccurrences(of: "${B0}", with: "127.0.0.1:\(backend.port)")
-            .replacingOccurrences(of: "protocol: h2 }", with: "protocol: h2, timeout: 90s }")
+        let config = Self.config(port: backend.port, timeout: "90s")
         try await Harness.withYAML(backends: [], config: config) { h in
             let client = try RawHTTPClient(port: h.port, timeout: 0.2)
             try client.send("POST /upload HTTP/1.1\r\nHost: t\r\nContent-Length: \(offered)\r\n\r\n")
@@ -219,7 +212,7 @@ extension EndToEnd {
                             + RawHTTP2.data(stream: 1, half) + RawHTTP2.data(stream: 1, half, endStream: true))
             _ = proxy.waitForClose()
         }
-        let config = Self.config.replacingOccurrences(of: "${B0}", with: "127.0.0.1:\(backend.port)")
+        let config = Self.config(port: backend.port)
         try await Harness.withYAML(backends: [], config: config) { h in
             let r = try h.client().request("GET", "/two-halves")
             #expect(r.status == 200)
