@@ -134,7 +134,7 @@ extension EndToEnd {
     }
 
     /// An upload to a backend that gives no window back: the proxy may send it 65,535 bytes,
-    /// holds at most `HTTP2ClientConnection.highWater` more, and then stops reading the client,
+    /// holds at most `HTTP2Window.highWater` more, and then stops reading the client,
     /// so what the client gets to send stays bounded (its socket's send buffer and the proxy's
     /// receive buffer: `tcp_wmem`'s and `tcp_rmem`'s maxima, and 2 MiB for what is in flight);
     /// once the backend opens its windows, all of it arrives. Without the hold, the proxy would

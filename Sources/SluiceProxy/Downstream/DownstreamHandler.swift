@@ -42,12 +42,8 @@ final class DownstreamHandler {
     let connection: HTTP2ClientConnection?
     /// HTTP/2: the stream (the root stream on HTTP/1.1).
     let streamID: HTTP2StreamID
-    /// HTTP/2 flow control, kept by the connection (`HTTP2ClientConnection`): room left in the
-    /// client's window for this stream's DATA (negative: held in NIOHTTP2), whether that leaves
-    /// the stream writable, and the DATA received since its window was last given back.
-    var streamSendWindow = 0
-    var streamWritable = true
-    var streamReceived = 0
+    /// HTTP/2 flow control, kept by the connection (`HTTP2Streams`).
+    var window = HTTP2StreamWindow()
     /// HTTP/2: the client's request has ended its stream (END_STREAM received).
     private var streamRemoteEnded = false
 
@@ -736,6 +732,22 @@ final class DownstreamHandler {
             }
         }
         resumeRead()
+    }
+}
+
+/// An HTTP/2 stream's exchange, held by its connection (`HTTP2ClientConnection`).
+extension DownstreamHandler: HTTP2HeldStream {
+    var inRead: Bool {
+        get { inClientRead }
+        set { inClientRead = newValue }
+    }
+
+    func readComplete() {
+        clientReadComplete()
+    }
+
+    func sendWritabilityChanged(_ isWritable: Bool) {
+        clientWritabilityChanged(isWritable)
     }
 }
 

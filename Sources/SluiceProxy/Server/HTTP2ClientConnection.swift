@@ -13,16 +13,12 @@ import NIOHTTP2
 ///   client's HEADERS and end when NIOHTTP2 reports them closed (`StreamClosedEvent`: both
 ///   ends finished, a reset from either side, or the connection gone); an exchange whose
 ///   stream ends mid-request is recorded as the client's leaving (499).
-/// - **Receiving flow control** (RFC 9113 §5.2, §6.9). The connection's window is given back
-///   as DATA arrives (a stream's window bounds what it may have in flight, and the connection's
-///   must not starve the others). A stream's window is given back only while its exchange can
-///   pass the body on (`holdsRead`): a backend being connected to or not taking more stops the
-///   WINDOW_UPDATEs, and so the client, with at most one window buffered (64 KiB by default).
-/// - **Sending flow control.** NIOHTTP2 holds DATA beyond the client's windows; a stream is
-///   unwritable while more than `highWater` of its response is held so (or the connection's,
-///   or the socket is), which stops reading its backend until the client makes room. The
-///   windows are counted here from the frames: the client's initial window (SETTINGS), its
-///   WINDOW_UPDATEs, and the DATA written.
+/// - **Flow control** in both directions (`HTTP2Streams`, shared with the backend side). A
+///   stream's window is given back only while its exchange can pass the body on (`holdsRead`):
+///   a backend being connected to or not taking more stops the WINDOW_UPDATEs, and so the
+///   client, with at most one window buffered. A stream is unwritable while more than
+///   `HTTP2Window.highWater` of its response waits for the client's windows, which stops
+///   reading its backend until the client makes room.
 ///
 /// And what belongs to the connection:
 ///
@@ -45,14 +41,6 @@ final class HTTP2ClientConnection: ChannelDuplexHandler, RemovableChannelHandler
     typealias OutboundIn = HTTP2Frame
     typealias OutboundOut = HTTP2Frame
 
-    /// A stream is unwritable while more than this much of its response (or of the connection's
-    /// responses) waits for the client's window; writable again at `lowWater`.
-    static let highWater = 64 * 1024
-    static let lowWater = 32 * 1024
-    /// The protocol's initial window (RFC 9113 §6.9.2), for the connection and, until the
-    /// client's SETTINGS say otherwise, each stream.
-    static let defaultWindow = 65_535
-
     private let loop: LoopContext
     private let store: SnapshotStore
     private let scheme: String
@@ -61,32 +49,12 @@ final class HTTP2ClientConnection: ChannelDuplexHandler, RemovableChannelHandler
     /// The client's address as `x-forwarded-for` gives it, formatted once for all the streams.
     let clientAddress: String
     private var context: ChannelHandlerContext?
-    private var streams: [HTTP2StreamID: DownstreamHandler] = [:]
-    /// Exchanges given frames by the read in progress (each flushes its upstream once the
-    /// read is complete).
-    private var reading: [DownstreamHandler] = []
+    private let streams = HTTP2Streams<DownstreamHandler>()
     private var lastStreamID = HTTP2StreamID(0)
     /// When the last stream ended (or the connection began), while none is open.
     private var idleSince = NIODeadline.now()
     /// GOAWAY sent: closes when the last stream has ended.
     private var goingAway = false
-    /// Since when the socket has been unwritable; nil while it is writable.
-    private var stalledSince: NIODeadline?
-    /// Streams unwritable since the time given (usually none: an entry lives only while a
-    /// client is not taking a response's data).
-    private var stalledStreams: [HTTP2StreamID: NIODeadline] = [:]
-
-    /// The client's initial stream window (its SETTINGS_INITIAL_WINDOW_SIZE).
-    private var clientInitialWindow = HTTP2ClientConnection.defaultWindow
-    /// Room left in the client's connection window for DATA written here (negative: that much
-    /// waits in NIOHTTP2).
-    private var connectionSendWindow = HTTP2ClientConnection.defaultWindow
-    private var connectionSendable = true
-    /// DATA received since the connection's window was last given back.
-    private var connectionReceived = 0
-    /// Between a read and its read-complete, which flushes the WINDOW_UPDATEs written meanwhile.
-    private var inRead = false
-    private var needsFlush = false
 
     init(loop: LoopContext, store: SnapshotStore, scheme: String, idleTimeout: TimeAmount, clientAddress: String) {
         self.loop = loop
@@ -118,44 +86,11 @@ final class HTTP2ClientConnection: ChannelDuplexHandler, RemovableChannelHandler
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let frame = unwrapInboundIn(data)
-        let id = frame.streamID
-        inRead = true
-        switch frame.payload {
-        case .headers:
-            let exchange = streams[id] ?? openStream(id, context: context)
-            deliver(frame.payload, to: exchange)
-        case .data(let payload):
-            let length = payload.data.readableBytes + (payload.paddingBytes.map { $0 + 1 } ?? 0)
-            // Delivered before anything is written (`HTTP2BackendConnection.channelRead` says why).
-            if let exchange = streams[id] {
-                if !payload.endStream { exchange.streamReceived += length }
-                deliver(frame.payload, to: exchange)
-                if streams[id] === exchange { giveBackWindow(exchange, context: context) }
-            }
-            connectionReceived += length
-            if connectionReceived >= Self.defaultWindow / 2 {
-                writeWindowUpdate(.rootStream, connectionReceived, context: context)
-                connectionReceived = 0
-            }
-        case .windowUpdate(let increment):
-            if id == .rootStream {
-                connectionSendWindow += increment
-                connectionWindowChanged()
-            } else if let exchange = streams[id] {
-                exchange.streamSendWindow += increment
-                updateWritability(exchange)
-            }
-        case .settings(.settings(let settings)):
-            for setting in settings where setting.parameter == .initialWindowSize {
-                let delta = setting.value - clientInitialWindow
-                clientInitialWindow = setting.value
-                for exchange in Array(streams.values) {
-                    exchange.streamSendWindow += delta
-                    updateWritability(exchange)
-                }
-            }
-        default:
-            return
+        if case .headers = frame.payload {
+            let exchange = streams[frame.streamID] ?? openStream(frame.streamID, context: context)
+            streams.deliver(frame.payload, to: exchange)
+        } else {
+            streams.receive(frame, context: context)
         }
     }
 
@@ -163,60 +98,19 @@ final class HTTP2ClientConnection: ChannelDuplexHandler, RemovableChannelHandler
     private func openStream(_ id: HTTP2StreamID, context: ChannelHandlerContext) -> DownstreamHandler {
         let exchange = DownstreamHandler(loop: loop, store: store, scheme: scheme, connection: self, stream: id)
         exchange.context = context
-        exchange.streamSendWindow = clientInitialWindow
-        streams[id] = exchange
+        streams.add(exchange, id: id)
         lastStreamID = max(lastStreamID, id)
         return exchange
     }
 
-    private func deliver(_ payload: HTTP2Frame.FramePayload, to exchange: DownstreamHandler) {
-        if !exchange.inClientRead { reading.append(exchange) }
-        exchange.receiveFrame(payload)
-    }
-
-    /// Gives the stream's window back once half of it is used, unless its exchange holds the
-    /// body back (then `resume` does, when the exchange can take more).
-    private func giveBackWindow(_ exchange: DownstreamHandler, context: ChannelHandlerContext) {
-        guard exchange.streamReceived >= Self.defaultWindow / 2 else { return }
-        if exchange.holdsRead {
-            exchange.readPending = true
-            return
-        }
-        giveBackReceived(exchange, context: context)
-    }
-
     /// An exchange that held its body back can take more (`DownstreamHandler.resumeRead`).
     func resume(_ exchange: DownstreamHandler) {
-        guard let context, streams[exchange.streamID] === exchange, exchange.streamReceived > 0 else { return }
-        giveBackReceived(exchange, context: context)
-        if !inRead {
-            needsFlush = false
-            context.flush()
-        }
-    }
-
-    private func giveBackReceived(_ exchange: DownstreamHandler, context: ChannelHandlerContext) {
-        writeWindowUpdate(exchange.streamID, exchange.streamReceived, context: context)
-        exchange.streamReceived = 0
-    }
-
-    private func writeWindowUpdate(_ id: HTTP2StreamID, _ increment: Int, context: ChannelHandlerContext) {
-        context.write(wrapOutboundOut(HTTP2Frame(streamID: id, payload: .windowUpdate(windowSizeIncrement: increment))),
-                      promise: nil)
-        needsFlush = true
+        guard let context else { return }
+        streams.resume(exchange, id: exchange.streamID, context: context)
     }
 
     func channelReadComplete(context: ChannelHandlerContext) {
-        inRead = false
-        if !reading.isEmpty {
-            let done = reading
-            reading.removeAll(keepingCapacity: true)
-            for exchange in done { exchange.clientReadComplete() }
-        }
-        if needsFlush {
-            needsFlush = false
-            context.flush()
-        }
+        streams.readComplete(context: context)
         context.fireChannelReadComplete()
     }
 
@@ -249,13 +143,7 @@ final class HTTP2ClientConnection: ChannelDuplexHandler, RemovableChannelHandler
     /// A frame of `exchange`'s stream (not flushed); DATA counts against the client's windows.
     func write(_ payload: HTTP2Frame.FramePayload, of exchange: DownstreamHandler, promise: EventLoopPromise<Void>? = nil) {
         guard let context else { return }
-        if case .data(let data) = payload {
-            let length = data.data.readableBytes
-            exchange.streamSendWindow -= length
-            connectionSendWindow -= length
-            updateWritability(exchange)
-            connectionWindowChanged()
-        }
+        if case .data(let data) = payload { streams.dataWritten(data.data.readableBytes, by: exchange) }
         context.write(wrapOutboundOut(HTTP2Frame(streamID: exchange.streamID, payload: payload)), promise: promise)
     }
 
@@ -290,61 +178,18 @@ final class HTTP2ClientConnection: ChannelDuplexHandler, RemovableChannelHandler
 
     /// Whether `exchange` may be given more of its response now.
     func isWritable(_ exchange: DownstreamHandler) -> Bool {
-        exchange.streamWritable && connectionSendable && stalledSince == nil
-    }
-
-    /// Recomputes a stream's writability from its window; tells its exchange when it changes.
-    private func updateWritability(_ exchange: DownstreamHandler) {
-        let writable = Self.sendable(window: exchange.streamSendWindow, wasSendable: exchange.streamWritable)
-        guard writable != exchange.streamWritable else { return }
-        let before = isWritable(exchange)
-        exchange.streamWritable = writable
-        let after = isWritable(exchange)
-        if before != after { writabilityChanged(exchange, after) }
-    }
-
-    /// Whether a window leaves room to send: what waits beyond it (a negative window) stays
-    /// under `highWater`, or, once it did not, has come down to `lowWater`.
-    static func sendable(window: Int, wasSendable: Bool) -> Bool {
-        -window <= (wasSendable ? highWater : lowWater)
-    }
-
-    /// The connection's window (or the socket) changed for every stream at once.
-    private func connectionWindowChanged() {
-        let sendable = Self.sendable(window: connectionSendWindow, wasSendable: connectionSendable)
-        guard sendable != connectionSendable else { return }
-        connectionSendable = sendable
-        allStreamsWritabilityChanged(before: !sendable && stalledSince == nil)
+        streams.isWritable(exchange)
     }
 
     func channelWritabilityChanged(context: ChannelHandlerContext) {
-        let before = stalledSince == nil
-        stalledSince = context.channel.isWritable ? nil : .now()
-        if before != (stalledSince == nil) { allStreamsWritabilityChanged(before: before && connectionSendable) }
+        streams.socketWritabilityChanged(context.channel.isWritable)
         context.fireChannelWritabilityChanged()
-    }
-
-    /// Tells each stream whose writability the connection's change flipped.
-    private func allStreamsWritabilityChanged(before connectionWasOpen: Bool) {
-        let open = connectionSendable && stalledSince == nil
-        guard open != connectionWasOpen else { return }
-        for exchange in Array(streams.values) where exchange.streamWritable {
-            writabilityChanged(exchange, open)
-        }
-    }
-
-    /// A stream's writability flipped: since when it has been unwritable is noted for the
-    /// sweep (`checkTimeouts`), and its exchange is told.
-    private func writabilityChanged(_ exchange: DownstreamHandler, _ isWritable: Bool) {
-        stalledStreams[exchange.streamID] = isWritable ? nil : .now()
-        exchange.clientWritabilityChanged(isWritable)
     }
 
     // MARK: Streams ending
 
     private func endStream(_ exchange: DownstreamHandler) {
-        streams[exchange.streamID] = nil
-        stalledStreams[exchange.streamID] = nil
+        streams.remove(exchange, id: exchange.streamID)
         exchange.streamClosed()
         guard streams.isEmpty else { return }
         idleSince = .now()
@@ -352,11 +197,7 @@ final class HTTP2ClientConnection: ChannelDuplexHandler, RemovableChannelHandler
     }
 
     private func endAllStreams() {
-        guard !streams.isEmpty else { return }
-        let all = Array(streams.values)
-        streams.removeAll()
-        stalledStreams.removeAll()
-        for exchange in all { exchange.streamClosed() }
+        for exchange in streams.removeAll() { exchange.streamClosed() }
     }
 
     // MARK: Timeouts and the drain
@@ -365,13 +206,13 @@ final class HTTP2ClientConnection: ChannelDuplexHandler, RemovableChannelHandler
     /// A stalled socket: close (a GOAWAY could not be written). Stalled streams: reset. Idle:
     /// GOAWAY, then close.
     func checkTimeouts(at now: NIODeadline) {
-        if let since = stalledSince, now - since >= idleTimeout {
+        if let since = streams.socketStalledSince, now - since >= idleTimeout {
             context?.close(promise: nil)
             return
         }
-        for (id, since) in stalledStreams where now - since >= idleTimeout {
-            stalledStreams[id] = nil
-            if let exchange = streams[id] { exchange.resetStalled() }
+        for exchange in streams.streams(stalledFor: idleTimeout, at: now) {
+            exchange.window.stalledSince = nil
+            exchange.resetStalled()
         }
         if streams.isEmpty && now - idleSince >= idleTimeout { goAway() }
     }

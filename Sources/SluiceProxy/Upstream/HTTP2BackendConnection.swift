@@ -21,14 +21,12 @@ import NIOHTTP2
 ///   marked `refused`, and its exchange sends it again on a new connection whatever its method.
 ///   Streams whose HEADERS NIOHTTP2 still held back when the GOAWAY came are among them (they
 ///   have IDs above it).
-/// - **Receiving flow control** (RFC 9113 §5.2, §6.9). The connection's window is given back as
-///   DATA arrives; a stream's once half of it is used, but only while its exchange's client can
-///   take more (`UpstreamDelegate.downstreamIsWritable`): a client that stops reading stops the
-///   WINDOW_UPDATEs, so at most a window of the response waits in Sluice.
-/// - **Sending flow control.** NIOHTTP2 holds DATA beyond the backend's windows; a stream is
-///   unwritable while more than `HTTP2ClientConnection.highWater` of its request body waits so
-///   (or of the connection's, or while the socket is unwritable), which stops reading the
-///   client's body until the backend makes room. The windows are counted here from the frames.
+/// - **Flow control** in both directions (`HTTP2Streams`, shared with the client side). A
+///   stream's window is given back only while its exchange's client can take more
+///   (`UpstreamDelegate.downstreamIsWritable`): a client that stops reading stops the
+///   WINDOW_UPDATEs, so at most a window of the response waits in Sluice. A stream is
+///   unwritable while more than `HTTP2Window.highWater` of its request body waits for the
+///   backend's windows, which stops reading the client's body until the backend makes room.
 /// - **The drain.** A connection the backend sent GOAWAY on, or that NIOHTTP2 gave up on (a
 ///   connection error; `HTTP2ConnectionErrorCloser` closes it once NIOHTTP2's GOAWAY is out),
 ///   takes no new stream; it closes once its last stream has ended.
@@ -41,7 +39,7 @@ final class HTTP2BackendConnection: ChannelDuplexHandler, RemovableChannelHandle
 
     let channel: Channel
     private var context: ChannelHandlerContext?
-    private var streams: [HTTP2StreamID: StreamUpstreamHandler] = [:]
+    private let streams = HTTP2Streams<StreamUpstreamHandler>()
     /// Streams made and not ended (with an ID or still without one).
     private var openStreams = 0
     private var nextStreamID: HTTP2StreamID
@@ -49,19 +47,6 @@ final class HTTP2BackendConnection: ChannelDuplexHandler, RemovableChannelHandle
     private(set) var draining = false
     /// The lowest last stream ID of the backend's GOAWAYs (`maxID` before any).
     private var goAwayLastStreamID = HTTP2StreamID.maxID
-    /// Streams given frames by the read in progress (each reports its read-complete).
-    private var reading: [StreamUpstreamHandler] = []
-    private var inRead = false
-    private var needsFlush = false
-
-    /// The backend's initial stream window (its SETTINGS_INITIAL_WINDOW_SIZE).
-    private var backendInitialWindow = HTTP2ClientConnection.defaultWindow
-    /// Room left in the backend's connection window (negative: that much waits in NIOHTTP2).
-    private var connectionSendWindow = HTTP2ClientConnection.defaultWindow
-    private var connectionSendable = true
-    private var socketWritable = true
-    /// DATA received since the connection's window was last given back.
-    private var connectionReceived = 0
 
     /// `firstStreamID`: the ID of the connection's first stream (other than 1 only in tests).
     init(channel: Channel, firstStreamID: HTTP2StreamID = 1) {
@@ -97,107 +82,25 @@ final class HTTP2BackendConnection: ChannelDuplexHandler, RemovableChannelHandle
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let frame = unwrapInboundIn(data)
-        let id = frame.streamID
-        inRead = true
         switch frame.payload {
         case .headers:
-            guard let stream = streams[id] else { return }
-            deliver(frame.payload, to: stream)
-        case .data(let payload):
-            let length = payload.data.readableBytes + (payload.paddingBytes.map { $0 + 1 } ?? 0)
-            // Delivered before anything is written: a write makes NIOHTTP2 report the events it
-            // holds, among them this frame's own StreamClosedEvent when it ends the stream, which
-            // would end the stream here before its last frame reached it. (DATA for a stream
-            // that ended here, a reset crossing the backend's frames, only counts.)
-            if let stream = streams[id] {
-                if !payload.endStream { stream.received += length }
-                deliver(frame.payload, to: stream)
-                if streams[id] === stream { giveBackWindow(stream, context: context) }
-            }
-            connectionReceived += length
-            if connectionReceived >= HTTP2ClientConnection.defaultWindow / 2 {
-                writeWindowUpdate(.rootStream, connectionReceived, context: context)
-                connectionReceived = 0
-            }
-        case .windowUpdate(let increment):
-            if id == .rootStream {
-                connectionSendWindow += increment
-                connectionWindowChanged()
-            } else if let stream = streams[id] {
-                stream.sendWindow += increment
-                updateWritability(stream)
-            }
-        case .settings(.settings(let settings)):
-            for setting in settings where setting.parameter == .initialWindowSize {
-                let delta = setting.value - backendInitialWindow
-                backendInitialWindow = setting.value
-                for stream in Array(streams.values) {
-                    stream.sendWindow += delta
-                    updateWritability(stream)
-                }
-            }
+            guard let stream = streams[frame.streamID] else { return }
+            streams.deliver(frame.payload, to: stream)
         case .goAway(let lastStreamID, _, _):
             goAway(lastStreamID: lastStreamID)
         default:
-            return
+            streams.receive(frame, context: context)
         }
-    }
-
-    private func deliver(_ payload: HTTP2Frame.FramePayload, to stream: StreamUpstreamHandler) {
-        if !stream.inRead {
-            stream.inRead = true
-            reading.append(stream)
-        }
-        stream.receive(payload)
-    }
-
-    /// Gives the stream's window back once half of it is used, unless its client cannot take
-    /// more now (then `resume` does, when it can).
-    private func giveBackWindow(_ stream: StreamUpstreamHandler, context: ChannelHandlerContext) {
-        guard stream.received >= HTTP2ClientConnection.defaultWindow / 2 else { return }
-        if let delegate = stream.delegate, !delegate.downstreamIsWritable {
-            stream.readPending = true
-            return
-        }
-        giveBackReceived(stream, context: context)
     }
 
     /// A stream whose client drained can take more of its response.
     func resume(_ stream: StreamUpstreamHandler) {
-        guard let context, let id = stream.streamID, streams[id] === stream, stream.received > 0 else { return }
-        giveBackReceived(stream, context: context)
-        if !inRead {
-            needsFlush = false
-            context.flush()
-        }
-    }
-
-    private func giveBackReceived(_ stream: StreamUpstreamHandler, context: ChannelHandlerContext) {
-        guard let id = stream.streamID else { return }
-        writeWindowUpdate(id, stream.received, context: context)
-        stream.received = 0
-    }
-
-    private func writeWindowUpdate(_ id: HTTP2StreamID, _ increment: Int, context: ChannelHandlerContext) {
-        context.write(wrapOutboundOut(HTTP2Frame(streamID: id, payload: .windowUpdate(windowSizeIncrement: increment))),
-                      promise: nil)
-        needsFlush = true
+        guard let context, let id = stream.streamID else { return }
+        streams.resume(stream, id: id, context: context)
     }
 
     func channelReadComplete(context: ChannelHandlerContext) {
-        inRead = false
-        if !reading.isEmpty {
-            let done = reading
-            reading.removeAll(keepingCapacity: true)
-            for stream in done {
-                stream.inRead = false
-                stream.readComplete()
-            }
-        }
-        if needsFlush {
-            needsFlush = false
-            context.flush()
-        }
+        streams.readComplete(context: context)
         context.fireChannelReadComplete()
     }
 
@@ -255,24 +158,16 @@ final class HTTP2BackendConnection: ChannelDuplexHandler, RemovableChannelHandle
                 nextStreamID = HTTP2StreamID(Int32(id) + 2)
             }
             stream.streamID = id
-            stream.sendWindow = backendInitialWindow
-            streams[id] = stream
+            streams.add(stream, id: id)
         }
         guard let context else { return false }
-        if case .data(let data) = payload {
-            let length = data.data.readableBytes
-            stream.sendWindow -= length
-            connectionSendWindow -= length
-            updateWritability(stream)
-            connectionWindowChanged()
-        }
+        if case .data(let data) = payload { streams.dataWritten(data.data.readableBytes, by: stream) }
         context.write(wrapOutboundOut(HTTP2Frame(streamID: id, payload: payload)), promise: nil)
         return true
     }
 
     func flush() {
-        needsFlush = false
-        context?.flush()
+        if let context { streams.flush(context: context) }
     }
 
     /// The exchange is done with `stream`. One whose request and response both ended closes by
@@ -288,39 +183,12 @@ final class HTTP2BackendConnection: ChannelDuplexHandler, RemovableChannelHandle
 
     /// Whether `stream` may be given more of its request body now.
     func isWritable(_ stream: StreamUpstreamHandler) -> Bool {
-        stream.sendable && connectionSendable && socketWritable
-    }
-
-    private func updateWritability(_ stream: StreamUpstreamHandler) {
-        let sendable = HTTP2ClientConnection.sendable(window: stream.sendWindow, wasSendable: stream.sendable)
-        guard sendable != stream.sendable else { return }
-        let before = isWritable(stream)
-        stream.sendable = sendable
-        let after = isWritable(stream)
-        if before != after { stream.writabilityChanged(after) }
-    }
-
-    private func connectionWindowChanged() {
-        let sendable = HTTP2ClientConnection.sendable(window: connectionSendWindow, wasSendable: connectionSendable)
-        guard sendable != connectionSendable else { return }
-        let before = connectionSendable && socketWritable
-        connectionSendable = sendable
-        allStreamsWritabilityChanged(before: before)
+        streams.isWritable(stream)
     }
 
     func channelWritabilityChanged(context: ChannelHandlerContext) {
-        let before = connectionSendable && socketWritable
-        socketWritable = context.channel.isWritable
-        allStreamsWritabilityChanged(before: before)
+        streams.socketWritabilityChanged(context.channel.isWritable)
         context.fireChannelWritabilityChanged()
-    }
-
-    private func allStreamsWritabilityChanged(before connectionWasOpen: Bool) {
-        let open = connectionSendable && socketWritable
-        guard open != connectionWasOpen else { return }
-        for stream in Array(streams.values) where stream.sendable {
-            stream.writabilityChanged(open)
-        }
     }
 
     // MARK: Streams ending
@@ -328,17 +196,14 @@ final class HTTP2BackendConnection: ChannelDuplexHandler, RemovableChannelHandle
     private func end(_ stream: StreamUpstreamHandler) {
         guard !stream.ended else { return }
         stream.ended = true
-        if let id = stream.streamID, streams[id] === stream { streams[id] = nil }
+        if let id = stream.streamID { streams.remove(stream, id: id) }
         openStreams -= 1
         closeIfDrained()
     }
 
     private func endAllStreams() {
         draining = true
-        guard !streams.isEmpty else { return }
-        let all = Array(streams.values)
-        streams.removeAll()
-        for stream in all {
+        for stream in streams.removeAll() {
             stream.ended = true
             openStreams -= 1
             stream.closed(refused: stream.streamID.map { $0 > goAwayLastStreamID } ?? false)
@@ -350,7 +215,7 @@ final class HTTP2BackendConnection: ChannelDuplexHandler, RemovableChannelHandle
     private func goAway(lastStreamID: HTTP2StreamID) {
         goAwayLastStreamID = min(goAwayLastStreamID, lastStreamID)
         draining = true
-        for (id, stream) in streams where id > lastStreamID && !stream.ended {
+        for stream in streams.streams(above: lastStreamID) where !stream.ended {
             end(stream)
             stream.closed(refused: true)
         }

@@ -264,7 +264,7 @@ final class HTTP1UpstreamHandler: UpstreamHandler, ChannelDuplexHandler, Removab
 /// A request's last frame is held until the next part shows whether it ends the stream
 /// (`HTTP2StreamParts.HeldFrame`, as NIO's codec did): a request without a body is one HEADERS
 /// frame with END_STREAM.
-final class StreamUpstreamHandler: UpstreamHandler {
+final class StreamUpstreamHandler: UpstreamHandler, HTTP2HeldStream {
     let connection: HTTP2BackendConnection
     /// Given by the connection when the first frame is written.
     var streamID: HTTP2StreamID?
@@ -279,13 +279,8 @@ final class StreamUpstreamHandler: UpstreamHandler {
     /// The connection no longer holds this stream.
     var ended = false
 
-    // The connection's bookkeeping, kept here to spare it a dictionary lookup per frame.
-    /// DATA received since the stream's window was last given back.
-    var received = 0
-    /// Room left in the backend's window for this stream (negative: that much waits in NIOHTTP2).
-    var sendWindow = 0
-    var sendable = true
-    /// Given frames by the connection's read in progress.
+    /// Flow control and the read in progress, kept by the connection (`HTTP2Streams`).
+    var window = HTTP2StreamWindow()
     var inRead = false
 
     init(connection: HTTP2BackendConnection) {
@@ -334,7 +329,7 @@ final class StreamUpstreamHandler: UpstreamHandler {
     }
 
     /// A frame of the response.
-    func receive(_ payload: HTTP2Frame.FramePayload) {
+    func receiveFrame(_ payload: HTTP2Frame.FramePayload) {
         guard let delegate else {
             connection.release(self)
             return
@@ -380,8 +375,14 @@ final class StreamUpstreamHandler: UpstreamHandler {
         return true
     }
 
-    func writabilityChanged(_ isWritable: Bool) {
+    func sendWritabilityChanged(_ isWritable: Bool) {
         delegate?.upstreamWritabilityChanged(isWritable: isWritable)
+    }
+
+    /// Its client cannot take more of the response now: the stream's window is kept.
+    var holdsRead: Bool {
+        if let delegate { return !delegate.downstreamIsWritable }
+        return false
     }
 
     /// The response cannot be used: the exchange learns why, and the stream is reset.
