@@ -360,11 +360,14 @@ extension EndToEnd.HTTP2AndTLS {
         """
 
     /// `h2Backend` with its endpoint at `port` (nil: the harness's first backend) and, when
-    /// given, the backend's response `timeout`.
-    static func h2BackendConfig(port: Int? = nil, timeout: String? = nil) -> String {
+    /// given, the backend's response `timeout` and `maxConnections`.
+    static func h2BackendConfig(port: Int? = nil, timeout: String? = nil, maxConnections: Int? = nil) -> String {
         var config = h2Backend
         if let port { config = config.replacingOccurrences(of: "${B0}", with: "127.0.0.1:\(port)") }
         if let timeout { config = config.replacingOccurrences(of: "protocol: h2 }", with: "protocol: h2, timeout: \(timeout) }") }
+        if let maxConnections {
+            config = config.replacingOccurrences(of: "protocol: h2", with: "protocol: h2, maxConnections: \(maxConnections)")
+        }
         return config
     }
 
@@ -533,12 +536,13 @@ extension EndToEnd.HTTP2AndTLS {
         #expect(served.wait(timeout: .now() + 15) == .success)
     }
 
-    /// A request NIOHTTP2 holds back under the backend's SETTINGS_MAX_CONCURRENT_STREAMS has no
-    /// stream on the connection yet when the backend's GOAWAY comes, so the streams the GOAWAY
-    /// closes do not include it, and its HEADERS may not go out after it: it goes again on a
-    /// new connection. (It waited on the old connection for its response timeout, a 504 here
-    /// after 5 s; found under load, where NIO's GOAWAY against many resets met requests queued
-    /// behind its limit of 100 streams.)
+    /// A request NIOHTTP2 holds back under the backend's SETTINGS_MAX_CONCURRENT_STREAMS (the
+    /// pool may open no second connection: `maxConnections: 1`) has no stream on the connection
+    /// yet when the backend's GOAWAY comes, so the streams the GOAWAY closes do not include it,
+    /// and its HEADERS may not go out after it: it goes again on a new connection. (It waited on
+    /// the old connection for its response timeout, a 504 here after 5 s; found under load,
+    /// where NIO's GOAWAY against many resets met requests queued behind its limit of 100
+    /// streams.)
     @Test func aRequestHeldBackByAnHTTP2BackendsStreamLimitGoesAgainAfterItsGoAway() async throws {
         let backend = try RawBackend()
         let limited = LockedBox(false), queued = LockedBox(false)
@@ -554,7 +558,7 @@ extension EndToEnd.HTTP2AndTLS {
             _ = first.waitForClose()
             _ = second.waitForClose()
         }
-        let config = Self.h2BackendConfig(port: backend.port, timeout: "5s")
+        let config = Self.h2BackendConfig(port: backend.port, timeout: "5s", maxConnections: 1)
         try await Harness.withYAML(backends: [], config: config) { h in
             let held = try h.client()
             try held.send("GET /held HTTP/1.1\r\nHost: t\r\n\r\n")
@@ -570,6 +574,39 @@ extension EndToEnd.HTTP2AndTLS {
             let r = try post.readResponse()
             #expect(r.status == 200)
             #expect(r.header("x-connection") == "second")
+        }
+        #expect(served.wait(timeout: .now() + 15) == .success)
+    }
+
+    /// A backend that allows one stream at a time (SETTINGS_MAX_CONCURRENT_STREAMS = 1) gets a
+    /// second connection for a second request while the first is under way, rather than the
+    /// request waiting behind the first (here the backend answers the first only once the
+    /// second has been answered: queued on the one connection, the second would wait for its
+    /// 5 s response timeout and get a 504).
+    @Test func aFullHTTP2BackendConnectionGetsAnotherBesideIt() async throws {
+        let backend = try RawBackend()
+        let limited = LockedBox(false)
+        let served = backend.serve { accept in
+            guard let first = accept(),
+                  first.awaitRequest(settings: RawHTTP2.settings(maxConcurrentStreams: 1), acknowledged: true) else { return }
+            limited.withLock { $0 = true }
+            guard let second = accept(), second.awaitRequest() else { return }
+            try? second.send(RawHTTP2.headers(stream: 1, [(":status", "200"), ("x-connection", "second")]))
+            try? first.send(RawHTTP2.headers(stream: 1, [(":status", "200"), ("x-connection", "first")]))
+            _ = first.waitForClose()
+            _ = second.waitForClose()
+        }
+        let config = Self.h2BackendConfig(port: backend.port, timeout: "5s")
+        try await Harness.withYAML(backends: [], config: config) { h in
+            let held = try h.client()
+            try held.send("GET /held HTTP/1.1\r\nHost: t\r\n\r\n")
+            #expect(waitUntil(timeout: 10) { limited.withLock { $0 } })
+            let r = try h.client().request("GET", "/next")
+            #expect(r.status == 200)
+            #expect(r.header("x-connection") == "second")
+            let kept = try held.readResponse()
+            #expect(kept.status == 200)
+            #expect(kept.header("x-connection") == "first")
         }
         #expect(served.wait(timeout: .now() + 15) == .success)
     }

@@ -475,7 +475,8 @@ final class DownstreamHandler {
         let address = backend.endpoints[index]
         req.connecting = true
         let timeout = backend.connectTimeout
-        if !h2, !pool.mayConnect(address, limit: loop.connectionLimit(backend.spec)) {
+        let limit = loop.connectionLimit(backend.spec)
+        if !h2, !pool.mayConnect(address, limit: limit) {
             // Enough connects to this endpoint are in flight: wait (at most the connect
             // timeout) for one of them to finish or a connection to come back.
             req.waiting = true
@@ -483,7 +484,7 @@ final class DownstreamHandler {
             deadlines.arm(req, owner: self, in: timeout)
             return
         }
-        let pending = h2 ? pool.openStream(to: address, timeout: timeout) : pool.connect(address, timeout: timeout)
+        let pending = h2 ? pool.openStream(to: address, limit: limit, timeout: timeout) : pool.connect(address, timeout: timeout)
         pending.whenComplete { [self] result in
             guard let req = self.request, req.connecting else {
                 // The client went away while we were connecting.

@@ -10,7 +10,8 @@ import NIOHTTP2
 ///
 /// - **Streams.** A stream takes its ID when its first frame (the request's HEADERS) is
 ///   written, so IDs go out in increasing order (RFC 9113 §5.1.1); NIOHTTP2 holds a stream's
-///   frames back while the backend's SETTINGS_MAX_CONCURRENT_STREAMS are all in use. Response
+///   frames back while the backend's SETTINGS_MAX_CONCURRENT_STREAMS are all in use (the pool
+///   opens another connection rather than queue here, within its limit: `hasRoom`). Response
 ///   frames go to their stream (`StreamUpstreamHandler.receive`). A stream ends when NIOHTTP2
 ///   reports it closed (`StreamClosedEvent`: both ends finished, or a reset), when its exchange
 ///   lets it go (`release`: a stream whose request or response is unfinished is reset with
@@ -41,7 +42,7 @@ final class HTTP2BackendConnection: ChannelDuplexHandler, RemovableChannelHandle
     private var context: ChannelHandlerContext?
     private let streams = HTTP2Streams<StreamUpstreamHandler>()
     /// Streams made and not ended (with an ID or still without one).
-    private var openStreams = 0
+    private(set) var openStreams = 0
     private var nextStreamID: HTTP2StreamID
     /// The backend sent GOAWAY, or the connection hit an error: no new stream goes here.
     private(set) var draining = false
@@ -56,6 +57,13 @@ final class HTTP2BackendConnection: ChannelDuplexHandler, RemovableChannelHandle
 
     /// Whether a new stream may go here.
     var usable: Bool { !draining && context != nil && channel.isActive }
+
+    /// The backend's SETTINGS_MAX_CONCURRENT_STREAMS, or what NIOHTTP2 assumes until its
+    /// SETTINGS come.
+    private var maxConcurrentStreams = HTTP2BackendConnection.assumedMaxConcurrentStreams
+    static let assumedMaxConcurrentStreams = 100
+    /// Whether a new stream would start now rather than wait for one to end.
+    var hasRoom: Bool { openStreams < maxConcurrentStreams }
 
     /// A new stream for one request; it starts when its first frame is written.
     func makeStream() -> StreamUpstreamHandler {
@@ -88,6 +96,11 @@ final class HTTP2BackendConnection: ChannelDuplexHandler, RemovableChannelHandle
             streams.deliver(frame.payload, to: stream)
         case .goAway(let lastStreamID, _, _):
             goAway(lastStreamID: lastStreamID)
+        case .settings(.settings(let settings)):
+            for setting in settings where setting.parameter == .maxConcurrentStreams {
+                maxConcurrentStreams = setting.value
+            }
+            streams.receive(frame, context: context)
         default:
             streams.receive(frame, context: context)
         }

@@ -188,37 +188,65 @@ final class UpstreamPool {
             endpoint.connections.removeAll()
         }
         for conn in all { conn.channel.close(promise: nil) }
-        let connections = http2.values
+        let connections = http2.values.joined()
         http2.removeAll()
         for connection in connections { connection.channel.close(promise: nil) }
     }
 
     // MARK: HTTP/2 backends (`protocol: h2`)
 
-    /// One HTTP/2 connection per endpoint on this loop (`HTTP2BackendConnection`); each request
-    /// is a stream on it. A connection that drains (the backend's GOAWAY, or a connection error)
-    /// takes no new stream: the next request opens a new connection, and the old one closes
-    /// once its last stream has ended.
-    private var http2: [SocketAddress: HTTP2BackendConnection] = [:]
-    /// Connects in progress, so that concurrent requests share one connection.
-    private var http2Connecting: [SocketAddress: EventLoopFuture<Channel>] = [:]
+    /// HTTP/2 connections per endpoint on this loop (`HTTP2BackendConnection`); each request is
+    /// a stream on one of them. A request goes on the first connection with a stream to spare
+    /// under the backend's SETTINGS_MAX_CONCURRENT_STREAMS; when every one is full, a new
+    /// connection is opened (as Envoy does), up to the loop's share of the backend's
+    /// `max_connections`; beyond that, the least busy connection takes it and NIOHTTP2 holds
+    /// its HEADERS until a stream ends. A connection that drains (the backend's GOAWAY, a
+    /// connection error, its stream IDs used up) takes no new stream, and closes once its last
+    /// stream has ended.
+    private var http2: [SocketAddress: [HTTP2BackendConnection]] = [:]
+    /// Connects in progress, each with the streams promised to it, so that concurrent requests
+    /// share a connection (as many as a backend allows before its SETTINGS say otherwise).
+    private var http2Connecting: [SocketAddress: [PendingHTTP2Connection]] = [:]
 
-    /// A new stream to `address` (prior-knowledge HTTP/2), on this loop's connection to it, as an
-    /// `UpstreamConnection` that speaks HTTP/1-style parts (its handler converts them to frames).
-    func openStream(to address: SocketAddress, timeout: TimeAmount) -> EventLoopFuture<UpstreamConnection>.Isolated {
-        if let connection = http2[address], connection.usable {
+    private final class PendingHTTP2Connection {
+        let channel: EventLoopFuture<Channel>
+        var promised = 1
+        init(_ channel: EventLoopFuture<Channel>) { self.channel = channel }
+    }
+
+    /// A new stream to `address` (prior-knowledge HTTP/2), with at most `limit` connections to
+    /// it from this loop, as an `UpstreamConnection` that speaks HTTP/1-style parts (its handler
+    /// converts them to frames).
+    func openStream(to address: SocketAddress, limit: Int, timeout: TimeAmount) -> EventLoopFuture<UpstreamConnection>.Isolated {
+        let connections = http2[address]
+        if let connection = connections?.first(where: { $0.usable && $0.hasRoom }) {
             let conn = UpstreamConnection(stream: connection.makeStream(), endpoint: endpoint(address))
             return eventLoop.assumeIsolated().makeSucceededFuture(conn).assumeIsolated()
         }
-        return http2Channel(address, timeout: timeout).assumeIsolated().flatMapThrowing { [unowned(unsafe) self] channel in
+        let pending = http2Connecting[address] ?? []
+        let usable = connections?.filter(\.usable) ?? []
+        let channel: EventLoopFuture<Channel>
+        if let joined = pending.first(where: { $0.promised < HTTP2BackendConnection.assumedMaxConcurrentStreams }) {
+            joined.promised += 1
+            channel = joined.channel
+        } else if usable.count + pending.count >= limit,
+                  let busy = usable.min(by: { $0.openStreams < $1.openStreams }) {
+            let conn = UpstreamConnection(stream: busy.makeStream(), endpoint: endpoint(address))
+            return eventLoop.assumeIsolated().makeSucceededFuture(conn).assumeIsolated()
+        } else if usable.count + pending.count >= limit, let joined = pending.first {
+            joined.promised += 1
+            channel = joined.channel
+        } else {
+            channel = http2Connect(address, timeout: timeout)
+        }
+        return channel.assumeIsolated().flatMapThrowing { [unowned(unsafe) self] channel in
             let connection = try channel.pipeline.syncOperations.handler(type: HTTP2BackendConnection.self)
             return UpstreamConnection(stream: connection.makeStream(), endpoint: self.endpoint(address))
         }
     }
 
-    /// A new connection to `address`, or the one being made.
-    private func http2Channel(_ address: SocketAddress, timeout: TimeAmount) -> EventLoopFuture<Channel> {
-        if let pending = http2Connecting[address] { return pending }
+    /// A new connection to `address`, added to the endpoint's connections once it is up.
+    private func http2Connect(_ address: SocketAddress, timeout: TimeAmount) -> EventLoopFuture<Channel> {
         let future = ClientBootstrap(group: eventLoop)
             .connectTimeout(timeout)
             .channelOption(.tcpOption(.tcp_nodelay), value: 1)
@@ -236,14 +264,17 @@ final class UpstreamPool {
                 try pipeline.addHandler(HTTP2BackendConnection(channel: channel), name: "connection")
                 return channel
             }
-        http2Connecting[address] = future
+        let pending = PendingHTTP2Connection(future)
+        http2Connecting[address, default: []].append(pending)
         future.assumeIsolated().whenComplete { [unowned(unsafe) self] result in
-            self.http2Connecting[address] = nil
+            self.http2Connecting[address]?.removeAll { $0 === pending }
+            if self.http2Connecting[address]?.isEmpty == true { self.http2Connecting[address] = nil }
             guard case .success(let channel) = result,
                   let connection = try? channel.pipeline.syncOperations.handler(type: HTTP2BackendConnection.self) else { return }
-            self.http2[address] = connection
+            self.http2[address, default: []].append(connection)
             channel.closeFuture.assumeIsolated().whenComplete { [unowned(unsafe) self] _ in
-                if self.http2[address] === connection { self.http2[address] = nil }
+                self.http2[address]?.removeAll { $0 === connection }
+                if self.http2[address]?.isEmpty == true { self.http2[address] = nil }
             }
         }
         return future
