@@ -653,6 +653,25 @@ extension EndToEnd.HTTP2AndTLS {
         }
     }
 
+    /// Requests that arrive together, while the proxy's first connection to an HTTP/2 backend is
+    /// being made, share that connection (a backend allows 100 streams before its SETTINGS
+    /// say otherwise) rather than opening one each.
+    @Test func requestsArrivingTogetherShareOneNewHTTP2BackendConnection() async throws {
+        try await Harness.withYAML(backends: [.init(version: "v1", h2c: true)],
+                                   config: Self.h2BackendConfig(timeout: "5s")) { h in
+            let clients = try (0..<20).map { _ in try h.client() }
+            for (i, c) in clients.enumerated() { try c.send("GET /json/\(i) HTTP/1.1\r\nHost: t\r\n\r\n") }
+            let ports = try clients.map { c in
+                let r = try c.readResponse()
+                #expect(r.status == 200)
+                let body = try JSONSerialization.jsonObject(with: Data(r.body)) as? [String: Any]
+                return body?["peerPort"] as? Int
+            }
+            #expect(ports.count == 20)
+            #expect(Set(ports.compactMap { $0 }).count == 1, "\(ports)")
+        }
+    }
+
     @Test func h2BackendCarriesGRPCTrailersEndToEnd() async throws {
         try await Harness.withYAML(backends: [.init(version: "v1", h2c: true)], config: Self.h2Backend,
                                    listener: ListenerSpec(address: any, h2c: true)) { h in
