@@ -2,14 +2,14 @@ import NIOCore
 import NIOHTTP2
 
 /// The flow-control state of one stream held by an HTTP/2 connection handler, kept in the
-/// stream's own object to spare the connection a dictionary lookup per frame.
+/// stream's own object to spare the connection a lookup per frame.
 struct HTTP2StreamWindow {
     /// DATA received since the stream's window was last given back.
     var received = 0
     /// Room left in the peer's window for this stream's DATA (negative: that much waits in
     /// NIOHTTP2).
     var sendWindow = 0
-    /// Whether `sendWindow` leaves room to send (`HTTP2Streams.sendable`).
+    /// Whether `sendWindow` leaves room to send (`HTTP2Window.sendable`).
     var sendable = true
     /// Since when the stream has been unwritable (its window, the connection's, or the
     /// socket's); nil while it is writable.
@@ -47,9 +47,9 @@ protocol HTTP2HeldStream: AnyObject {
 ///   the stream can pass the data on (`holdsRead`); otherwise its WINDOW_UPDATEs wait for its
 ///   `resume`, so the peer stops with at most a window buffered here (64 KiB by default).
 /// - **Sending.** NIOHTTP2 holds DATA beyond the peer's windows; a stream is unwritable while
-///   more than `highWater` of its DATA waits so (or of the connection's, or while the socket
-///   is unwritable), which stops reading what feeds it until the peer makes room; writable
-///   again at `lowWater`. The windows are counted here from the frames: the peer's initial
+///   more than `HTTP2Window.highWater` of its DATA waits so (or of the connection's, or while
+///   the socket is unwritable), which stops reading what feeds it until the peer makes room;
+///   writable again at `HTTP2Window.lowWater`. The windows are counted here from the frames: the peer's initial
 ///   window (SETTINGS), its WINDOW_UPDATEs, and the DATA written.
 /// - **Reads.** Streams given frames by a read hear of its end once (`readComplete`), so each
 ///   flushes what it passed on once per read; WINDOW_UPDATEs written meanwhile are flushed
