@@ -21,7 +21,8 @@
 #   2. Runs each reverse proxy pinned to core 0, one at a time, with wrk pinned to core 1
 #      (`wrk -t1 -c50 -dDs --latency`, the same for all, every request carrying
 #      `Cookie: uid=bench-user-42; beta=0`), in interleaved rounds (after one unrecorded
-#      warm-up run; within a scenario the proxies' order rotates, so each runs first once):
+#      scenario-1 run through each proxy; within a scenario the proxies' order rotates, so each
+#      runs first once):
 #        s1 plain proxying:   Sluice (--threads 1, bench/sluice-plain.yaml) :18080,
 #                             nginx (bench/nginx-proxy.conf) :18081, HAProxy (bench/haproxy.cfg) :18082
 #        s2 Sluice 90/10 sticky canary + two A/B rules (bench/sluice-canary.yaml)
@@ -545,13 +546,19 @@ sluice_config() {
   if [[ $1 == sluice ]]; then echo "$2"; fi
 }
 
-# warm_up: an unrecorded s1 run through nginx before the first round, so that no proxy's first
-# measured run is also the host's first minute of load.
+# warm_up: one unrecorded s1 run through each proxy before the first round, so that no proxy's
+# first measured run is also its first run of the bench (in three tables Sluice's first s1 run,
+# recorded, had a p99 of 1.2-2.2 ms against 0.8-0.9 in its later rounds, also after a warm-up
+# run through nginx alone).
 warm_up() {
-  log "warm-up: one unrecorded s1 run through nginx"
-  start_proxy nginx
-  run_wrk "$OUT/wrk-warm-up.txt"
-  stop_pid "$PROXY_PID"
+  local kind
+  log "warm-up: one unrecorded s1 run through each proxy"
+  for kind in sluice nginx haproxy; do
+    start_proxy "$kind" "$(sluice_config "$kind" "$BENCH/sluice-plain.yaml")"
+    run_wrk "$OUT/wrk-warm-up-$kind.txt"
+    log "  warm-up $kind: $(sed -n 's/^WRK .*rps=\([0-9.]*\) p50_us=\([0-9]*\) p99_us=\([0-9]*\).*/\1 req\/s, p50 \2 us, p99 \3 us/p' "$OUT/wrk-warm-up-$kind.txt")"
+    stop_pid "$PROXY_PID"
+  done
 }
 
 # ---------------------------------------------------------------- main
