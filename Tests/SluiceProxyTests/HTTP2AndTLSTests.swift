@@ -371,6 +371,19 @@ extension EndToEnd.HTTP2AndTLS {
         return config
     }
 
+    /// A raw backend's 200 on `stream`, naming the `connection` it came on ("first", "second").
+    static func answer(stream: UInt8 = 1, on connection: String) -> [UInt8] {
+        RawHTTP2.headers(stream: stream, [(":status", "200"), ("x-connection", connection)])
+    }
+
+    /// Reads `client`'s response and expects the 200 that came on `connection`.
+    func expectAnswer(_ client: RawHTTPClient, on connection: String,
+                      sourceLocation: SourceLocation = #_sourceLocation) throws {
+        let r = try client.readResponse()
+        #expect(r.status == 200, sourceLocation: sourceLocation)
+        #expect(r.header("x-connection") == connection, sourceLocation: sourceLocation)
+    }
+
     /// A backend's HTTP/2 response whose field value holds CR LF (it would split the field line
     /// for an HTTP/1.1 client: response splitting) is refused: the client gets a 502 and no
     /// injected field. The backend is raw frames on a socket: real servers do not send this.
@@ -465,7 +478,7 @@ extension EndToEnd.HTTP2AndTLS {
                 if header[3] == 0x03 { resets += 1 }
             }
             for stream in streams.withLock({ $0 }) {
-                try? first.send(RawHTTP2.headers(stream: stream, [(":status", "200"), ("x-connection", "first")]))
+                try? first.send(Self.answer(stream: stream, on: "first"))
             }
             // NIOHTTP2 on Sluice's side answers with GOAWAY (bounded).
             for _ in 0..<100 {
@@ -477,7 +490,7 @@ extension EndToEnd.HTTP2AndTLS {
                 }
             }
             guard let second = accept(), second.awaitRequest() else { return }
-            try? second.send(RawHTTP2.headers(stream: 1, [(":status", "200"), ("x-connection", "second")]))
+            try? second.send(Self.answer(on: "second"))
             _ = first.waitForClose()
         }
         let config = Self.h2BackendConfig(port: backend.port, timeout: "3s")
@@ -508,10 +521,10 @@ extension EndToEnd.HTTP2AndTLS {
             firstArrived.withLock { $0 = true }
             guard first.awaitHeaders(2) else { return }
             try? first.send(RawHTTP2.goAway(lastStreamID: 1, code: 0))
-            try? first.send(RawHTTP2.headers(stream: 1, [(":status", "200"), ("x-connection", "first")]))
+            try? first.send(Self.answer(on: "first"))
             guard let second = accept(), second.awaitRequest(), second.awaitHeaders(1) else { return }
             for stream: UInt8 in [1, 3] {
-                try? second.send(RawHTTP2.headers(stream: stream, [(":status", "200"), ("x-connection", "second")]))
+                try? second.send(Self.answer(stream: stream, on: "second"))
             }
             _ = first.waitForClose()
             _ = second.waitForClose()
@@ -524,13 +537,9 @@ extension EndToEnd.HTTP2AndTLS {
             let post = try h.client(), get = try h.client()
             try post.send("POST /order HTTP/1.1\r\nHost: t\r\nContent-Length: 0\r\n\r\n")
             try get.send("GET /page HTTP/1.1\r\nHost: t\r\n\r\n")
-            let kept = try held.readResponse()
-            #expect(kept.status == 200)
-            #expect(kept.header("x-connection") == "first")
+            try expectAnswer(held, on: "first")
             for client in [post, get] {
-                let r = try client.readResponse()
-                #expect(r.status == 200)
-                #expect(r.header("x-connection") == "second")
+                try expectAnswer(client, on: "second")
             }
         }
         #expect(served.wait(timeout: .now() + 15) == .success)
@@ -552,9 +561,9 @@ extension EndToEnd.HTTP2AndTLS {
             limited.withLock { $0 = true }
             guard waitUntil(timeout: 10, { queued.withLock { $0 } }) else { return }
             try? first.send(RawHTTP2.goAway(lastStreamID: 1, code: 0))
-            try? first.send(RawHTTP2.headers(stream: 1, [(":status", "200"), ("x-connection", "first")]))
+            try? first.send(Self.answer(on: "first"))
             guard let second = accept(), second.awaitRequest() else { return }
-            try? second.send(RawHTTP2.headers(stream: 1, [(":status", "200"), ("x-connection", "second")]))
+            try? second.send(Self.answer(on: "second"))
             _ = first.waitForClose()
             _ = second.waitForClose()
         }
@@ -568,12 +577,8 @@ extension EndToEnd.HTTP2AndTLS {
             // Both requests are under way (the second behind the limit) before the GOAWAY.
             #expect(waitUntil(timeout: 10) { (try? h.statistics().series.first?.inflight) == 2 })
             queued.withLock { $0 = true }
-            let kept = try held.readResponse()
-            #expect(kept.status == 200)
-            #expect(kept.header("x-connection") == "first")
-            let r = try post.readResponse()
-            #expect(r.status == 200)
-            #expect(r.header("x-connection") == "second")
+            try expectAnswer(held, on: "first")
+            try expectAnswer(post, on: "second")
         }
         #expect(served.wait(timeout: .now() + 15) == .success)
     }
@@ -591,8 +596,8 @@ extension EndToEnd.HTTP2AndTLS {
                   first.awaitRequest(settings: RawHTTP2.settings(maxConcurrentStreams: 1), acknowledged: true) else { return }
             limited.withLock { $0 = true }
             guard let second = accept(), second.awaitRequest() else { return }
-            try? second.send(RawHTTP2.headers(stream: 1, [(":status", "200"), ("x-connection", "second")]))
-            try? first.send(RawHTTP2.headers(stream: 1, [(":status", "200"), ("x-connection", "first")]))
+            try? second.send(Self.answer(on: "second"))
+            try? first.send(Self.answer(on: "first"))
             _ = first.waitForClose()
             _ = second.waitForClose()
         }
@@ -604,9 +609,7 @@ extension EndToEnd.HTTP2AndTLS {
             let r = try h.client().request("GET", "/next")
             #expect(r.status == 200)
             #expect(r.header("x-connection") == "second")
-            let kept = try held.readResponse()
-            #expect(kept.status == 200)
-            #expect(kept.header("x-connection") == "first")
+            try expectAnswer(held, on: "first")
         }
         #expect(served.wait(timeout: .now() + 15) == .success)
     }
