@@ -218,24 +218,18 @@ final class UpstreamPool {
     /// it from this loop, as an `UpstreamConnection` that speaks HTTP/1-style parts (its handler
     /// converts them to frames).
     func openStream(to address: SocketAddress, limit: Int, timeout: TimeAmount) -> EventLoopFuture<UpstreamConnection>.Isolated {
-        let connections = http2[address]
-        if let connection = connections?.first(where: { $0.usable && $0.hasRoom }) {
-            let conn = UpstreamConnection(stream: connection.makeStream(), endpoint: endpoint(address))
-            return eventLoop.assumeIsolated().makeSucceededFuture(conn).assumeIsolated()
-        }
+        let connections = http2[address] ?? []
+        if let ready = connections.first(where: { $0.usable && $0.hasRoom }) { return stream(on: ready, to: address) }
         let pending = http2Connecting[address] ?? []
-        let usable = connections?.filter(\.usable) ?? []
+        let usable = connections.filter(\.usable)
+        let atLimit = usable.count + pending.count >= limit
         let channel: EventLoopFuture<Channel>
-        if let joined = pending.first(where: { $0.promised < HTTP2BackendConnection.assumedMaxConcurrentStreams }) {
+        if let joined = pending.first(where: { $0.promised < HTTP2BackendConnection.assumedMaxConcurrentStreams })
+            ?? (atLimit && usable.isEmpty ? pending.first : nil) {
             joined.promised += 1
             channel = joined.channel
-        } else if usable.count + pending.count >= limit,
-                  let busy = usable.min(by: { $0.openStreams < $1.openStreams }) {
-            let conn = UpstreamConnection(stream: busy.makeStream(), endpoint: endpoint(address))
-            return eventLoop.assumeIsolated().makeSucceededFuture(conn).assumeIsolated()
-        } else if usable.count + pending.count >= limit, let joined = pending.first {
-            joined.promised += 1
-            channel = joined.channel
+        } else if atLimit, let busy = usable.min(by: { $0.openStreams < $1.openStreams }) {
+            return stream(on: busy, to: address)
         } else {
             channel = http2Connect(address, timeout: timeout)
         }
@@ -243,6 +237,11 @@ final class UpstreamPool {
             let connection = try channel.pipeline.syncOperations.handler(type: HTTP2BackendConnection.self)
             return UpstreamConnection(stream: connection.makeStream(), endpoint: self.endpoint(address))
         }
+    }
+
+    private func stream(on connection: HTTP2BackendConnection, to address: SocketAddress) -> EventLoopFuture<UpstreamConnection>.Isolated {
+        let conn = UpstreamConnection(stream: connection.makeStream(), endpoint: endpoint(address))
+        return eventLoop.assumeIsolated().makeSucceededFuture(conn).assumeIsolated()
     }
 
     /// A new connection to `address`, added to the endpoint's connections once it is up.
