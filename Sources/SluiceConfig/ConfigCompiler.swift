@@ -124,6 +124,8 @@ struct ConfigCompiler {
                                               default: .seconds(1))
         let timeout = positiveDuration(entry.timeout, key: "timeout", in: entry.scope, default: .seconds(30))
         let readTimeout = positiveDuration(entry.readTimeout, key: "readTimeout", in: entry.scope, default: .seconds(60))
+        let idleTimeout = positiveDuration(entry.idleTimeout, key: "idleTimeout", in: entry.scope,
+                                           default: BackendSpec.defaultIdleTimeout)
         var upstreamProtocol = UpstreamProtocol.http1
         if let written = entry.upstreamProtocol {
             if let parsed = UpstreamProtocol(rawValue: written.value) {
@@ -145,10 +147,10 @@ struct ConfigCompiler {
             }
         }
         guard ok, let version = entry.version, entry.endpoints != nil,
-              let connectTimeout, let timeout, let readTimeout else { return nil }
+              let connectTimeout, let timeout, let readTimeout, let idleTimeout else { return nil }
         return BackendSpec(name: entry.name.value, version: version.value, endpoints: endpoints,
                            connectTimeout: connectTimeout, timeout: timeout, readTimeout: readTimeout,
-                           upstreamProtocol: upstreamProtocol, maxConnections: maxConnections)
+                           upstreamProtocol: upstreamProtocol, maxConnections: maxConnections, idleTimeout: idleTimeout)
     }
 
     // MARK: Server

@@ -106,7 +106,7 @@ extension BackendEntry {
         let node = backends.value(of: entry, slot: scope.name)
         guard let map = node.mapping(&diagnostics, scope: scope,
                                      allowedKeys: ["version", "endpoints", "connectTimeout", "timeout", "readTimeout", "protocol",
-                                                   "maxConnections"])
+                                                   "maxConnections", "idleTimeout"])
         else { return BackendEntry(name: entry.key, scope: scope) }
 
         var backend = BackendEntry(name: entry.key, scope: scope)
@@ -124,6 +124,7 @@ extension BackendEntry {
         backend.readTimeout = map["readTimeout"]?.string(&diagnostics, expected: "a duration")
         backend.upstreamProtocol = map["protocol"]?.string(&diagnostics, expected: "http1 or h2")
         backend.maxConnections = map["maxConnections"]?.integer(&diagnostics)
+        backend.idleTimeout = map["idleTimeout"]?.string(&diagnostics, expected: "a duration")
         return backend
     }
 }

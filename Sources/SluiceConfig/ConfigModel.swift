@@ -44,6 +44,7 @@ struct BackendEntry {
     var readTimeout: Located<String>?
     var upstreamProtocol: Located<String>?
     var maxConnections: Located<Int>?
+    var idleTimeout: Located<String>?
 }
 
 /// One entry of `routes:`.

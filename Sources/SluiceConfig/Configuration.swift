@@ -100,13 +100,20 @@ public struct BackendSpec: Sendable, Equatable {
     /// At most this many HTTP/1.1 connections open to each endpoint (an addition to the spec's
     /// keys); requests beyond wait for one to free, up to `connectTimeout`.
     public var maxConnections: Int
+    /// A pooled connection to an endpoint is closed once it has carried no request for this long
+    /// (an addition to the spec's keys; nginx's upstream `keepalive_timeout`). Below the
+    /// backend's own keep-alive timeout, it closes first, so no request goes out on a connection
+    /// the backend is closing.
+    public var idleTimeout: Duration
 
     public static let defaultMaxConnections = 2048
+    public static let defaultIdleTimeout = Duration.seconds(60)
 
     public init(name: String, version: String, endpoints: [SocketAddressSpec],
                 connectTimeout: Duration = .seconds(1), timeout: Duration = .seconds(30),
                 readTimeout: Duration = .seconds(60),
-                upstreamProtocol: UpstreamProtocol = .http1, maxConnections: Int = BackendSpec.defaultMaxConnections) {
+                upstreamProtocol: UpstreamProtocol = .http1, maxConnections: Int = BackendSpec.defaultMaxConnections,
+                idleTimeout: Duration = BackendSpec.defaultIdleTimeout) {
         self.name = name
         self.version = version
         self.endpoints = endpoints
@@ -115,6 +122,7 @@ public struct BackendSpec: Sendable, Equatable {
         self.readTimeout = readTimeout
         self.upstreamProtocol = upstreamProtocol
         self.maxConnections = maxConnections
+        self.idleTimeout = idleTimeout
     }
 }
 

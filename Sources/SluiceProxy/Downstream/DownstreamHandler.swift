@@ -474,17 +474,16 @@ final class DownstreamHandler {
         }
         let address = backend.endpoints[index]
         req.connecting = true
-        let timeout = backend.connectTimeout
         let limit = loop.connectionLimit(backend.spec)
         if !h2, !pool.mayConnect(address, limit: limit) {
             // Enough connects to this endpoint are in flight: wait (at most the connect
             // timeout) for one of them to finish or a connection to come back.
             req.waiting = true
             pool.wait(self, for: address)
-            deadlines.arm(req, owner: self, in: timeout)
+            deadlines.arm(req, owner: self, in: backend.connectTimeout)
             return
         }
-        let pending = h2 ? pool.openStream(to: address, limit: limit, timeout: timeout) : pool.connect(address, timeout: timeout)
+        let pending = h2 ? pool.openStream(to: address, of: backend, limit: limit) : pool.connect(address, of: backend)
         pending.whenComplete { [self] result in
             guard let req = self.request, req.connecting else {
                 // The client went away while we were connecting.

@@ -78,9 +78,8 @@ final class MirrorSender {
             exchange.start(on: conn)
             return
         }
-        let pending = h2 ? loop.pool.openStream(to: address, limit: loop.connectionLimit(backend.spec),
-                                                  timeout: backend.connectTimeout)
-                         : loop.pool.connect(address, timeout: backend.connectTimeout)
+        let pending = h2 ? loop.pool.openStream(to: address, of: backend, limit: loop.connectionLimit(backend.spec))
+                         : loop.pool.connect(address, of: backend)
         pending.whenComplete { [self] result in
             switch result {
             case .success(let conn):

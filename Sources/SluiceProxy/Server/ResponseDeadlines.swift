@@ -89,7 +89,7 @@ extension ResponseDeadlines: Sendable {}
 /// The one-shot task of a per-loop sweep: scheduled when the sweep has work and none is pending
 /// (nothing runs on an idle loop), re-armed by the sweep while work remains.
 struct SweepTimer {
-    private var scheduled = false
+    private(set) var scheduled = false
 
     mutating func schedule(on loop: EventLoop, in delay: TimeAmount, _ sweep: @escaping () -> Void) {
         guard !scheduled else { return }

@@ -45,11 +45,12 @@ public final class Snapshot: AtomicReference, Sendable {
 final class BackendRuntime: Sendable {
     let spec: BackendSpec
     let endpoints: [SocketAddress]
-    /// `spec.timeout`, `spec.connectTimeout` and `spec.readTimeout` as NIO amounts, converted
-    /// once (a `Duration`'s conversion costs ~190 instructions, on every request).
+    /// `spec.timeout`, `spec.connectTimeout`, `spec.readTimeout` and `spec.idleTimeout` as NIO
+    /// amounts, converted once (a `Duration`'s conversion costs ~190 instructions, on every request).
     let responseTimeout: TimeAmount
     let connectTimeout: TimeAmount
     let readTimeout: TimeAmount
+    let idleTimeout: TimeAmount
 
     init(_ spec: BackendSpec) throws {
         self.spec = spec
@@ -57,6 +58,7 @@ final class BackendRuntime: Sendable {
         self.responseTimeout = TimeAmount(spec.timeout)
         self.connectTimeout = TimeAmount(spec.connectTimeout)
         self.readTimeout = TimeAmount(spec.readTimeout)
+        self.idleTimeout = TimeAmount(spec.idleTimeout)
     }
 }
 

@@ -30,7 +30,8 @@ import NIOHTTP2
 ///   backend's windows, which stops reading the client's body until the backend makes room.
 /// - **The drain.** A connection the backend sent GOAWAY on, or that NIOHTTP2 gave up on (a
 ///   connection error; `HTTP2ConnectionErrorCloser` closes it once NIOHTTP2's GOAWAY is out),
-///   takes no new stream; it closes once its last stream has ended.
+///   takes no new stream; it closes once its last stream has ended. One with no stream open for
+///   its backend's `idleTimeout` sends GOAWAY and closes (`closeIdle`, from the pool's sweep).
 ///
 /// Touched only on its channel's event loop.
 final class HTTP2BackendConnection: ChannelDuplexHandler, RemovableChannelHandler {
@@ -65,9 +66,13 @@ final class HTTP2BackendConnection: ChannelDuplexHandler, RemovableChannelHandle
     /// Whether a new stream would start now rather than wait for one to end.
     var hasRoom: Bool { openStreams < maxConcurrentStreams }
 
+    /// While no stream is open: when the pool's idle sweep first found it so.
+    var idleSince: NIODeadline?
+
     /// A new stream for one request; it starts when its first frame is written.
     func makeStream() -> StreamUpstreamHandler {
         openStreams += 1
+        idleSince = nil
         return StreamUpstreamHandler(connection: self)
     }
 
@@ -233,6 +238,17 @@ final class HTTP2BackendConnection: ChannelDuplexHandler, RemovableChannelHandle
             stream.closed(refused: true)
         }
         closeIfDrained()
+    }
+
+    /// The pool's idle timeout (no stream open): a GOAWAY, then the close (RFC 9113 §6.8; last
+    /// stream ID 0, since a client accepts no streams of the server's).
+    func closeIdle() {
+        guard let context, openStreams == 0 else { return }
+        draining = true
+        let frame = HTTP2Frame(streamID: .rootStream, payload: .goAway(lastStreamID: .rootStream, errorCode: .noError, opaqueData: nil))
+        let written = context.eventLoop.makePromise(of: Void.self)
+        written.futureResult.assumeIsolated().whenComplete { _ in context.close(promise: nil) }
+        context.writeAndFlush(wrapOutboundOut(frame), promise: written)
     }
 
     /// No new stream goes here; the connection closes once its last stream has ended.

@@ -417,6 +417,8 @@ final class UpstreamConnection {
     /// Requests this connection has carried (a reused connection may have been closed by the
     /// backend while idle, which makes a bodyless request safe to retry once).
     var requestsServed = 0
+    /// While it idles in the pool: when the pool's idle sweep first found it there.
+    var idleSince: NIODeadline?
 
     init(channel: Channel, handler: UpstreamHandler, endpoint: UpstreamPool.Endpoint) {
         self.channel = channel

@@ -24,6 +24,9 @@ final class UpstreamPool {
     private var lastLeaseBackend: BackendRuntime?
     private var lastLeaseIndex = 0
     private var lastLeaseEndpoint: Endpoint?
+    /// The idle sweep (see the extension on the idle timeout below) and how often it runs.
+    fileprivate var idleTimer = SweepTimer()
+    fileprivate var idleInterval = TimeAmount.seconds(1)
     /// At most this many idle connections are kept per endpoint; more are closed.
     let maxIdlePerEndpoint: Int
     /// At most this many connects to one endpoint are in progress on this loop, and at most
@@ -115,13 +118,14 @@ final class UpstreamPool {
         return endpoint
     }
 
-    /// Opens a new connection on this loop.
-    func connect(_ address: SocketAddress, timeout: TimeAmount) -> EventLoopFuture<UpstreamConnection>.Isolated {
+    /// Opens a new connection to `address`, an endpoint of `backend`, on this loop.
+    func connect(_ address: SocketAddress, of backend: BackendRuntime) -> EventLoopFuture<UpstreamConnection>.Isolated {
         let endpoint = self.endpoint(address)
         endpoint.connecting += 1
+        watchIdle(endpoint, timeout: backend.idleTimeout)
         let spare = NIOLoopBound(self.spare, eventLoop: eventLoop)
         let pending = ClientBootstrap(group: eventLoop)
-            .connectTimeout(timeout)
+            .connectTimeout(backend.connectTimeout)
             .channelOption(.tcpOption(.tcp_nodelay), value: 1)
             .channelInitializer { channel in
                 SluiceServer.completed(channel) {
@@ -166,7 +170,9 @@ final class UpstreamPool {
             conn.channel.close(promise: nil)
             return
         }
+        conn.idleSince = nil
         endpoint.connections.append(conn)
+        if !idleTimer.scheduled { scheduleIdleSweep() }
     }
 
     /// A connection closed: if it was idling here, drop it.
@@ -202,7 +208,7 @@ final class UpstreamPool {
     /// `max_connections`; beyond that, the least busy connection takes it and NIOHTTP2 holds
     /// its HEADERS until a stream ends. A connection that drains (the backend's GOAWAY, a
     /// connection error, its stream IDs used up) takes no new stream, and closes once its last
-    /// stream has ended.
+    /// stream has ended; one with no stream for the backend's `idleTimeout` closes (the sweep below).
     private var http2: [SocketAddress: [HTTP2BackendConnection]] = [:]
     /// Connects in progress, each with the streams promised to it, so that concurrent requests
     /// share a connection (as many as a backend allows before its SETTINGS say otherwise).
@@ -217,7 +223,7 @@ final class UpstreamPool {
     /// A new stream to `address` (prior-knowledge HTTP/2), with at most `limit` connections to
     /// it from this loop, as an `UpstreamConnection` that speaks HTTP/1-style parts (its handler
     /// converts them to frames).
-    func openStream(to address: SocketAddress, limit: Int, timeout: TimeAmount) -> EventLoopFuture<UpstreamConnection>.Isolated {
+    func openStream(to address: SocketAddress, of backend: BackendRuntime, limit: Int) -> EventLoopFuture<UpstreamConnection>.Isolated {
         let connections = http2[address] ?? []
         if let ready = connections.first(where: { $0.usable && $0.hasRoom }) { return stream(on: ready, to: address) }
         let pending = http2Connecting[address] ?? []
@@ -231,7 +237,8 @@ final class UpstreamPool {
         } else if atLimit, let busy = usable.min(by: { $0.openStreams < $1.openStreams }) {
             return stream(on: busy, to: address)
         } else {
-            channel = http2Connect(address, timeout: timeout)
+            watchIdle(endpoint(address), timeout: backend.idleTimeout)
+            channel = http2Connect(address, timeout: backend.connectTimeout)
         }
         return channel.assumeIsolated().flatMapThrowing { [unowned(unsafe) self] channel in
             let connection = try channel.pipeline.syncOperations.handler(type: HTTP2BackendConnection.self)
@@ -271,6 +278,7 @@ final class UpstreamPool {
             guard case .success(let channel) = result,
                   let connection = try? channel.pipeline.syncOperations.handler(type: HTTP2BackendConnection.self) else { return }
             self.http2[address, default: []].append(connection)
+            if !self.idleTimer.scheduled { self.scheduleIdleSweep() }
             channel.closeFuture.assumeIsolated().whenComplete { [unowned(unsafe) self] _ in
                 self.http2[address]?.removeAll { $0 === connection }
                 if self.http2[address]?.isEmpty == true { self.http2[address] = nil }
@@ -282,6 +290,64 @@ final class UpstreamPool {
 
 @available(*, unavailable)
 extension UpstreamPool: Sendable {}
+
+// MARK: The idle timeout (`idleTimeout` of a backend)
+//
+// A connection that has carried no request for its backend's `idleTimeout` is closed: an
+// HTTP/1.1 connection idling in the pool, an HTTP/2 connection with no stream. One sweep per
+// loop does it, every quarter of the shortest timeout seen (at most a second apart, at least
+// 10 ms), and only while the pool holds such connections; a connection's clock starts at the
+// first sweep that finds it idle (`idleSince`), so the hot path stores a nil and reads no clock.
+// That sweep comes within one interval of the connection's last use, so closing once
+// `idleTimeout` less one interval has passed since then closes it after between three quarters
+// of the timeout and all of it: never later, which is what matters when it is set below the
+// backend's own keep-alive timeout (the backend must not close a connection just as a request
+// goes out on it).
+extension UpstreamPool {
+    /// Connections to `endpoint` close after `timeout` idle (the latest connect's backend sets it).
+    fileprivate func watchIdle(_ endpoint: Endpoint, timeout: TimeAmount) {
+        endpoint.idleTimeout = timeout
+        idleInterval = min(idleInterval, max(.nanoseconds(timeout.nanoseconds / 4), .milliseconds(10)))
+    }
+
+    fileprivate func scheduleIdleSweep() {
+        idleTimer.schedule(on: eventLoop, in: idleInterval) { [self] in self.sweepIdle() }
+    }
+
+    private func sweepIdle() {
+        idleTimer.fired()
+        let now = NIODeadline.now()
+        /// Whether a connection idle since `since` (nil: not yet seen idle) has idled long enough.
+        func expired(_ since: inout NIODeadline?, timeout: TimeAmount) -> Bool {
+            guard let started = since else {
+                since = now
+                return false
+            }
+            return now - started >= timeout - idleInterval
+        }
+        var expiredHTTP1: [UpstreamConnection] = []
+        for endpoint in endpoints.values where !endpoint.connections.isEmpty {
+            let timeout = endpoint.idleTimeout
+            endpoint.connections.removeAll { conn in
+                guard expired(&conn.idleSince, timeout: timeout) else { return false }
+                expiredHTTP1.append(conn)
+                return true
+            }
+        }
+        var expiredHTTP2: [HTTP2BackendConnection] = []
+        for (address, connections) in http2 {
+            let timeout = endpoint(address).idleTimeout
+            for connection in connections {
+                guard connection.openStreams == 0, connection.usable else { continue }
+                if expired(&connection.idleSince, timeout: timeout) { expiredHTTP2.append(connection) }
+            }
+        }
+        // Closed after the walk: a close may come back here (`forget`, the close future).
+        for conn in expiredHTTP1 { conn.channel.close(promise: nil) }
+        for connection in expiredHTTP2 { connection.closeIdle() }
+        if !http2.isEmpty || endpoints.values.contains(where: { !$0.connections.isEmpty }) { scheduleIdleSweep() }
+    }
+}
 
 extension UpstreamPool {
     /// One endpoint's idle connections, connects in flight and waiting requests (a class, so
@@ -295,6 +361,8 @@ extension UpstreamPool {
         var open = 0
         /// This loop's share of the backend's `maxConnections`, as last asked for.
         var limit = BackendSpec.defaultMaxConnections
+        /// The `idleTimeout` of the backend whose connect to this endpoint came last.
+        var idleTimeout = TimeAmount(BackendSpec.defaultIdleTimeout)
         /// Waiting requests, oldest first from `waitersHead` (a FIFO without shifting the array).
         private var waiters: [WeakWaiter] = []
         private var waitersHead = 0
