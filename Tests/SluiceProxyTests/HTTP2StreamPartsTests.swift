@@ -274,6 +274,34 @@ struct HTTP2StreamPartsTests {
         }
     }
 
+    /// A request the header pass made becomes the same block straight from its bytes as from
+    /// its fields made strings (`fieldList`), whatever the client's spelling: absolute-form
+    /// targets, fields `Connection` names, framing, the proxy's and the exchange's own fields.
+    @Test(arguments: [
+        "GET /p?q=1 HTTP/1.1\r\nHost: Shop.Example:8080\r\nAccept: */*\r\nX-Forwarded-For: 10.0.0.1\r\n\r\n",
+        "GET http://abs.example/x HTTP/1.1\r\nHost: ignored\r\nUser-Agent: t\r\n\r\n",
+        "POST /u HTTP/1.1\r\nHOST: h\r\nConnection: keep-alive, X-Hop\r\nX-Hop: 1\r\nKeep-Alive: 5\r\nTE: trailers\r\n"
+            + "Transfer-Encoding: chunked\r\nContent-Type: application/grpc\r\nTraceParent: 00-a-b-01\r\n\r\n",
+        "PUT /l HTTP/1.1\r\nhost: h\r\nContent-Length: 3\r\ncontent-length: 3\r\nX-Very-Long-Field-Name-Beyond-Fifteen: v\r\n\r\n",
+        "GET / HTTP/1.0\r\nAccept: x\r\n\r\n",
+    ])
+    func aForwardedRequestsBlockIsItsFieldListsBlock(raw: String) throws {
+        var parser = HTTP1Parser(kind: .request, maxHeadBytes: 8192)
+        var buffer = ByteBuffer(string: raw)
+        guard case .requestHead(let head)? = try parser.next(from: &buffer) else {
+            Issue.record("no request head")
+            return
+        }
+        let authority = head.uri.hasPrefix("http://") ? "abs.example" : nil
+        let request = HeaderRewrite.forwardRequest(head, clientAddress: "127.0.0.1", scheme: "http", authority: authority)
+        #expect(request.problem == nil)
+        request.extra = [("Upgrade", "websocket"), ("X-Extra", "1")]
+        let expected = HTTP2StreamParts.requestHeaders(method: request.method, uri: request.uri, fields: request.fieldList)
+        let block = HTTP2StreamParts.requestHeaders(request)
+        #expect(block.map { "\($0.name): \($0.value)" } == expected.map { "\($0.name): \($0.value)" })
+        #expect(block.contains { $0.name == "x-forwarded-proto" })
+    }
+
     @Test func withoutAHostTheRequestHasNoAuthority() {
         let block = HTTP2StreamParts.requestHeaders(method: .GET, uri: "/", fields: [("accept", "*/*")])
         #expect(block.map(\.name) == [":path", ":method", ":scheme", "accept"])

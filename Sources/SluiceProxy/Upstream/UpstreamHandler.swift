@@ -290,7 +290,7 @@ final class StreamUpstreamHandler: UpstreamHandler, HTTP2HeldStream {
 
     override func sendHead(_ request: UpstreamRequest) {
         requestMethod = request.method
-        let block = HTTP2StreamParts.requestHeaders(method: request.method, uri: request.uri, fields: request.fieldList)
+        let block = HTTP2StreamParts.requestHeaders(request)
         hold(.headers(.init(headers: block)))
     }
 
