@@ -82,4 +82,28 @@ struct HTTP2StreamTableTests {
         table[7] = nil
         #expect(table.count == 1)
     }
+
+    /// A burst of 300 streams grows the table; once they have all ended it is back to its first
+    /// size, and serves the next streams as before (emptied one by one, or all at once).
+    @Test func anEmptiedTableGoesBackToItsFirstSize() {
+        for allAtOnce in [false, true] {
+            var table = HTTP2StreamTable<Box>()
+            let first = table.size
+            let ids = (0..<300).map { Int32(2 * $0 + 1) }
+            for id in ids { table[HTTP2StreamID(id)] = Box(id) }
+            #expect(table.size >= 600)
+            if allAtOnce {
+                table.removeAll()
+            } else {
+                for id in ids.reversed() { table[HTTP2StreamID(id)] = nil }
+            }
+            #expect(table.size == first)
+            var model: [Int32: Box] = [:]
+            for id in [Int32(601), 603, 605] {
+                model[id] = Box(id)
+                table[HTTP2StreamID(id)] = model[id]
+            }
+            expectSame(table, model, absent: [1, 599, 607])
+        }
+    }
 }

@@ -293,21 +293,28 @@ enum HTTP2Window {
 /// streams open together take neighbouring slots). A lookup is a shift, a mask and a compare
 /// or two, where a `Dictionary` hashed each ID with SipHash (~180 instructions a lookup, and a
 /// proxied HTTP/2 request looked up its streams about 13 times). At most half full; a removal
-/// moves the entries after it back (no tombstones).
+/// moves the entries after it back (no tombstones). A table that grew for a burst of streams
+/// goes back to its first size when its last stream ends (a connection that once held N streams
+/// kept 2N slots until it closed).
 struct HTTP2StreamTable<Value: AnyObject> {
     /// 0 marks an empty slot (stream 0 is the connection, never held).
     private var ids: [Int32]
     private var slots: [Value?]
     private var mask: Int
+    private let initialSize: Int
     private(set) var count = 0
 
     init(capacity: Int = 16) {
         var size = 8
         while size < capacity * 2 { size *= 2 }
+        initialSize = size
         ids = Array(repeating: 0, count: size)
         slots = Array(repeating: nil, count: size)
         mask = size - 1
     }
+
+    /// The slots it has (twice the streams it may hold before it grows).
+    var size: Int { ids.count }
 
     var isEmpty: Bool { count == 0 }
 
@@ -368,6 +375,15 @@ struct HTTP2StreamTable<Value: AnyObject> {
         }
         ids[i] = 0
         slots[i] = nil
+        if count == 0 { shrink() }
+    }
+
+    /// Back to the first size, once empty and larger.
+    private mutating func shrink() {
+        guard ids.count > initialSize else { return }
+        ids = Array(repeating: 0, count: initialSize)
+        slots = Array(repeating: nil, count: initialSize)
+        mask = initialSize - 1
     }
 
     private mutating func grow() {
@@ -389,6 +405,7 @@ struct HTTP2StreamTable<Value: AnyObject> {
             slots[i] = nil
         }
         count = 0
+        shrink()
     }
 
     /// Every value held (in no particular order).
