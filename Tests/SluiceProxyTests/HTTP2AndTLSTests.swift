@@ -178,6 +178,49 @@ struct HTTP2AndTLS {
         }
     }
 
+    /// A request whose DATA does not add up to its `content-length` is malformed (RFC 9113
+    /// §8.1.1): its stream is reset with PROTOCOL_ERROR, and the connection's next stream is
+    /// served. Above all, DATA beyond the declared length never reaches the HTTP/1.1 backend,
+    /// where the bytes after the body would be read as a request of their own (smuggling);
+    /// a body cut short (by the stream's end, or by trailers) is not passed on as a whole
+    /// request either.
+    @Test(arguments: ["beyond", "short", "trailers"])
+    func aRequestBodyThatBreaksItsContentLengthResetsItsStream(body: String) async throws {
+        let tooLong = body == "beyond"
+        try await Harness.withTwoVersions(route: "backend: a", listener: ListenerSpec(address: any, h2c: true)) { h in
+            let client = try h.client()
+            let fields = [(":method", "POST"), (":scheme", "http"), (":authority", "a.example"), (":path", "/upload")]
+            try client.send(RawHTTP2.clientPreface + RawHTTP2.emptySettings)
+            try client.send(RawHTTP2.headers(stream: 1, fields + [("content-length", tooLong ? "5" : "10")], endStream: false))
+            try client.send(RawHTTP2.data(stream: 1, Array("hello".utf8)))
+            let smuggled = Array("GET /smuggled HTTP/1.1\r\nHost: a.example\r\n\r\n".utf8)
+            if body == "trailers" {
+                try client.send(RawHTTP2.headers(stream: 1, [("x-checksum", "1")]))
+            } else {
+                try client.send(RawHTTP2.data(stream: 1, tooLong ? smuggled : [], endStream: true))
+            }
+            try client.send(RawHTTP2.headers(stream: 3, [(":method", "GET"), (":scheme", "http"), (":authority", "a.example"),
+                                                        (":path", "/after")]))
+            var resetCode: UInt32?
+            var afterEnded = false
+            client.setTimeout(3)
+            for _ in 0..<64 where resetCode == nil || !afterEnded {
+                guard let header = try? client.readBytes(9),
+                      let payload = try? client.readBytes(Int(header[0]) << 16 | Int(header[1]) << 8 | Int(header[2])) else { break }
+                let (type, flags, stream) = (header[3], header[4], header[8])
+                if type == 0x03, stream == 1 { resetCode = payload.reduce(0) { $0 << 8 | UInt32($1) } }
+                if type <= 0x01, stream == 3, flags & 0x01 != 0 { afterEnded = true }
+                if type == 0x03, stream == 3 { Issue.record("the next stream was reset") }
+            }
+            #expect(resetCode == 0x1) // PROTOCOL_ERROR
+            #expect(afterEnded)
+            #expect(waitUntil(timeout: 5) { h.backends[0].received.contains { $0.uri == "/after" } })
+            let uris = h.backends[0].received.map(\.uri)
+            #expect(!uris.contains("/smuggled"), "\(uris)")
+            if !tooLong { #expect(!uris.contains("/upload"), "\(uris)") }
+        }
+    }
+
     /// `server.idleTimeout` holds for HTTP/2 connections too: one with no stream open that sends
     /// nothing for that long gets GOAWAY(NO_ERROR) and is closed (RFC 9113 §9.1: "Servers are
     /// encouraged to maintain open connections for as long as possible but are permitted to

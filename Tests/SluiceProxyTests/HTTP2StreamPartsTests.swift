@@ -33,7 +33,8 @@ struct HTTP2StreamPartsTests {
     func requestHeadsMatchNIOsCodec(method: String, endStream: Bool, declaresLength: Bool) throws {
         var fields = [(":method", method), (":scheme", "http"), (":authority", "shop.example.com:8080"),
                       (":path", "/a/b?c=d"), ("accept", "*/*"), ("cookie", "a=1"), ("cookie", "b=2")]
-        if declaresLength { fields.append(("content-length", "12")) }
+        // A stream that ends with its head declares no body (`aDeclaredLengthIsDigitsThatAgree`).
+        if declaresLength { fields.append(("content-length", endStream ? "0" : "12")) }
         let ours = try HTTP2StreamParts.requestHead(block(fields), endStream: endStream)
         let (nio, nioFields) = try nioLines(fields, endStream: endStream)
         #expect(ours.method == nio.method)
@@ -300,6 +301,26 @@ struct HTTP2StreamPartsTests {
         let block = HTTP2StreamParts.requestHeaders(request)
         #expect(block.map { "\($0.name): \($0.value)" } == expected.map { "\($0.name): \($0.value)" })
         #expect(block.contains { $0.name == "x-forwarded-proto" })
+    }
+
+    /// The body length a request declares, which its DATA must then add up to: digits only; the
+    /// same in every `content-length` field; 0 when the head ends the stream. Anything else is
+    /// malformed (RFC 9113 §8.1.1), as NIOHTTP2's check (off on client connections) made it.
+    @Test func aDeclaredLengthIsDigitsThatAgree() throws {
+        let base = [(":method", "POST"), (":scheme", "http"), (":path", "/")]
+        func declared(_ values: [String], endStream: Bool = false) throws -> Int? {
+            try HTTP2StreamParts.request(block(base + values.map { ("content-length", $0) }), endStream: endStream).declaredLength
+        }
+        #expect(try declared([]) == nil)
+        #expect(try declared(["12"]) == 12)
+        #expect(try declared(["7", "7"]) == 7)
+        #expect(try declared(["007"]) == 7)
+        #expect(try declared(["0"], endStream: true) == 0)
+        #expect(try declared(["123456789012345678"]) == 123_456_789_012_345_678)
+        for bad in [["+5"], ["-1"], ["5, 5"], [" 5"], [""], ["0x10"], ["5", "6"], ["007", "7"], ["1234567890123456789"]] {
+            #expect(throws: HTTP2StreamParts.MalformedRequest(field: "content-length"), "\(bad)") { try declared(bad) }
+        }
+        #expect(throws: HTTP2StreamParts.MalformedRequest(field: "content-length")) { try declared(["3"], endStream: true) }
     }
 
     @Test func withoutAHostTheRequestHasNoAuthority() {

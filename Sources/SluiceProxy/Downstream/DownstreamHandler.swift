@@ -59,6 +59,8 @@ final class DownstreamHandler {
     var closeWhenIdle = false
     /// HTTP/2: the stream's request head arrived (a HEADERS frame after it carries trailers).
     private var streamHeadReceived = false
+    /// HTTP/2: the body bytes the request's `content-length` still announces (nil: none declared).
+    private var streamBodyLeft: Int?
     /// HTTP/2: the response's last frame, held until the next part shows whether it ends the
     /// stream (`writeFrame`).
     private var heldFrame = HTTP2StreamParts.HeldFrame()
@@ -169,11 +171,14 @@ final class DownstreamHandler {
             if headers.endStream { streamRemoteEnded = true }
             do {
                 guard !streamHeadReceived else {
+                    guard (streamBodyLeft ?? 0) == 0 else { throw HTTP2StreamParts.MalformedRequest(field: "content-length") }
                     receive(.end(try HTTP2StreamParts.clientTrailers(headers.headers)), context: context)
                     return
                 }
                 streamHeadReceived = true
-                receiveHead(try HTTP2StreamParts.requestHead(headers.headers, endStream: headers.endStream), context: context)
+                let (head, declaredLength) = try HTTP2StreamParts.request(headers.headers, endStream: headers.endStream)
+                streamBodyLeft = declaredLength
+                receiveHead(head, context: context)
             } catch {
                 resetMalformed()
                 return
@@ -182,6 +187,16 @@ final class DownstreamHandler {
         case .data(let data):
             guard case .byteBuffer(let bytes) = data.data else { return }
             if data.endStream { streamRemoteEnded = true }
+            if let left = streamBodyLeft {
+                // DATA beyond the declared length, or an end before it (RFC 9113 §8.1.1): the
+                // bytes must not reach an HTTP/1.1 backend, where they would read as a request.
+                let count = bytes.readableBytes
+                guard count <= left, !data.endStream || count == left else {
+                    resetMalformed()
+                    return
+                }
+                streamBodyLeft = left - count
+            }
             if !data.endStream || bytes.readableBytes > 0 { receive(.body(bytes), context: context) }
             if data.endStream { receive(.end(nil), context: context) }
         default:

@@ -69,6 +69,16 @@ enum HTTP2StreamParts {
     /// an empty one, and an absolute URI there was taken for HTTP/1.1's absolute-form, its
     /// authority standing in for `:authority`.
     static func requestHead(_ block: HPACKHeaders, endStream: Bool) throws(MalformedRequest) -> RequestHead {
+        try request(block, endStream: endStream).head
+    }
+
+    /// `requestHead`, and the body length its `content-length` declares (nil: none). A value
+    /// other than digits, fields that disagree, or a stream that ends here with a length above 0
+    /// make the block malformed (RFC 9113 §8.1.1). The exchange holds the body's DATA to that
+    /// length (`DownstreamHandler.receiveFrame`): NIOHTTP2's own check, which looked the field
+    /// up again in every block sent and received (~1.3k instructions a block), is off on
+    /// client connections (`SluiceServer.configureHTTP2`).
+    static func request(_ block: HPACKHeaders, endStream: Bool) throws(MalformedRequest) -> (head: RequestHead, declaredLength: Int?) {
         var method: String?
         var path: String?
         var authority: String?
@@ -94,11 +104,18 @@ enum HTTP2StreamParts {
             throw MalformedRequest(field: ":path")
         }
         guard hasScheme else { throw MalformedRequest(field: ":scheme") }
+        var declaredLength: Int?
+        if let length = regular.length {
+            guard !regular.lengthsDiffer, let parsed = decimal(length), !endStream || parsed == 0 else {
+                throw MalformedRequest(field: "content-length")
+            }
+            declaredLength = parsed
+        }
         let httpMethod = HTTPMethod(rawValue: method)
         // Room for the lines and for a Host and a framing field added here.
         var fields = FieldBlock.Builder(fields: regular.count + 2, bytes: regular.lineBytes + (authority?.utf8.count ?? 0) + 64)
         if !regular.hasHost, let authority { fields.append(name: "host", value: authority) }
-        if !regular.hasLength && mayCarryBody(httpMethod) {
+        if regular.length == nil && mayCarryBody(httpMethod) {
             if endStream {
                 fields.append(name: "content-length", value: "0")
             } else {
@@ -106,7 +123,20 @@ enum HTTP2StreamParts {
             }
         }
         regular.append(from: block, to: &fields)
-        return RequestHead(method: httpMethod, uri: path, version: HTTPVersion(major: 2, minor: 0), fields: fields.block)
+        return (RequestHead(method: httpMethod, uri: path, version: HTTPVersion(major: 2, minor: 0), fields: fields.block),
+                declaredLength)
+    }
+
+    /// A `content-length` value: 1 to 18 digits (more would overflow; no sign, no list).
+    private static func decimal(_ value: String) -> Int? {
+        let digits = value.utf8
+        guard !digits.isEmpty, digits.count <= 18 else { return nil }
+        var result = 0
+        for byte in digits {
+            guard byte >= UInt8(ascii: "0") && byte <= UInt8(ascii: "9") else { return nil }
+            result = result * 10 + Int(byte - UInt8(ascii: "0"))
+        }
+        return result
     }
 
     /// A response head forwarded from a backend: the kept field lines (`forwarded.keeps`) and
@@ -268,7 +298,7 @@ enum HTTP2StreamParts {
         var fields = FieldBlock.Builder(fields: regular.count + 1, bytes: regular.lineBytes + 32)
         regular.append(from: block, to: &fields)
         let code = status.code
-        if !(100..<200).contains(code) && code != 204 && code != 304 && !regular.hasLength
+        if !(100..<200).contains(code) && code != 204 && code != 304 && regular.length == nil
             && !requestMethod.isHEAD && requestMethod != .CONNECT {
             if endStream {
                 fields.append(name: "content-length", value: "0")
@@ -332,7 +362,9 @@ enum HTTP2StreamParts {
         /// The bytes of their `name: value\r\n` lines.
         var lineBytes = 0
         var hasHost = false
-        var hasLength = false
+        /// The first `content-length` value, and whether a later one differs from it.
+        var length: String?
+        var lengthsDiffer = false
 
         init<E: Error>(of block: HPACKHeaders, pseudo: (String, String) throws(E) -> Void,
                        regular: (String, String) throws(E) -> Void) throws(E) {
@@ -344,7 +376,11 @@ enum HTTP2StreamParts {
                 try regular(name, value)
                 count += 1
                 lineBytes += name.utf8.count + value.utf8.count + 4
-                if name == "host" { hasHost = true } else if name == "content-length" { hasLength = true }
+                if name == "host" {
+                    hasHost = true
+                } else if name == "content-length" {
+                    if let length { lengthsDiffer = lengthsDiffer || length != value } else { length = value }
+                }
             }
         }
 

@@ -171,8 +171,12 @@ extension SluiceServer {
             HTTP2Setting(parameter: .maxHeaderListSize, value: maxHeaderBytes),
         ]
         connection.maximumRecentlyResetStreams = 64
-        // The client's blocks are checked as they become requests (`HTTP2StreamParts`).
+        // The client's blocks are checked as they become requests (`HTTP2StreamParts`), and
+        // each request's DATA against its content-length (`DownstreamHandler.receiveFrame`); the
+        // responses are framed by their backends' (an HTTP/1.1 backend's by the parser, an HTTP/2
+        // backend's by NIOHTTP2's check, still on for backend connections).
         connection.headerBlockValidation = .disabled
+        connection.contentLengthValidation = .disabled
         // Streams run on their connection's loop: its context is looked up once.
         let loop = contexts[ObjectIdentifier(channel.eventLoop)]!
         // Below NIOHTTP2's handler: the error closer and one flush per tick.
