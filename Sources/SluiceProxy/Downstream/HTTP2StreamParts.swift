@@ -348,8 +348,8 @@ enum HTTP2StreamParts {
         /// A name is `tchar`s (RFC 9110 §5.6.2) without the upper-case letters.
         static func allowed(name: String, value: String, teOnlyAsTrailers: Bool) -> Bool {
             let bytes = name.utf8
-            guard !bytes.isEmpty, bytes.allSatisfy({ $0.isTokenChar && !(0x41...0x5A).contains($0) }),
-                  !value.utf8.contains(where: { $0 == 0 || $0 == 0x0A || $0 == 0x0D }) else { return false }
+            guard !bytes.isEmpty, allBytes(of: name, { $0.isTokenChar && $0 &- 0x41 > 25 }),
+                  allBytes(of: value, { $0 != 0 && $0 != 0x0A && $0 != 0x0D }) else { return false }
             if bytes.count == 2 { return !teOnlyAsTrailers || name != "te" || value == "trailers" }
             return !isConnectionSpecific(name)
         }
@@ -405,7 +405,14 @@ enum HTTP2StreamParts {
     /// No control character, space or DEL (RFC 9113 §8.3: `:path` becomes the request target of
     /// an HTTP/1.1 request line, where any of them would change its meaning).
     private static func isPseudoHeaderValue(_ value: String) -> Bool {
-        value.utf8.allSatisfy { $0 > 0x20 && $0 != 0x7F }
+        allBytes(of: value) { $0 > 0x20 && $0 != 0x7F }
+    }
+
+    /// Whether every byte of `string` passes `test`, read in place: going through the `utf8`
+    /// view byte by byte cost ~20 instructions a byte (a request's fields: ~2k).
+    @inline(__always)
+    private static func allBytes(of string: String, _ test: (UInt8) -> Bool) -> Bool {
+        string.utf8.withContiguousStorageIfAvailable { $0.allSatisfy(test) } ?? string.utf8.allSatisfy(test)
     }
 
     private static func lowercasedString(_ bytes: UnsafeRawBufferPointer) -> String {
