@@ -323,6 +323,12 @@ struct HTTP2StreamPartsTests {
         #expect(throws: HTTP2StreamParts.MalformedRequest(field: "content-length")) { try declared(["3"], endStream: true) }
     }
 
+    @Test func statusValuesAreTheirDigits() {
+        for code: UInt in [100, 101, 103, 200, 204, 304, 404, 499, 500, 599, 999, 99, 1000, 0] {
+            #expect(HTTP2StreamParts.statusValue(code) == String(code))
+        }
+    }
+
     @Test func withoutAHostTheRequestHasNoAuthority() {
         let block = HTTP2StreamParts.requestHeaders(method: .GET, uri: "/", fields: [("accept", "*/*")])
         #expect(block.map(\.name) == [":path", ":method", ":scheme", "accept"])

@@ -146,7 +146,7 @@ enum HTTP2StreamParts {
         let block = head.fields
         var headers = HPACKHeaders()
         headers.reserveCapacity(block.fields.count + extra.count + 1)
-        headers.add(name: ":status", value: String(head.status.code))
+        headers.add(name: ":status", value: statusValue(head.status.code))
         block.withBytes { bytes in
             for field in block.fields where forwarded.keeps(field, in: bytes) {
                 headers.add(name: lowercasedString(bytes.name(field)),
@@ -166,7 +166,7 @@ enum HTTP2StreamParts {
         switch part {
         case .head(let head):
             var headers = HPACKHeaders()
-            headers.add(name: ":status", value: String(head.status.code))
+            headers.add(name: ":status", value: statusValue(head.status.code))
             headers.add(contentsOf: HPACKHeaders(httpHeaders: head.headers, normalizeHTTPHeaders: true))
             return .headers(.init(headers: headers))
         case .body(let body):
@@ -406,6 +406,18 @@ enum HTTP2StreamParts {
     /// an HTTP/1.1 request line, where any of them would change its meaning).
     private static func isPseudoHeaderValue(_ value: String) -> Bool {
         allBytes(of: value) { $0 > 0x20 && $0 != 0x7F }
+    }
+
+    /// A `:status` value: three digits written directly (`String(_:)` of an integer cost ~200
+    /// instructions a response).
+    static func statusValue(_ code: UInt) -> String {
+        guard (100...999).contains(code) else { return String(code) }
+        return String(unsafeUninitializedCapacity: 3) { out in
+            out[0] = UInt8(ascii: "0") + UInt8(code / 100)
+            out[1] = UInt8(ascii: "0") + UInt8(code / 10 % 10)
+            out[2] = UInt8(ascii: "0") + UInt8(code % 10)
+            return 3
+        }
     }
 
     /// Whether every byte of `string` passes `test`, read in place: going through the `utf8`
