@@ -243,6 +243,44 @@ extension EndToEnd {
         }
     }
 
+    /// A backend response with both `Content-Length` and `Transfer-Encoding` (RFC 9112 §6.3:
+    /// "ought to be handled as an error"; a proxy that forwards it "MUST first remove the received
+    /// Content-Length") is refused with a 502, as nginx does: forwarded with its length and the
+    /// decoded body, a body longer than the length would be read by an HTTP/1.1 client as the
+    /// start of its next response (here "hello" against a length of 3). An HTTP/2 client gets
+    /// the same 502.
+    @Test(arguments: [false, true])
+    func aBackendResponseWithBothFramingsIs502(h2: Bool) async throws {
+        let backend = try RawBackend()
+        let served = backend.serve { accept in
+            guard let c = accept() else { return }
+            while let line = try? c.readLine(), !line.isEmpty {}
+            try? c.send("HTTP/1.1 200 OK\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n")
+            _ = c.waitForClose()
+        }
+        let config = """
+            listen: ["127.0.0.1:1"]
+            backends:
+              raw: { version: v1, endpoints: ["127.0.0.1:\(backend.port)"] }
+            routes:
+              - name: web
+                backend: raw
+            """
+        let listener = ListenerSpec(address: SocketAddressSpec(host: "127.0.0.1", port: 0), h2c: h2)
+        try await Harness.withYAML(backends: [], config: config, listener: listener) { h in
+            if h2 {
+                #expect(try h.client().http2Status(get: "/both") == "502")
+            } else {
+                let c = try h.client()
+                let r = try c.request("GET", "/both")
+                #expect(r.status == 502, "\(r.status) \(r.header("content-length") ?? "-") \(String(decoding: r.body, as: UTF8.self))")
+            }
+            let stats = try h.statistics()
+            #expect(stats.series.first?.upstreamErrors[UpstreamErrorReason.protocol.rawValue] == 1)
+        }
+        #expect(served.wait(timeout: .now() + 15) == .success)
+    }
+
     /// `readTimeout`: a backend that sends a response head and part of its body, then nothing,
     /// fails the exchange after the read timeout (the client gets the part and then the
     /// close, the only honest signal once the head is out; recorded as an upstream timeout);

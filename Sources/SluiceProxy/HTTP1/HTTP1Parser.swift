@@ -25,7 +25,7 @@ import NIOHTTP1
 /// and field names, no whitespace before a field's colon, no obs-fold, no control characters in
 /// values, `HTTP/1.x` versions, one agreed `Content-Length` made of digits, `Transfer-Encoding`
 /// ending in `chunked` (requests; a response with another coding is read until close), never
-/// both `Content-Length` and `Transfer-Encoding`, hexadecimal chunk sizes, and a head no larger
+/// both `Content-Length` and `Transfer-Encoding` (requests and responses), hexadecimal chunk sizes, and a head no larger
 /// than `maxHeadBytes` (431 for a request).
 struct HTTP1Parser {
     enum Kind { case request, response }
@@ -525,9 +525,16 @@ private struct FieldCollector {
         return contentLength.map { .length($0) } ?? .none
     }
 
-    /// A response's body framing: chunked, a length, or (anything else) until the close.
+    /// A response's body framing: chunked, a length, or (anything else) until the close. Both
+    /// `Transfer-Encoding` and `Content-Length` is refused as for a request (RFC 9112 §6.3: "ought
+    /// to be handled as an error"; nginx answers 502): passed on with its length and the decoded
+    /// body, a body longer than the length would be read by an HTTP/1.1 client as its next
+    /// response.
     func responseFraming() throws(HTTP1Parser.Failure) -> Framing {
-        if hasTransferEncoding { return endsInChunked ? .chunked : .untilClose }
+        if hasTransferEncoding {
+            if contentLength != nil || invalidLength { throw .bad("both Content-Length and Transfer-Encoding") }
+            return endsInChunked ? .chunked : .untilClose
+        }
         if invalidLength || conflictingLengths { throw .bad("invalid Content-Length") }
         return contentLength.map { .length($0) } ?? .untilClose
     }

@@ -1,3 +1,6 @@
+import NIOCore
+import NIOHPACK
+
 /// HTTP/2 frames as raw bytes, for tests that send what real clients and servers refuse to send
 /// (malformed header blocks), or that must decide exactly what is sent and when (flow control:
 /// a body sent only as far as the windows granted, a reset mid-response).
@@ -59,5 +62,26 @@ enum RawHTTP2 {
 
     private static func bigEndian(_ value: UInt32) -> [UInt8] {
         [UInt8(value >> 24), UInt8(value >> 16 & 0xFF), UInt8(value >> 8 & 0xFF), UInt8(value & 0xFF)]
+    }
+}
+
+extension RawHTTPClient {
+    /// As an h2c client on a fresh connection: a GET of `path` on stream 1, and the `:status`
+    /// of its response (nil: the stream was reset, or no response came within 32 frames).
+    func http2Status(get path: String) throws -> String? {
+        try send(RawHTTP2.clientPreface + RawHTTP2.emptySettings)
+        try send(RawHTTP2.headers(stream: 1, [(":method", "GET"), (":scheme", "http"), (":authority", "t"), (":path", path)]))
+        var decoder = HPACKDecoder(allocator: ByteBufferAllocator())
+        for _ in 0..<32 {
+            let header = try readBytes(9)
+            let payload = try readBytes(Int(header[0]) << 16 | Int(header[1]) << 8 | Int(header[2]))
+            guard header[8] == 1 else { continue }
+            if header[3] == 0x03 { return nil }
+            if header[3] == 0x01 {
+                var bytes = ByteBuffer(bytes: payload)
+                return try decoder.decodeHeaders(from: &bytes).first(name: ":status")
+            }
+        }
+        return nil
     }
 }
