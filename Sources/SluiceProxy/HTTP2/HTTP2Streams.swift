@@ -423,3 +423,17 @@ struct HTTP2StreamTable<Value: AnyObject> {
         return result
     }
 }
+
+extension ChannelHandlerContext {
+    /// A connection's last GOAWAY (NO_ERROR, naming `lastStreamID`), written and flushed, then the
+    /// close once it is out: NIO completes writes in order, so every frame written before it is on
+    /// the wire by then (a close at once would drop writes still queued). Both HTTP/2 connection
+    /// handlers end a connection this way (`HTTP2ClientConnection` going away, an idle
+    /// `HTTP2BackendConnection`).
+    func sendGoAwayAndClose(lastStreamID: HTTP2StreamID) {
+        let frame = HTTP2Frame(streamID: .rootStream, payload: .goAway(lastStreamID: lastStreamID, errorCode: .noError, opaqueData: nil))
+        let written = eventLoop.makePromise(of: Void.self)
+        written.futureResult.assumeIsolated().whenComplete { [self] _ in self.close(promise: nil) }
+        writeAndFlush(NIOAny(frame), promise: written)
+    }
+}

@@ -193,7 +193,7 @@ final class HTTP2ClientConnection: ChannelDuplexHandler, RemovableChannelHandler
         exchange.streamClosed()
         guard streams.isEmpty else { return }
         idleSince = .now()
-        if goingAway, let context { sendGoAwayAndClose(context: context) }
+        if goingAway, let context { context.sendGoAwayAndClose(lastStreamID: lastStreamID) }
     }
 
     private func endAllStreams() {
@@ -231,23 +231,13 @@ final class HTTP2ClientConnection: ChannelDuplexHandler, RemovableChannelHandler
         guard let context, !goingAway else { return }
         goingAway = true
         if streams.isEmpty {
-            sendGoAwayAndClose(context: context)
+            context.sendGoAwayAndClose(lastStreamID: lastStreamID)
         } else {
-            context.writeAndFlush(wrapOutboundOut(goAwayFrame), promise: nil)
+            // The last streams finish first; the final GOAWAY goes with the close (`endStream`;
+            // RFC 9113 §6.8 allows several, none naming a higher stream).
+            let frame = HTTP2Frame(streamID: .rootStream, payload: .goAway(lastStreamID: lastStreamID, errorCode: .noError, opaqueData: nil))
+            context.writeAndFlush(wrapOutboundOut(frame), promise: nil)
         }
-    }
-
-    /// The final GOAWAY (RFC 9113 §6.8 allows several, none naming a higher stream), closing
-    /// the connection once it is written: NIO completes writes in order, so every frame of the
-    /// streams that ended is on the wire by then (a close would drop writes still queued).
-    private func sendGoAwayAndClose(context: ChannelHandlerContext) {
-        let written = context.eventLoop.makePromise(of: Void.self)
-        written.futureResult.assumeIsolated().whenComplete { _ in context.close(promise: nil) }
-        context.writeAndFlush(wrapOutboundOut(goAwayFrame), promise: written)
-    }
-
-    private var goAwayFrame: HTTP2Frame {
-        HTTP2Frame(streamID: .rootStream, payload: .goAway(lastStreamID: lastStreamID, errorCode: .noError, opaqueData: nil))
     }
 }
 

@@ -245,10 +245,7 @@ final class HTTP2BackendConnection: ChannelDuplexHandler, RemovableChannelHandle
     func closeIdle() {
         guard let context, openStreams == 0 else { return }
         draining = true
-        let frame = HTTP2Frame(streamID: .rootStream, payload: .goAway(lastStreamID: .rootStream, errorCode: .noError, opaqueData: nil))
-        let written = context.eventLoop.makePromise(of: Void.self)
-        written.futureResult.assumeIsolated().whenComplete { _ in context.close(promise: nil) }
-        context.writeAndFlush(wrapOutboundOut(frame), promise: written)
+        context.sendGoAwayAndClose(lastStreamID: .rootStream)
     }
 
     /// No new stream goes here; the connection closes once its last stream has ended.
