@@ -281,6 +281,50 @@ extension EndToEnd {
         #expect(served.wait(timeout: .now() + 15) == .success)
     }
 
+    /// Bytes a backend sends after the end of a response, in the same read (a response nobody
+    /// asked for), make its connection unusable: it is closed, not handed to the next request.
+    /// Here the only connection the pool may open (`maxConnections: 1`) carries a second
+    /// response right behind the first while another request waits for the connection; that
+    /// request used to take the connection at once and get the unasked-for response ("poison")
+    /// as its own. Now it gets a new connection and its own answer.
+    @Test func bytesAfterAResponseAreNotTheNextRequestsResponse() async throws {
+        let backend = try RawBackend()
+        let secondWaiting = DispatchSemaphore(value: 0)
+        let served = backend.serve { accept in
+            guard let first = accept() else { return }
+            while let line = try? first.readLine(), !line.isEmpty {}
+            _ = secondWaiting.wait(timeout: .now() + 10)
+            try? first.send("HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nfirst"
+                + "HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\npoison")
+            guard let second = accept() else { return }
+            while let line = try? second.readLine(), !line.isEmpty {}
+            try? second.send("HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\nsecond")
+            _ = first.waitForClose()
+            _ = second.waitForClose()
+        }
+        let config = """
+            listen: ["127.0.0.1:1"]
+            backends:
+              raw: { version: v1, endpoints: ["127.0.0.1:\(backend.port)"], maxConnections: 1, connectTimeout: 5s }
+            routes:
+              - name: web
+                backend: raw
+            """
+        try await Harness.withYAML(backends: [], config: config) { h in
+            let a = try h.client(), b = try h.client()
+            try a.send("GET /first HTTP/1.1\r\nHost: t\r\n\r\n")
+            #expect(waitUntil(timeout: 5) { (try? h.statistics().series.first?.inflight) == 1 })
+            try b.send("GET /second HTTP/1.1\r\nHost: t\r\n\r\n")
+            #expect(waitUntil(timeout: 5) { (try? h.statistics().series.first?.inflight) == 2 })
+            secondWaiting.signal()
+            let first = String(decoding: try a.readResponse().body, as: UTF8.self)
+            let second = String(decoding: try b.readResponse().body, as: UTF8.self)
+            #expect(first == "first")
+            #expect(second == "second")
+        }
+        #expect(served.wait(timeout: .now() + 15) == .success)
+    }
+
     /// `readTimeout`: a backend that sends a response head and part of its body, then nothing,
     /// fails the exchange after the read timeout (the client gets the part and then the
     /// close, the only honest signal once the head is out; recorded as an upstream timeout);

@@ -107,6 +107,9 @@ class UpstreamHandler {
 
     /// Reads from the backend so far: a response body's read timeout sees progress in them.
     final var reads = 0
+    /// Bytes came right behind the end of a response (a response nobody asked for): the pool
+    /// closes the connection instead of lending it again (`UpstreamPool.release`).
+    final var spoiled = false
 
     func channelReadComplete(context: ChannelHandlerContext) {
         reads &+= 1
@@ -228,6 +231,9 @@ final class HTTP1UpstreamHandler: UpstreamHandler, ChannelDuplexHandler, Removab
                             // removes this handler right away (`removeHandler` passes `input` on).
                             input = buffer.readableBytes > 0 ? buffer : nil
                             buffer.clear()
+                        } else if buffer.readableBytes > 0 {
+                            // Not the next request's response, whoever takes the connection now.
+                            spoiled = true
                         }
                         delegate.upstreamResponseEnd(trailers)
                     case .requestHead?:

@@ -151,7 +151,8 @@ final class UpstreamPool {
         return pending
     }
 
-    /// Returns a connection whose last exchange ended cleanly; it idles until leased again.
+    /// Returns a connection whose last exchange ended cleanly; it idles until leased again (or,
+    /// when bytes came behind its response, is closed: `UpstreamHandler.spoiled`).
     ///
     /// An HTTP/2 stream is single-use: its connection lets it go (`HTTP2BackendConnection.release`:
     /// a stream that carried its exchange to the end is not reset).
@@ -162,6 +163,10 @@ final class UpstreamPool {
             return
         }
         guard conn.channel.isActive else { return }
+        if conn.handler.spoiled {
+            conn.channel.close(promise: nil)
+            return
+        }
         let endpoint = conn.endpoint
         while let waiter = endpoint.nextWaiter() {
             if waiter.takeConnection(conn) { return }
