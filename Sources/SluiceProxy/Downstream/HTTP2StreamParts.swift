@@ -237,11 +237,17 @@ enum HTTP2StreamParts {
     static func requestHeaders(method: HTTPMethod, uri: String, fields: [(String, String)]) -> HPACKHeaders {
         var headers = pseudoFields(method: method, uri: uri, authority: fields.first(where: { $0.0.lowercased() == "host" })?.1,
                                    count: fields.count)
+        appendRegular(fields, to: &headers)
+        return headers
+    }
+
+    /// `fields` with lower-cased names, but for Host (`:authority` stands for it) and the
+    /// connection-specific ones.
+    private static func appendRegular(_ fields: [(String, String)], to headers: inout HPACKHeaders) {
         for (name, value) in fields {
             let name = name.lowercased()
             if name != "host" && !isConnectionSpecific(name) { headers.add(name: name, value: value) }
         }
-        return headers
     }
 
     /// The same block for a request the header pass made (`UpstreamRequest.fieldList` as the
@@ -259,10 +265,7 @@ enum HTTP2StreamParts {
         for (name, value) in request.proxyFields(in: block) where name != "host" && !isConnectionSpecific(name) {
             headers.add(name: name, value: value)
         }
-        for (name, value) in request.extra {
-            let name = name.lowercased()
-            if name != "host" && !isConnectionSpecific(name) { headers.add(name: name, value: value) }
-        }
+        appendRegular(request.extra, to: &headers)
         return headers
     }
 

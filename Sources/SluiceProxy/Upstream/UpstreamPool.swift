@@ -331,6 +331,7 @@ extension UpstreamPool {
             return now - started >= timeout - idleInterval
         }
         var expiredHTTP1: [UpstreamConnection] = []
+        var stillIdle = false
         for endpoint in endpoints.values where !endpoint.connections.isEmpty {
             let timeout = endpoint.idleTimeout
             endpoint.connections.removeAll { conn in
@@ -338,6 +339,7 @@ extension UpstreamPool {
                 expiredHTTP1.append(conn)
                 return true
             }
+            stillIdle = stillIdle || !endpoint.connections.isEmpty
         }
         var expiredHTTP2: [HTTP2BackendConnection] = []
         for (address, connections) in http2 {
@@ -350,7 +352,7 @@ extension UpstreamPool {
         // Closed after the walk: a close may come back here (`forget`, the close future).
         for conn in expiredHTTP1 { conn.channel.close(promise: nil) }
         for connection in expiredHTTP2 { connection.closeIdle() }
-        if !http2.isEmpty || endpoints.values.contains(where: { !$0.connections.isEmpty }) { scheduleIdleSweep() }
+        if stillIdle || !http2.isEmpty { scheduleIdleSweep() }
     }
 }
 
