@@ -3,6 +3,7 @@ import NIOCore
 import NIOHPACK
 import Testing
 import SluiceConfig
+import SluiceMetrics
 @testable import SluiceProxy
 
 /// Runs a command-line client (curl, openssl, h2load) with a time limit; returns exit status and output.
@@ -443,6 +444,67 @@ extension EndToEnd.HTTP2AndTLS {
             #expect(r.status == 502)
             #expect(r.header("set-cookie") == nil)
             #expect(r.header("location") == nil)
+        }
+        #expect(served.wait(timeout: .now() + 10) == .success)
+    }
+
+    /// A backend's HTTP/2 response whose DATA breaks its `content-length` — more bytes than it
+    /// declares, fewer before the stream ends, any at all in a response to HEAD — is malformed
+    /// (RFC 9113 §8.1.1) and refused: the HTTP/1.1 client never gets the bytes past the length
+    /// (they would be read as its next response), nor a body that looks whole when it is not,
+    /// its connection closes, and the failure counts as a protocol error. Passed on whole, the
+    /// first would give the client "hello" against a length of 3, the second leave it waiting
+    /// for 5 more bytes on a connection the proxy goes on using.
+    @Test(arguments: [("GET", 3, "hello"), ("GET", 10, "hello"), ("HEAD", 5, "hello")])
+    func anHTTP2BackendResponseThatBreaksItsContentLengthIsRefused(method: String, length: Int, body: String) async throws {
+        let backend = try RawBackend()
+        let served = backend.serve { accept in
+            guard let proxy = accept(), proxy.awaitRequest() else { return }
+            try? proxy.send(RawHTTP2.headers(stream: 1, [(":status", "200"), ("content-length", "\(length)")], endStream: false))
+            try? proxy.send(RawHTTP2.data(stream: 1, Array(body.utf8), endStream: true))
+            _ = proxy.waitForClose()
+        }
+        try await Harness.withYAML(backends: [], config: Self.h2BackendConfig(port: backend.port)) { h in
+            let client = try h.client()
+            try client.send("\(method) /length HTTP/1.1\r\nHost: t\r\n\r\n")
+            let received = try client.readUntilClose()
+            let text = String(decoding: received, as: UTF8.self)
+            // Nothing at all, a 502, or a head and less than it promises.
+            if text.isEmpty || text.hasPrefix("HTTP/1.1 502 ") {
+                #expect(!text.contains("hello"))
+            } else {
+                #expect(text.hasPrefix("HTTP/1.1 200 "), "\(text)")
+                let headEnd = received.firstRange(of: Array("\r\n\r\n".utf8))?.upperBound ?? received.endIndex
+                let passed = received.count - headEnd
+                #expect(passed < (method == "HEAD" ? 1 : length), "\(passed) bytes of a \(length)-byte response passed on: \(text)")
+            }
+            let stats = try h.statistics()
+            #expect(stats.series.first?.upstreamErrors[UpstreamErrorReason.protocol.rawValue] == 1)
+        }
+        #expect(served.wait(timeout: .now() + 10) == .success)
+    }
+
+    /// A response to HEAD, and a 304, may declare a length they do not carry (RFC 9110 §6.4.1):
+    /// passed on (the HEAD response with its `content-length`), not counted as errors, and the
+    /// connection to the client stays open.
+    @Test(arguments: [("HEAD", "200"), ("GET", "304")])
+    func aBodilessHTTP2ResponseMayDeclareALength(method: String, status: String) async throws {
+        let backend = try RawBackend()
+        let served = backend.serve { accept in
+            guard let proxy = accept(), proxy.awaitRequest() else { return }
+            try? proxy.send(RawHTTP2.headers(stream: 1, [(":status", status), ("content-length", "5")]))
+            _ = proxy.waitForClose()
+        }
+        try await Harness.withYAML(backends: [], config: Self.h2BackendConfig(port: backend.port)) { h in
+            let client = try h.client()
+            try client.send("\(method) /length HTTP/1.1\r\nHost: t\r\n\r\n")
+            let r = try client.readResponse(head: true)
+            #expect(r.status == Int(status))
+            if method == "HEAD" { #expect(r.header("content-length") == "5") }
+            client.setTimeout(0.3)
+            #expect(!client.waitForClose(), "the client's connection closed after a valid response")
+            let stats = try h.statistics()
+            #expect(stats.series.first?.upstreamErrors.reduce(0, +) == 0)
         }
         #expect(served.wait(timeout: .now() + 10) == .success)
     }

@@ -285,6 +285,19 @@ enum HTTP2StreamParts {
     /// no `content-length` the framing an HTTP/1.1 client needs (`content-length: 0` when the
     /// frame ends the stream, `transfer-encoding: chunked` otherwise).
     static func responseHead(_ block: HPACKHeaders, endStream: Bool, requestMethod: HTTPMethod) throws(MalformedResponse) -> ResponseHead {
+        try response(block, endStream: endStream, requestMethod: requestMethod).head
+    }
+
+    /// `responseHead`, and the body length the response allows (nil: any; always nil for a 1xx
+    /// head). A `content-length` value other than digits, or fields that disagree, make the
+    /// block malformed (RFC 9113 §8.1.1), as does a head that ends the stream while declaring a
+    /// body. A response to HEAD and a 204 or 304 may declare a length but carry no content (RFC
+    /// 9110 §6.4.1): 0 for them. The backend stream holds the DATA to that length
+    /// (`StreamUpstreamHandler.receiveFrame`): NIOHTTP2's own check, which looked the field up
+    /// again in every block sent and received, is off on backend connections
+    /// (`UpstreamPool.http2Connect`), as on client connections.
+    static func response(_ block: HPACKHeaders, endStream: Bool, requestMethod: HTTPMethod) throws(MalformedResponse)
+        -> (head: ResponseHead, declaredLength: Int?) {
         var status: HTTPResponseStatus?
         var pastPseudoFields = false
         let regular = try RegularFields(of: block, pseudo: { (name, value) throws(MalformedResponse) in
@@ -298,18 +311,30 @@ enum HTTP2StreamParts {
             guard ReceivedFields.allowed(name: name, value: value, teOnlyAsTrailers: false) else { throw MalformedResponse() }
         })
         guard let status else { throw MalformedResponse() }
+        let code = status.code
+        let informational = (100..<200).contains(code)
+        let noContent = code == 204 || code == 304 || requestMethod.isHEAD
+        var declaredLength: Int?
+        if informational {
+            declaredLength = nil
+        } else if let length = regular.length {
+            guard !regular.lengthsDiffer, let parsed = decimal(length) else { throw MalformedResponse() }
+            declaredLength = noContent ? 0 : parsed
+            guard !endStream || declaredLength == 0 else { throw MalformedResponse() }
+        } else if noContent {
+            declaredLength = 0
+        }
         var fields = FieldBlock.Builder(fields: regular.count + 1, bytes: regular.lineBytes + 32)
         regular.append(from: block, to: &fields)
-        let code = status.code
-        if !(100..<200).contains(code) && code != 204 && code != 304 && regular.length == nil
-            && !requestMethod.isHEAD && requestMethod != .CONNECT {
+        if !informational && !noContent && regular.length == nil && requestMethod != .CONNECT {
             if endStream {
                 fields.append(name: "content-length", value: "0")
             } else {
                 fields.append(name: "transfer-encoding", value: "chunked")
             }
         }
-        return ResponseHead(version: HTTPVersion(major: 2, minor: 0), status: status, fields: fields.block)
+        return (ResponseHead(version: HTTPVersion(major: 2, minor: 0), status: status, fields: fields.block),
+                declaredLength)
     }
 
     /// A backend's malformed HEADERS frame (RFC 9113 §8.1.1): no valid `:status`, or a field

@@ -279,6 +279,10 @@ final class StreamUpstreamHandler: UpstreamHandler, HTTP2HeldStream {
     private var requestMethod = HTTPMethod.GET
     /// A final (non-1xx) response head arrived: a HEADERS frame after it carries trailers.
     private var finalHeadReceived = false
+    /// What the final head's `content-length` (or its status, or the request's method) leaves
+    /// of the body; nil when nothing bounds it (`HTTP2StreamParts.response`). DATA beyond it,
+    /// or the stream's end before it, is a malformed response (RFC 9113 §8.1.1).
+    private var bodyLeft: Int?
     /// END_STREAM written / received.
     private(set) var requestEnded = false
     private(set) var responseEnded = false
@@ -346,11 +350,13 @@ final class StreamUpstreamHandler: UpstreamHandler, HTTP2HeldStream {
             let head: ResponseHead
             do {
                 if finalHeadReceived {
-                    delegate.upstreamResponseEnd(try HTTP2StreamParts.trailers(headers.headers))
+                    let trailers = try HTTP2StreamParts.trailers(headers.headers)
+                    guard (bodyLeft ?? 0) == 0 else { throw HTTP2StreamParts.MalformedResponse() }
+                    delegate.upstreamResponseEnd(trailers)
                     return
                 }
-                head = try HTTP2StreamParts.responseHead(headers.headers, endStream: headers.endStream,
-                                                         requestMethod: requestMethod)
+                (head, bodyLeft) = try HTTP2StreamParts.response(headers.headers, endStream: headers.endStream,
+                                                                 requestMethod: requestMethod)
             } catch {
                 fail(.protocolError)
                 return
@@ -361,6 +367,14 @@ final class StreamUpstreamHandler: UpstreamHandler, HTTP2HeldStream {
         case .data(let data):
             guard case .byteBuffer(let bytes) = data.data else { return }
             if data.endStream { responseEnded = true }
+            if let left = bodyLeft {
+                let rest = left - bytes.readableBytes
+                guard rest >= 0, rest == 0 || !data.endStream else {
+                    fail(.protocolError)
+                    return
+                }
+                bodyLeft = rest
+            }
             if !data.endStream || bytes.readableBytes > 0 { delegate.upstreamResponseBody(bytes) }
             if data.endStream { self.delegate?.upstreamResponseEnd(nil) }
         default:

@@ -263,9 +263,11 @@ final class UpstreamPool {
             .channelOption(.tcpOption(.tcp_nodelay), value: 1)
             .connect(to: address)
             .flatMapThrowing { channel in
-                // The backend's blocks are checked as they become responses (`HTTP2StreamParts`).
+                // The backend's blocks are checked as they become responses, and their bodies
+                // against their content-length, by the stream (`HTTP2StreamParts.response`).
                 var configuration = NIOHTTP2Handler.ConnectionConfiguration()
                 configuration.headerBlockValidation = .disabled
+                configuration.contentLengthValidation = .disabled
                 // Below NIOHTTP2's handler: the error closer (after a GOAWAY for an error, the
                 // connection closes) and one flush per tick.
                 let pipeline = channel.pipeline.syncOperations

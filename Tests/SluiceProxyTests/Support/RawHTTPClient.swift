@@ -146,6 +146,14 @@ final class RawHTTPClient {
         return out
     }
 
+    /// Every byte not read yet, up to the peer's close (throws `timeout` when it does not close
+    /// within the read timeout).
+    func readUntilClose() throws -> [UInt8] {
+        while try fill() {}
+        defer { buffer = [] }
+        return buffer
+    }
+
     /// True when the peer has closed (EOF) within the read timeout.
     func waitForClose() -> Bool {
         while true {
