@@ -51,6 +51,33 @@ struct HTTP2StreamTableTests {
         expectSame(table, [:], absent: [1, next - 2])
     }
 
+    /// IDs in no order, many sharing first slots, opened and ended at random: the removals stop
+    /// at the farthest any entry has sat from its first slot, and every entry is still found.
+    @Test func randomIDsThatCollideStayFoundThroughRemovals() {
+        var table = HTTP2StreamTable<Box>(capacity: 8)
+        var model: [Int32: Box] = [:]
+        var state: UInt64 = 0x2545_F491_4F6C_DD1D
+        func random(_ bound: Int) -> Int {
+            state = state &* 6_364_136_223_846_793_005 &+ 1_442_695_040_888_963_407
+            return Int((state >> 33) % UInt64(bound))
+        }
+        for step in 0..<20_000 {
+            if model.count < 40 && (model.isEmpty || random(2) == 0) {
+                let id = Int32(2 * random(2_048) + 1)
+                let box = Box(id)
+                table[HTTP2StreamID(id)] = box
+                model[id] = box
+            } else {
+                let keys = Array(model.keys)
+                let id = keys[random(keys.count)]
+                table[HTTP2StreamID(id)] = nil
+                model[id] = nil
+            }
+            if step % 53 == 0 { expectSame(table, model, absent: [Int32(2 * random(2_048) + 1)]) }
+        }
+        expectSame(table, model, absent: [1, 4_095])
+    }
+
     /// IDs whose first slots collide (they differ in bits above the table's size) and entries
     /// that wrap from the last slot to the first: removing any one leaves the others found.
     @Test func collidingAndWrappingEntriesSurviveEachRemoval() {
