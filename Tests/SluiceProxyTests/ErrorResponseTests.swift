@@ -286,8 +286,9 @@ extension EndToEnd {
     /// Here the only connection the pool may open (`maxConnections: 1`) carries a second
     /// response right behind the first while another request waits for the connection; that
     /// request used to take the connection at once and get the unasked-for response ("poison")
-    /// as its own. Now it gets a new connection and its own answer.
+    /// as its own. Now it gets a new connection and its own answer, and the fault is logged.
     @Test func bytesAfterAResponseAreNotTheNextRequestsResponse() async throws {
+        _ = TestLog.install
         let backend = try RawBackend()
         let secondWaiting = DispatchSemaphore(value: 0)
         let served = backend.serve { accept in
@@ -322,6 +323,7 @@ extension EndToEnd {
             #expect(first == "first")
             #expect(second == "second")
         }
+        #expect(TestLog.contains("warning backend sent bytes after the end of a response", "endpoint=127.0.0.1:\(backend.port)"))
         #expect(served.wait(timeout: .now() + 15) == .success)
     }
 

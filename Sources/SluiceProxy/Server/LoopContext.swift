@@ -31,7 +31,7 @@ final class LoopContext {
     init(eventLoop: EventLoop, loopCount: Int = 1) {
         self.eventLoop = eventLoop
         self.loopCount = loopCount
-        self.pool = UpstreamPool(eventLoop: eventLoop)
+        self.pool = UpstreamPool(eventLoop: eventLoop, logger: logger)
         self.deadlines = ResponseDeadlines(eventLoop: eventLoop)
         self.exchanges = OpenExchanges(eventLoop: eventLoop)
         self.random = LoopRandom()

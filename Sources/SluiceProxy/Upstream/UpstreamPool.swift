@@ -1,3 +1,4 @@
+import Logging
 import NIOCore
 import NIOHTTP1
 import NIOHTTP2
@@ -34,9 +35,13 @@ final class UpstreamPool {
     /// requests wait for a connection to come back or a slot to free (see `ConnectionWaiter`).
     let maxConnectingPerEndpoint: Int
 
+    /// For what a backend does wrong that no request's outcome shows (`release`).
+    let logger: Logger
+
     init(eventLoop: EventLoop, spare: SpareBuffer = SpareBuffer(), maxIdlePerEndpoint: Int = 128,
-         maxConnectingPerEndpoint: Int = 64) {
+         maxConnectingPerEndpoint: Int = 64, logger: Logger = Logger(label: "sluice")) {
         self.eventLoop = eventLoop
+        self.logger = logger
         self.spare = spare
         self.maxIdlePerEndpoint = maxIdlePerEndpoint
         self.maxConnectingPerEndpoint = maxConnectingPerEndpoint
@@ -164,6 +169,11 @@ final class UpstreamPool {
         }
         guard conn.channel.isActive else { return }
         if conn.handler.spoiled {
+            // The exchange it served succeeded; the bytes after it are the backend's fault
+            // (a body longer than its framing said, a response nobody asked for), as nginx
+            // warns "upstream sent more data than specified".
+            logger.warning("backend sent bytes after the end of a response; connection closed",
+                           metadata: ["endpoint": "\(conn.address.endpointText)"])
             conn.channel.close(promise: nil)
             return
         }
