@@ -255,16 +255,15 @@ enum HTTP2StreamParts {
     /// and every name lower-cased twice on the way cost ~1.5k instructions a request.
     static func requestHeaders(_ request: UpstreamRequest) -> HPACKHeaders {
         let block = request.fields
-        var headers = pseudoFields(method: request.method, uri: request.uri, authority: request.host, count: block.fields.count + 4)
+        let host = request.host
+        var headers = pseudoFields(method: request.method, uri: request.uri, authority: host, count: block.fields.count + 4)
         block.withBytes { bytes in
             for field in block.fields where field.kind != .host && request.keeps(field, in: bytes) {
                 headers.add(name: lowercasedString(bytes.name(field)), value: String(decoding: bytes.value(field), as: UTF8.self))
             }
         }
-        // The proxy's own fields are lower case (its Host is `:authority`, its framing HTTP/1.1's).
-        for (name, value) in request.proxyFields(in: block) where name != "host" && !isConnectionSpecific(name) {
-            headers.add(name: name, value: value)
-        }
+        // The proxy's own fields are lower case.
+        request.forEachProxyField(host: host, http1: false) { headers.add(name: $0, value: $1) }
         appendRegular(request.extra, to: &headers)
         return headers
     }

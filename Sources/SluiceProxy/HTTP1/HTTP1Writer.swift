@@ -169,7 +169,7 @@ enum HTTP1Writer {
 
     /// A request head for a backend from the client's head: the request line (always HTTP/1.1),
     /// the kept field lines copied as bytes, then the proxy's own fields (the same as
-    /// `UpstreamRequest.proxyFields`, written without building that list) and `extra`. The
+    /// `UpstreamRequest.forEachProxyField`, written here directly) and `extra`. The
     /// framing is what the header pass re-stated. One capacity check for the whole head.
     static func writeRequestHead(_ request: UpstreamRequest, into buffer: inout ByteBuffer) -> BodyFraming {
         // The block is read in place through the head (`RequestHead.withFieldBlock`).

@@ -73,7 +73,7 @@ final class RequestHead {
 
 /// The request head as it goes to a backend, made by the header pass
 /// (`HeaderRewrite.forwardRequest`): the client's kept field lines (`keeps`) followed by the
-/// proxy's own fields (`proxyFields`, then `extra`), and what the pass learned on the way.
+/// proxy's own fields (`forEachProxyField`, then `extra`), and what the pass learned on the way.
 /// Always HTTP/1.1 on the wire. A class: it is kept by the exchange (a retry sends it again) and
 /// handed to the codec, and as a struct of this size every hand-over was a copy with a retain
 /// per reference inside. (The pass's findings were an object of their own, one allocation more
@@ -131,7 +131,7 @@ final class UpstreamRequest {
         var list: [(String, String)] = fields.withBytes { bytes in
             fields.fields.filter { keeps($0, in: bytes) }
         }.map { (fields.name($0), fields.value($0)) }
-        list.append(contentsOf: proxyFields(in: fields))
+        forEachProxyField(host: host, http1: true) { list.append(($0, $1)) }
         list.append(contentsOf: extra)
         return list
     }
