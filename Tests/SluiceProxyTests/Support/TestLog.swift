@@ -1,8 +1,9 @@
 import Logging
 
 /// The warnings and errors the proxies the tests start log, kept so that a test can look for a
-/// line (everything is written to standard error as before). Swift's logging takes one bootstrap per process: `install`
-/// makes it once, and only loggers made after it (a proxy's, when its harness starts) record.
+/// line (everything is written to standard error as before). Swift's logging takes one
+/// bootstrap per process: `install` makes it once, and only loggers made after it (a proxy's,
+/// when its harness starts) record.
 enum TestLog {
     private static let lines = LockedBox<[String]>([])
 
