@@ -59,8 +59,8 @@ struct HTTP2ReceivedBlockTests {
                 if final {
                     _ = try HTTP2StreamParts.trailers(HPACKHeaders(block))
                 } else {
-                    let head = try HTTP2StreamParts.responseHead(HPACKHeaders(block), endStream: index == blocks.count - 1,
-                                                                 requestMethod: .GET)
+                    let head = try HTTP2StreamParts.response(HPACKHeaders(block), endStream: index == blocks.count - 1,
+                                                             requestMethod: .GET).head
                     final = !HTTP2StreamParts.isInformational(head)
                 }
             }

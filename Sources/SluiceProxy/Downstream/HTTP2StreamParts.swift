@@ -282,13 +282,8 @@ enum HTTP2StreamParts {
     /// A backend's response head from its HEADERS frame, as NIO's client codec made it: the
     /// status, the regular fields, and for a final response that may have a body and declares
     /// no `content-length` the framing an HTTP/1.1 client needs (`content-length: 0` when the
-    /// frame ends the stream, `transfer-encoding: chunked` otherwise).
-    static func responseHead(_ block: HPACKHeaders, endStream: Bool, requestMethod: HTTPMethod) throws(MalformedResponse) -> ResponseHead {
-        try response(block, endStream: endStream, requestMethod: requestMethod).head
-    }
-
-    /// `responseHead`, and the body length the response allows (nil: any; always nil for a 1xx
-    /// head). A `content-length` value other than digits, or fields that disagree, make the
+    /// frame ends the stream, `transfer-encoding: chunked` otherwise); and the body length the
+    /// response allows (nil: any; always nil for a 1xx head). A `content-length` value other than digits, or fields that disagree, make the
     /// block malformed (RFC 9113 §8.1.1), as does a head that ends the stream while declaring a
     /// body. A response to HEAD and a 204 or 304 may declare a length but carry no content (RFC
     /// 9110 §6.4.1): 0 for them. The backend stream holds the DATA to that length
@@ -314,13 +309,11 @@ enum HTTP2StreamParts {
         let informational = (100..<200).contains(code)
         let noContent = code == 204 || code == 304 || requestMethod.isHEAD
         var declaredLength: Int?
-        if informational {
-            declaredLength = nil
-        } else if let length = regular.length {
+        if !informational, let length = regular.length {
             guard !regular.lengthsDiffer, let parsed = decimal(length) else { throw MalformedResponse() }
             declaredLength = noContent ? 0 : parsed
             guard !endStream || declaredLength == 0 else { throw MalformedResponse() }
-        } else if noContent {
+        } else if !informational && noContent {
             declaredLength = 0
         }
         var fields = FieldBlock.Builder(fields: regular.count + 1, bytes: regular.lineBytes + 32)

@@ -25,8 +25,8 @@ import NIOHTTP1
 /// and field names, no whitespace before a field's colon, no obs-fold, no control characters in
 /// values, `HTTP/1.x` versions, one agreed `Content-Length` made of digits, `Transfer-Encoding`
 /// ending in `chunked` (requests; a response with another coding is read until close), never
-/// both `Content-Length` and `Transfer-Encoding` (requests and responses), hexadecimal chunk sizes, and a head no larger
-/// than `maxHeadBytes` (431 for a request).
+/// both `Content-Length` and `Transfer-Encoding` (requests and responses), hexadecimal chunk
+/// sizes, and a head no larger than `maxHeadBytes` (431 for a request).
 struct HTTP1Parser {
     enum Kind { case request, response }
 

@@ -445,9 +445,15 @@ extension ChannelHandlerContext {
     /// handlers end a connection this way (`HTTP2ClientConnection` going away, an idle
     /// `HTTP2BackendConnection`).
     func sendGoAwayAndClose(lastStreamID: HTTP2StreamID) {
-        let frame = HTTP2Frame(streamID: .rootStream, payload: .goAway(lastStreamID: lastStreamID, errorCode: .noError, opaqueData: nil))
         let written = eventLoop.makePromise(of: Void.self)
         written.futureResult.assumeIsolated().whenComplete { [self] _ in self.close(promise: nil) }
-        writeAndFlush(NIOAny(frame), promise: written)
+        writeAndFlush(NIOAny(HTTP2Frame.goAway(lastStreamID: lastStreamID)), promise: written)
+    }
+}
+
+extension HTTP2Frame {
+    /// A GOAWAY with NO_ERROR naming `lastStreamID`: a connection going away gracefully.
+    static func goAway(lastStreamID: HTTP2StreamID) -> HTTP2Frame {
+        HTTP2Frame(streamID: .rootStream, payload: .goAway(lastStreamID: lastStreamID, errorCode: .noError, opaqueData: nil))
     }
 }

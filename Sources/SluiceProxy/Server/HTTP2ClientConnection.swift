@@ -235,8 +235,7 @@ final class HTTP2ClientConnection: ChannelDuplexHandler, RemovableChannelHandler
         } else {
             // The last streams finish first; the final GOAWAY goes with the close (`endStream`;
             // RFC 9113 §6.8 allows several, none naming a higher stream).
-            let frame = HTTP2Frame(streamID: .rootStream, payload: .goAway(lastStreamID: lastStreamID, errorCode: .noError, opaqueData: nil))
-            context.writeAndFlush(wrapOutboundOut(frame), promise: nil)
+            context.writeAndFlush(wrapOutboundOut(.goAway(lastStreamID: lastStreamID)), promise: nil)
         }
     }
 }
