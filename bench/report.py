@@ -4,6 +4,7 @@ markdown table: printed to stdout and written to bench/out/results.md.
 
     report.py bench/out
 """
+import math
 import re
 import statistics
 import sys
@@ -51,6 +52,22 @@ def ratio(value, base):
     return f"{value / base:.2f}"
 
 
+def sign_test(what, pairs, proxy):
+    """With enough rounds, how often Sluice came out ahead of another proxy in its round (more
+    requests/s: a ratio below 1; a lower p99: above 1), and the two-sided sign test's p-value for
+    "neither is ahead" (ties count for neither side): one round's drift can turn a median, a
+    count over many rounds says whether a lead is real."""
+    if proxy == "sluice" or len(pairs) < 5:
+        return ""
+    ahead = sum(1 for x in pairs if (x < 1 if what == "req/s" else x > 1))
+    behind = sum(1 for x in pairs if (x > 1 if what == "req/s" else x < 1))
+    n = ahead + behind
+    if n == 0:
+        return ""
+    tail = sum(math.comb(n, k) for k in range(0, min(ahead, behind) + 1)) / 2 ** n
+    return f", Sluice ahead in {ahead} of {len(pairs)} (sign test p = {min(1.0, 2 * tail):.2g})"
+
+
 def main():
     out = Path(sys.argv[1] if len(sys.argv) > 1 else "bench/out")
     meta = {}
@@ -82,7 +99,7 @@ def main():
             pairs = [mine[k] / base_rounds[k] for k in sorted(mine) if base_rounds.get(k)]
             if pairs:
                 parts.append(f"{what} " + " / ".join(f"{x:.2f}" for x in pairs)
-                             + f" (median {statistics.median(pairs):.2f})")
+                             + f" (median {statistics.median(pairs):.2f})" + sign_test(what, pairs, px))
         return "same-round ratios to Sluice's " + OWN_BASE.get(sc, "scenario 1") + ": " + "; ".join(parts) if parts else ""
     for sc in SCENARIOS:
         for px in PROXIES:
@@ -204,7 +221,9 @@ def main():
         "(req/s, VmRSS after, instructions per request) by Sluice's: for scenarios 2-4 by Sluice's "
         "scenario 1. The notes give the same ratios round by round (req/s and p99 against Sluice's "
         "scenario 1 of the same round) and their median: on a machine whose speed drifts between "
-        "rounds, that is the steadier comparison.",
+        "rounds, that is the steadier comparison. With five rounds or more they also count the rounds "
+        "in which Sluice came out ahead of the row's proxy (more requests/s, a lower p99) and give the "
+        "two-sided sign test's p-value for \"neither is ahead\" (`--rounds 15`: 13 of 15 gives 0.0074).",
         "",
         table_md,
         "",

@@ -1,9 +1,13 @@
 #!/usr/bin/env bash
 # bench/run.sh — Sluice against nginx and HAProxy on this machine, one table at the end.
 #
-# Usage:  bench/run.sh [--quick]
-#   (default)  3 interleaved rounds of 10 s per run, callgrind with 2,000 and 12,000 requests
-#   --quick    1 round of 3 s per run, callgrind with 1,000 and 4,000 requests (a smoke run)
+# Usage:  bench/run.sh [--quick] [--rounds N] [--only LIST]
+#   (default)    3 interleaved rounds of 10 s per run, callgrind with 2,000 and 12,000 requests
+#   --quick      1 round of 3 s per run, callgrind with 1,000 and 4,000 requests (a smoke run)
+#   --rounds N   N interleaved rounds instead (the same-round ratios' median steadies with more)
+#   --only LIST  only these parts, comma-separated: s1 ... s11 (s5: idle connections) and instr
+#                (callgrind); scenarios 2 and 3 are compared with scenario 1 of their round, so
+#                they take s1 along. `--only s1 --rounds 15` takes ~11 minutes.
 # Environment (optional):
 #   SLUICE_BIN=/path/to/sluice   benchmark this binary instead of building one
 #
@@ -65,14 +69,29 @@
 set -euo pipefail
 
 QUICK=0
-for arg in "$@"; do
-  case "$arg" in
-    --quick) QUICK=1 ;;
+ROUNDS_ARG=''
+ONLY='s1,s2,s3,s4,s5,s6,s7,s8,s9,s10,s11,instr'
+COMMAND="bench/run.sh${*:+ $*}"
+usage_error() { echo "bench/run.sh: $*" >&2; exit 1; }
+while (($#)); do
+  case "$1" in
+    --quick) QUICK=1; shift ;;
+    --rounds)
+      [[ ${2:-} =~ ^[1-9][0-9]*$ ]] || usage_error "--rounds wants a positive whole number, got '${2:-}'"
+      ROUNDS_ARG=$2; shift 2 ;;
+    --only)
+      [[ -n ${2:-} ]] || usage_error "--only wants a list such as s1,s7,instr"
+      for part in ${2//,/ }; do
+        [[ $part =~ ^(s([1-9]|1[01])|instr)$ ]] || usage_error "--only: unknown part '$part' (s1 ... s11, instr)"
+      done
+      ONLY=$2; shift 2 ;;
     -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
-    *) echo "bench/run.sh: unknown argument '$arg' (use --quick)" >&2; exit 1 ;;
+    *) usage_error "unknown argument '$1' (--quick, --rounds N, --only LIST)" ;;
   esac
 done
-COMMAND="bench/run.sh${*:+ $*}"
+# Scenarios 2 and 3 are reported against scenario 1 of the same round.
+[[ ,$ONLY, =~ ,s[23], ]] && ONLY="$ONLY,s1"
+wanted() { [[ ,$ONLY, == *",$1,"* ]]; }
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 BENCH=$ROOT/bench
@@ -84,6 +103,7 @@ if (( QUICK )); then
 else
   ROUNDS=3; DURATION=10; WARMUP=2; CG_N1=2000; CG_N2=12000
 fi
+ROUNDS=${ROUNDS_ARG:-$ROUNDS}
 WRK_CONNS=50
 WRK_THREADS=1
 IDLE_CONNS=10000
@@ -584,38 +604,56 @@ start_shadow
 warm_up
 for (( round = 1; round <= ROUNDS; round++ )); do
   log "round $round/$ROUNDS"
-  for kind in $(rotated "$round" sluice nginx haproxy); do
-    scenario_load s1 "$kind" "$(sluice_config "$kind" "$BENCH/sluice-plain.yaml")" "$round"
-  done
-  scenario_load s2 sluice "$BENCH/sluice-canary.yaml" "$round"
-  scenario_load s3 sluice "$BENCH/sluice-shadow.yaml" "$round"
-  scenario_reload "$round"
-  for kind in $(rotated "$round" sluice nginx); do scenario_h2 s6 "$kind" "$round"; done
+  if wanted s1; then
+    for kind in $(rotated "$round" sluice nginx haproxy); do
+      scenario_load s1 "$kind" "$(sluice_config "$kind" "$BENCH/sluice-plain.yaml")" "$round"
+    done
+  fi
+  if wanted s2; then scenario_load s2 sluice "$BENCH/sluice-canary.yaml" "$round"; fi
+  if wanted s3; then scenario_load s3 sluice "$BENCH/sluice-shadow.yaml" "$round"; fi
+  if wanted s4; then scenario_reload "$round"; fi
+  if wanted s6; then
+    for kind in $(rotated "$round" sluice nginx); do scenario_h2 s6 "$kind" "$round"; done
+  fi
   # s7: every request on a connection of its own (clients without keep-alive): what
   # accepting, setting up and closing a connection costs each proxy.
-  WRK_HEADER="Connection: close"
-  for kind in $(rotated "$round" sluice nginx haproxy); do
-    scenario_load s7 "$kind" "$(sluice_config "$kind" "$BENCH/sluice-plain.yaml")" "$round"
-  done
-  WRK_HEADER=""
-  for kind in $(rotated "$round" sluice nginx haproxy); do scenario_tls s8 "$kind" "$round"; done
-  WRK_HEADER="Connection: close"
-  for kind in $(rotated "$round" sluice nginx haproxy); do scenario_tls s9 "$kind" "$round"; done
-  WRK_HEADER=""
-  for kind in $(rotated "$round" sluice nginx haproxy); do scenario_h2 s10 "$kind" "$round"; done
-  for kind in $(rotated "$round" sluice nginx haproxy); do scenario_h2 s11 "$kind" "$round"; done
+  if wanted s7; then
+    WRK_HEADER="Connection: close"
+    for kind in $(rotated "$round" sluice nginx haproxy); do
+      scenario_load s7 "$kind" "$(sluice_config "$kind" "$BENCH/sluice-plain.yaml")" "$round"
+    done
+    WRK_HEADER=""
+  fi
+  if wanted s8; then
+    for kind in $(rotated "$round" sluice nginx haproxy); do scenario_tls s8 "$kind" "$round"; done
+  fi
+  if wanted s9; then
+    WRK_HEADER="Connection: close"
+    for kind in $(rotated "$round" sluice nginx haproxy); do scenario_tls s9 "$kind" "$round"; done
+    WRK_HEADER=""
+  fi
+  if wanted s10; then
+    for kind in $(rotated "$round" sluice nginx haproxy); do scenario_h2 s10 "$kind" "$round"; done
+  fi
+  if wanted s11; then
+    for kind in $(rotated "$round" sluice nginx haproxy); do scenario_h2 s11 "$kind" "$round"; done
+  fi
 done
 
-log "s5: $IDLE_CONNS idle keep-alive connections per proxy"
-scenario_idle sluice "$BENCH/sluice-plain.yaml"
-scenario_idle nginx
-scenario_idle haproxy
+if wanted s5; then
+  log "s5: $IDLE_CONNS idle keep-alive connections per proxy"
+  scenario_idle sluice "$BENCH/sluice-plain.yaml"
+  scenario_idle nginx
+  scenario_idle haproxy
+fi
 
-log "instructions per request under callgrind (N1=$CG_N1, N2=$CG_N2)"
-prepare_valgrind
-scenario_callgrind sluice "$BENCH/sluice-plain.yaml"
-scenario_callgrind nginx
-scenario_callgrind haproxy
+if wanted instr; then
+  log "instructions per request under callgrind (N1=$CG_N1, N2=$CG_N2)"
+  prepare_valgrind
+  scenario_callgrind sluice "$BENCH/sluice-plain.yaml"
+  scenario_callgrind nginx
+  scenario_callgrind haproxy
+fi
 
 stop_pid "$SHADOW_PID"
 stop_pid "$ORIGIN_PID" QUIT
@@ -630,7 +668,7 @@ stop_pid "$ORIGIN_PID" QUIT
   echo "commit=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?')$(git -C "$ROOT" diff --quiet HEAD 2>/dev/null || echo ' (+ uncommitted changes)')"
   echo "sluice=$SLUICE"
   echo "versions=$(nginx -v 2>&1 | sed 's/.*version: //'), $(haproxy -v | head -n1 | awk '{print "HAProxy " $3}'), $(wrk -v 2>&1 | head -n1 | awk '{print $1, $2}'), $(valgrind --version)"
-  echo "settings=wrk -t$WRK_THREADS -c$WRK_CONNS -d${DURATION}s --latency (+${WARMUP}s warm-up), $ROUNDS round(s); proxies on core $PROXY_CORE, origin nginx + wrk on core $LOAD_CORE; idle conns $IDLE_CONNS; callgrind N1=$CG_N1 N2=$CG_N2"
+  echo "settings=wrk -t$WRK_THREADS -c$WRK_CONNS -d${DURATION}s --latency (+${WARMUP}s warm-up), $ROUNDS round(s), parts $ONLY; proxies on core $PROXY_CORE, origin nginx + wrk on core $LOAD_CORE; idle conns $IDLE_CONNS; callgrind N1=$CG_N1 N2=$CG_N2"
 } >"$OUT/meta.txt"
 
 python3 "$BENCH/report.py" "$OUT"
