@@ -90,7 +90,7 @@ while (($#)); do
   esac
 done
 # Scenarios 2 and 3 are reported against scenario 1 of the same round.
-[[ ,$ONLY, =~ ,s[23], ]] && ONLY="$ONLY,s1"
+if [[ ,$ONLY, =~ ,s[23], && ,$ONLY, != *,s1,* ]]; then ONLY="$ONLY,s1"; fi
 wanted() { [[ ,$ONLY, == *",$1,"* ]]; }
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
