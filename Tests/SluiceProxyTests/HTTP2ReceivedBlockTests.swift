@@ -72,7 +72,7 @@ struct HTTP2ReceivedBlockTests {
 
     private func oursAccepts(_ blocks: [[(String, String)]]) -> Bool {
         do {
-            _ = try HTTP2StreamParts.requestHead(HPACKHeaders(blocks[0]), endStream: blocks.count == 1)
+            _ = try HTTP2StreamParts.request(HPACKHeaders(blocks[0]), endStream: blocks.count == 1).head
             for trailers in blocks.dropFirst() { _ = try HTTP2StreamParts.clientTrailers(HPACKHeaders(trailers)) }
             return true
         } catch {

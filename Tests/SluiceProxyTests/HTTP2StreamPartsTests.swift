@@ -35,7 +35,7 @@ struct HTTP2StreamPartsTests {
                       (":path", "/a/b?c=d"), ("accept", "*/*"), ("cookie", "a=1"), ("cookie", "b=2")]
         // A stream that ends with its head declares no body (`aDeclaredLengthIsDigitsThatAgree`).
         if declaresLength { fields.append(("content-length", endStream ? "0" : "12")) }
-        let ours = try HTTP2StreamParts.requestHead(block(fields), endStream: endStream)
+        let ours = try HTTP2StreamParts.request(block(fields), endStream: endStream).head
         let (nio, nioFields) = try nioLines(fields, endStream: endStream)
         #expect(ours.method == nio.method)
         #expect(ours.uri == nio.uri)
@@ -49,15 +49,15 @@ struct HTTP2StreamPartsTests {
     @Test func aHostFieldIsKeptAndAuthorityThenAddsNothing() throws {
         let fields = [(":method", "GET"), (":scheme", "http"), (":authority", "a.example"), (":path", "/"),
                       ("host", "b.example")]
-        let ours = try HTTP2StreamParts.requestHead(block(fields), endStream: true)
+        let ours = try HTTP2StreamParts.request(block(fields), endStream: true).head
         #expect(lines(ours) == ["host: b.example"])
         #expect(lines(ours) == (try nioLines(fields, endStream: true)).1)
     }
 
     @Test func withoutAuthorityTheHostFieldStandsAlone() throws {
         // RFC 9113 §8.3.1: `:authority` may be absent when `Host` is given (NIO's codec refused this).
-        let ours = try HTTP2StreamParts.requestHead(block([(":method", "GET"), (":scheme", "http"), (":path", "/x"),
-                                                           ("host", "b.example")]), endStream: true)
+        let ours = try HTTP2StreamParts.request(block([(":method", "GET"), (":scheme", "http"), (":path", "/x"),
+                                                       ("host", "b.example")]), endStream: true).head
         #expect(lines(ours) == ["host: b.example"])
         #expect(ours.uri == "/x")
     }
@@ -70,19 +70,19 @@ struct HTTP2StreamPartsTests {
         var fields = [(":method", "GET"), (":scheme", "http"), (":authority", "a.example"), (":path", "/ok")]
         fields[fields.firstIndex { $0.0 == name }!].1 = value
         #expect(throws: HTTP2StreamParts.MalformedRequest(field: name)) {
-            try HTTP2StreamParts.requestHead(block(fields), endStream: true)
+            try HTTP2StreamParts.request(block(fields), endStream: true).head
         }
     }
 
     @Test func aBlockWithoutMethodOrPathIsRefused() {
         #expect(throws: HTTP2StreamParts.MalformedRequest(field: ":path")) {
-            try HTTP2StreamParts.requestHead(block([(":method", "GET"), (":scheme", "http")]), endStream: false)
+            try HTTP2StreamParts.request(block([(":method", "GET"), (":scheme", "http")]), endStream: false).head
         }
         #expect(throws: HTTP2StreamParts.MalformedRequest(field: ":method")) {
-            try HTTP2StreamParts.requestHead(block([(":method", "CONNECT"), (":authority", "a:443")]), endStream: false)
+            try HTTP2StreamParts.request(block([(":method", "CONNECT"), (":authority", "a:443")]), endStream: false).head
         }
         #expect(throws: HTTP2StreamParts.MalformedRequest(field: ":method")) {
-            try HTTP2StreamParts.requestHead(block([(":scheme", "http"), (":path", "/")]), endStream: true)
+            try HTTP2StreamParts.request(block([(":scheme", "http"), (":path", "/")]), endStream: true).head
         }
     }
 

@@ -68,11 +68,8 @@ enum HTTP2StreamParts {
     /// path with an optional query, or `*` for OPTIONS (RFC 9113 §8.3.1); NIOHTTP2 only refused
     /// an empty one, and an absolute URI there was taken for HTTP/1.1's absolute-form, its
     /// authority standing in for `:authority`.
-    static func requestHead(_ block: HPACKHeaders, endStream: Bool) throws(MalformedRequest) -> RequestHead {
-        try request(block, endStream: endStream).head
-    }
-
-    /// `requestHead`, and the body length its `content-length` declares (nil: none). A value
+    ///
+    /// With the head, the body length its `content-length` declares (nil: none). A value
     /// other than digits, fields that disagree, or a stream that ends here with a length above 0
     /// make the block malformed (RFC 9113 §8.1.1). The exchange holds the body's DATA to that
     /// length (`DownstreamHandler.receiveFrame`): NIOHTTP2's own check, which looked the field
