@@ -360,6 +360,24 @@ struct HTTP2StreamPartsTests {
         #expect(throws: HTTP2StreamParts.MalformedResponse()) { try allowed("200", ["3"], endStream: true) }
     }
 
+    @Test func aDeclaredLengthTakesDataUpToItAndNoFurther() {
+        var length = HTTP2StreamParts.BodyLength(5)
+        #expect(!length.isComplete)
+        // (bytes, ends the stream) -> accepted: 3 of 5; 6 of 5 refused; an end at 4 of 5
+        // refused; the last 2 with the end.
+        let taken = [(3, false), (3, false), (1, true), (2, true)].map { length.take($0.0, endsStream: $0.1) }
+        #expect(taken == [true, false, false, true])
+        #expect(length.isComplete)
+        var empty = HTTP2StreamParts.BodyLength(0)
+        #expect(empty.isComplete)
+        let beyondEmpty = empty.take(1, endsStream: false)
+        #expect(!beyondEmpty)
+        var unbounded = HTTP2StreamParts.BodyLength()
+        let anything = [unbounded.take(1 << 20, endsStream: false), unbounded.take(0, endsStream: true)]
+        #expect(anything == [true, true])
+        #expect(unbounded.isComplete)
+    }
+
     @Test func statusValuesAreTheirDigits() {
         for code: UInt in [100, 101, 103, 200, 204, 304, 404, 499, 500, 599, 999, 99, 1000, 0] {
             #expect(HTTP2StreamParts.statusValue(code) == String(code))

@@ -60,7 +60,7 @@ final class DownstreamHandler {
     /// HTTP/2: the stream's request head arrived (a HEADERS frame after it carries trailers).
     private var streamHeadReceived = false
     /// HTTP/2: the body bytes the request's `content-length` still announces (nil: none declared).
-    private var streamBodyLeft: Int?
+    private var streamBodyLength = HTTP2StreamParts.BodyLength()
     /// HTTP/2: the response's last frame, held until the next part shows whether it ends the
     /// stream (`writeFrame`).
     private var heldFrame = HTTP2StreamParts.HeldFrame()
@@ -171,13 +171,13 @@ final class DownstreamHandler {
             if headers.endStream { streamRemoteEnded = true }
             do {
                 guard !streamHeadReceived else {
-                    guard (streamBodyLeft ?? 0) == 0 else { throw HTTP2StreamParts.MalformedRequest(field: "content-length") }
+                    guard streamBodyLength.isComplete else { throw HTTP2StreamParts.MalformedRequest(field: "content-length") }
                     receive(.end(try HTTP2StreamParts.clientTrailers(headers.headers)), context: context)
                     return
                 }
                 streamHeadReceived = true
                 let (head, declaredLength) = try HTTP2StreamParts.request(headers.headers, endStream: headers.endStream)
-                streamBodyLeft = declaredLength
+                streamBodyLength = HTTP2StreamParts.BodyLength(declaredLength)
                 receiveHead(head, context: context)
             } catch {
                 resetMalformed()
@@ -187,15 +187,11 @@ final class DownstreamHandler {
         case .data(let data):
             guard case .byteBuffer(let bytes) = data.data else { return }
             if data.endStream { streamRemoteEnded = true }
-            if let left = streamBodyLeft {
-                // DATA beyond the declared length, or an end before it (RFC 9113 §8.1.1): the
-                // bytes must not reach an HTTP/1.1 backend, where they would read as a request.
-                let count = bytes.readableBytes
-                guard count <= left, !data.endStream || count == left else {
-                    resetMalformed()
-                    return
-                }
-                streamBodyLeft = left - count
+            // DATA beyond the declared length, or an end before it (RFC 9113 §8.1.1): the bytes
+            // must not reach an HTTP/1.1 backend, where they would read as a request.
+            guard streamBodyLength.take(bytes.readableBytes, endsStream: data.endStream) else {
+                resetMalformed()
+                return
             }
             if !data.endStream || bytes.readableBytes > 0 { receive(.body(bytes), context: context) }
             if data.endStream { receive(.end(nil), context: context) }

@@ -175,6 +175,33 @@ enum HTTP2StreamParts {
         }
     }
 
+    /// The body bytes a received message's `content-length` still allows on its stream: DATA
+    /// beyond them, or the stream's end before them, make the message malformed (RFC 9113
+    /// §8.1.1). Kept by both ends of the proxy's HTTP/2 streams, for requests from clients
+    /// (`DownstreamHandler.receiveFrame`) and responses from backends
+    /// (`StreamUpstreamHandler.receiveFrame`), where NIOHTTP2's own check is off.
+    struct BodyLength {
+        private var left: Int?
+
+        /// `declared`: the length a head's `content-length` (or its status, or the request's
+        /// method) allows; nil when nothing bounds the body.
+        init(_ declared: Int? = nil) {
+            left = declared
+        }
+
+        /// Counts a DATA frame's `count` bytes; false when they go past the declared length, or
+        /// end the stream (`endsStream`) before it.
+        mutating func take(_ count: Int, endsStream: Bool) -> Bool {
+            guard let left else { return true }
+            guard count <= left, !endsStream || count == left else { return false }
+            self.left = left - count
+            return true
+        }
+
+        /// Nothing declared is still missing: trailers may end the message.
+        var isComplete: Bool { (left ?? 0) == 0 }
+    }
+
     /// The last frame of a message being written, held until the next part shows whether it
     /// ends the stream: a message's last DATA frame, or a head with no body, then carries
     /// END_STREAM itself instead of being followed by an empty DATA frame (one frame less per
@@ -280,9 +307,9 @@ enum HTTP2StreamParts {
     /// status, the regular fields, and for a final response that may have a body and declares
     /// no `content-length` the framing an HTTP/1.1 client needs (`content-length: 0` when the
     /// frame ends the stream, `transfer-encoding: chunked` otherwise); and the body length the
-    /// response allows (nil: any; always nil for a 1xx head). A `content-length` value other than digits, or fields that disagree, make the
-    /// block malformed (RFC 9113 §8.1.1), as does a head that ends the stream while declaring a
-    /// body. A response to HEAD and a 204 or 304 may declare a length but carry no content (RFC
+    /// response allows (nil: any; always nil for a 1xx head). A `content-length` value other
+    /// than digits, or fields that disagree, make the block malformed (RFC 9113 §8.1.1), as
+    /// does a head that ends the stream while declaring a body. A response to HEAD and a 204 or 304 may declare a length but carry no content (RFC
     /// 9110 §6.4.1): 0 for them. The backend stream holds the DATA to that length
     /// (`StreamUpstreamHandler.receiveFrame`): NIOHTTP2's own check, which looked the field up
     /// again in every block sent and received, is off on backend connections

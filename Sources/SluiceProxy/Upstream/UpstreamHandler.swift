@@ -280,9 +280,8 @@ final class StreamUpstreamHandler: UpstreamHandler, HTTP2HeldStream {
     /// A final (non-1xx) response head arrived: a HEADERS frame after it carries trailers.
     private var finalHeadReceived = false
     /// What the final head's `content-length` (or its status, or the request's method) leaves
-    /// of the body; nil when nothing bounds it (`HTTP2StreamParts.response`). DATA beyond it,
-    /// or the stream's end before it, is a malformed response (RFC 9113 §8.1.1).
-    private var bodyLeft: Int?
+    /// of the body (`HTTP2StreamParts.response`).
+    private var bodyLength = HTTP2StreamParts.BodyLength()
     /// END_STREAM written / received.
     private(set) var requestEnded = false
     private(set) var responseEnded = false
@@ -351,12 +350,14 @@ final class StreamUpstreamHandler: UpstreamHandler, HTTP2HeldStream {
             do {
                 if finalHeadReceived {
                     let trailers = try HTTP2StreamParts.trailers(headers.headers)
-                    guard (bodyLeft ?? 0) == 0 else { throw HTTP2StreamParts.MalformedResponse() }
+                    guard bodyLength.isComplete else { throw HTTP2StreamParts.MalformedResponse() }
                     delegate.upstreamResponseEnd(trailers)
                     return
                 }
-                (head, bodyLeft) = try HTTP2StreamParts.response(headers.headers, endStream: headers.endStream,
-                                                                 requestMethod: requestMethod)
+                let declaredLength: Int?
+                (head, declaredLength) = try HTTP2StreamParts.response(headers.headers, endStream: headers.endStream,
+                                                                       requestMethod: requestMethod)
+                bodyLength = HTTP2StreamParts.BodyLength(declaredLength)
             } catch {
                 fail(.protocolError)
                 return
@@ -367,13 +368,9 @@ final class StreamUpstreamHandler: UpstreamHandler, HTTP2HeldStream {
         case .data(let data):
             guard case .byteBuffer(let bytes) = data.data else { return }
             if data.endStream { responseEnded = true }
-            if let left = bodyLeft {
-                let rest = left - bytes.readableBytes
-                guard rest >= 0, rest == 0 || !data.endStream else {
-                    fail(.protocolError)
-                    return
-                }
-                bodyLeft = rest
+            guard bodyLength.take(bytes.readableBytes, endsStream: data.endStream) else {
+                fail(.protocolError)
+                return
             }
             if !data.endStream || bytes.readableBytes > 0 { delegate.upstreamResponseBody(bytes) }
             if data.endStream { self.delegate?.upstreamResponseEnd(nil) }
